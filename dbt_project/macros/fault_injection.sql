@@ -1,0 +1,27 @@
+{#-
+    Fault injection, so that demos and ferry's own tests can show a failed run on purpose.
+    Without the vars below, every macro here renders to nothing.
+
+    --vars '{"fail_models": ["int_orders_enriched"]}'
+        Each model named here fails with a real database error (its pre-hook selects from a
+        relation that does not exist), so everything downstream of it is skipped.
+        A comma-separated string works too: --vars 'fail_models: int_orders_enriched,dim_products'
+    --vars '{"fail_tests": true}'
+        The singular test assert_order_subtotals_match_items returns every order and fails.
+-#}
+
+{% macro ferry_inject_model_failure() -%}
+    {%- set requested = var('fail_models', []) or [] -%}
+    {%- if requested is string -%}
+        {%- set requested = requested.split(',') | map('trim') | list -%}
+    {%- endif -%}
+    {%- if execute and model.name in requested -%}
+        select * from {{ target.schema }}.ferry_injected_failure__{{ model.name }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro ferry_inject_test_failure() -%}
+    {%- if var('fail_tests', false) | string | lower in ['true', '1', 'yes'] -%}
+        or 1 = 1
+    {%- endif -%}
+{%- endmacro %}

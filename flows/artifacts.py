@@ -1,0 +1,270 @@
+"""Where run artifacts go (S3 or a local folder) and how they are laid out.
+
+Layout under the store's root, per dbt project and environment::
+
+    <project>/<env>/runs/<YYYY-MM-DD>/<run_id>/   manifest.json, run_results.json, sources.json,
+                                                  catalog.json, dbt.log, summary.json
+    <project>/<env>/index/<run_id>.json           pointer to a run's folder (lookup by run id)
+    <project>/<env>/state/last-failure.json       pointer to the latest failed run (for retry)
+    <project>/<env>/state/last-success.json       pointer to the latest successful build/run
+    <project>/<env>/state/manifest.json           that run's manifest: the state Slim CI and
+                                                  `--defer` compare against
+
+Containers are ephemeral, so everything a later run needs (retry, deferral) is here, not on a
+disk. A store that fails never changes a run's verdict: the caller keeps the local copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactStoreError(RuntimeError):
+    """The store could not be read or written."""
+
+
+class ArtifactStore(Protocol):
+    """A flat key/value space of files under one root."""
+
+    @property
+    def url(self) -> str: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object at `key`, or None when there is none."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+
+class LocalStore:
+    """A folder on disk: the default for a laptop."""
+
+    def __init__(self, root: Path):
+        self.root = root.expanduser().resolve()
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def put_file(self, key: str, path: Path) -> None:
+        dest = self.root / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        dest = self.root / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)  # pointers are replaced atomically: a reader never sees half a file
+
+    def get_bytes(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+
+class S3Store:
+    """`s3://bucket/prefix`; the endpoint is overridable (moto, MinIO)."""
+
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None):
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._s3 = boto3.client("s3", endpoint_url=endpoint_url)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, path: Path) -> None:
+        try:
+            self._s3.upload_file(str(path), self.bucket, self._key(key))
+        except Exception as exc:
+            raise ArtifactStoreError(f"cannot write {self.url}/{key}: {exc}") from exc
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as exc:
+            raise ArtifactStoreError(f"cannot write {self.url}/{key}: {exc}") from exc
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        except Exception as exc:
+            raise ArtifactStoreError(f"cannot read {self.url}/{key}: {exc}") from exc
+        data: bytes = obj["Body"].read()
+        return data
+
+
+def open_store(url: str, endpoint_url: str | None = None) -> ArtifactStore:
+    """An S3 store for `s3://...`, else a local folder."""
+    if url.startswith("s3://"):
+        parsed = urlparse(url)
+        if not parsed.netloc:
+            raise ValueError(f"artifact URL {url!r} has no bucket; use s3://bucket/prefix")
+        return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint_url)
+    if "://" in url:
+        raise ValueError(f"artifact location {url!r}: only s3:// URLs and local folders work")
+    return LocalStore(Path(url))
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The keys of one run and of its project/environment's state."""
+
+    project: str
+    env: str
+    run_id: str
+    started_at: datetime
+
+    @property
+    def base(self) -> str:
+        return f"{self.project}/{self.env}"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"{self.base}/runs/{self.started_at:%Y-%m-%d}/{self.run_id}"
+
+    @property
+    def index_key(self) -> str:
+        return index_key(self.project, self.env, self.run_id)
+
+
+def index_key(project: str, env: str, run_id: str) -> str:
+    return f"{project}/{env}/index/{run_id}.json"
+
+
+def state_key(project: str, env: str, name: str) -> str:
+    return f"{project}/{env}/state/{name}"
+
+
+@dataclass
+class Publication:
+    """Where a run's artifacts ended up; `errors` lists what the store refused."""
+
+    location: str
+    local_copy: Path
+    stored: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+
+def publish_run(
+    store: ArtifactStore,
+    layout: RunLayout,
+    files: dict[str, Path],
+    local_copy: Path,
+    *,
+    failed: bool,
+    update_state: bool,
+    pointer: dict[str, Any],
+) -> Publication:
+    """Stores a run's files, then moves the pointers; never raises.
+
+    Files go first and pointers last, so a pointer never names a run whose files are missing.
+    """
+    pub = Publication(location=f"{store.url}/{layout.run_prefix}", local_copy=local_copy)
+    for name, path in files.items():
+        try:
+            store.put_file(f"{layout.run_prefix}/{name}", path)
+            pub.stored.append(name)
+        except Exception as exc:
+            pub.errors.append(f"{name}: {exc}")
+    if pub.errors:
+        return pub  # leave the pointers on the last complete run
+
+    body = json.dumps({**pointer, "prefix": layout.run_prefix}, indent=2).encode()
+    writes: list[tuple[str, bytes | Path]] = [(layout.index_key, body)]
+    if failed:
+        writes.append((state_key(layout.project, layout.env, "last-failure.json"), body))
+    if update_state and "manifest.json" in files:
+        writes.append((state_key(layout.project, layout.env, "manifest.json"), files["manifest.json"]))
+        writes.append((state_key(layout.project, layout.env, "last-success.json"), body))
+    for key, data in writes:
+        try:
+            if isinstance(data, Path):
+                store.put_file(key, data)
+            else:
+                store.put_bytes(key, data)
+        except Exception as exc:
+            pub.errors.append(f"{key}: {exc}")
+    return pub
+
+
+def mark_retried(store: ArtifactStore, project: str, env: str, failed_run: str, by: str) -> None:
+    """Notes on the last-failure pointer that a retry fixed it, so it is not retried twice."""
+    key = state_key(project, env, "last-failure.json")
+    raw = store.get_bytes(key)
+    if raw is None:
+        return
+    pointer = json.loads(raw)
+    if pointer.get("run_id") == failed_run:
+        pointer["retried_by"] = by
+        store.put_bytes(key, json.dumps(pointer, indent=2).encode())
+
+
+@dataclass(frozen=True)
+class FetchedRun:
+    run_id: str
+    state_dir: Path
+    pointer: dict[str, Any]
+
+
+def fetch_failed_run(
+    store: ArtifactStore, project: str, env: str, run_id: str | None, dest: Path
+) -> FetchedRun:
+    """Downloads a failed run's run_results.json and manifest.json for `dbt retry --state`.
+
+    Args:
+        run_id: the failed run (Prefect flow-run id); None for the latest failure.
+
+    Raises:
+        LookupError: no such run, or nothing left to retry; the message says which.
+    """
+    if run_id:
+        raw = store.get_bytes(index_key(project, env, run_id))
+        if raw is None:
+            raise LookupError(
+                f"no run {run_id} of project {project!r} in environment {env!r} at {store.url}"
+            )
+    else:
+        raw = store.get_bytes(state_key(project, env, "last-failure.json"))
+        if raw is None:
+            raise LookupError(
+                f"no failed run of project {project!r} in environment {env!r} at {store.url}; "
+                "nothing to retry"
+            )
+    pointer = json.loads(raw)
+    if not run_id and pointer.get("retried_by"):
+        raise LookupError(
+            f"the latest failed run {pointer['run_id']} was already retried by run "
+            f"{pointer['retried_by']}; pass a run id to retry it again"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("run_results.json", "manifest.json"):
+        data = store.get_bytes(f"{pointer['prefix']}/{name}")
+        if data is None:
+            raise LookupError(f"run {pointer['run_id']} has no {name} at {store.url}")
+        (dest / name).write_bytes(data)
+    return FetchedRun(run_id=str(pointer["run_id"]), state_dir=dest, pointer=pointer)

@@ -1,0 +1,121 @@
+"""`ferry`: run the `dbt` flow once from a shell, for any dbt project.
+
+Thin: flags become the same FERRY_* settings a deployment sets, then the flow runs in this
+process. Exit 0 on success (warnings allowed), 1 when dbt reports a failure, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+COMMANDS = (
+    "build", "run", "test", "seed", "snapshot", "source freshness", "retry", "compile",
+    "docs generate",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run one dbt command through the dbt flow")
+    run.add_argument("--project-dir", help="dbt project directory (default: dbt_project)")
+    run.add_argument("--profiles-dir", help="directory of profiles.yml (default: as dbt)")
+    run.add_argument("--target", help="profiles.yml target (default: the profile's)")
+    run.add_argument(
+        "--command", default="build",
+        help=f"dbt command: {', '.join(COMMANDS)} (default: build)",
+    )
+    run.add_argument("--select", "-s", nargs="+", help="dbt node selection")
+    run.add_argument("--exclude", nargs="+", help="nodes to exclude")
+    run.add_argument("--selector", help="a named selector from selectors.yml")
+    run.add_argument("--vars", help='dbt vars as JSON or YAML, e.g. \'{"day": "2024-01-01"}\'')
+    run.add_argument("--full-refresh", action="store_true", help="rebuild incrementals/seeds")
+    run.add_argument("--threads", type=int, help="dbt threads")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    run.add_argument("--retry-of", help="with --command retry: the failed run's id")
+    run.add_argument("--artifacts", help="artifact store: s3://bucket/prefix or a folder")
+    run.add_argument("--env", help="environment name for the artifact layout (default: local)")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    return parser
+
+
+# Flags that are deployment settings rather than flow parameters.
+_SETTING_FLAGS = {
+    "project_dir": "FERRY_PROJECT_DIR",
+    "profiles_dir": "FERRY_PROFILES_DIR",
+    "artifacts": "FERRY_ARTIFACTS",
+    "env": "FERRY_ENV",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for flag, env_name in _SETTING_FLAGS.items():
+        value = getattr(args, flag)
+        if value:
+            os.environ[env_name] = value  # the flow reads these as a deployment's settings
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flows.dbt.request import InvalidRunRequest, parse_command
+    from flows.settings import FerrySettings
+
+    try:
+        FerrySettings()
+    except ValidationError as exc:
+        print(f"ferry: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        command = parse_command(args.command).value
+    except InvalidRunRequest:
+        command = args.command  # the flow refuses it, so the refusal is recorded in Prefect
+
+    from flows.dbt_flow import dbt_flow
+
+    params: dict[str, Any] = {
+        "command": command,
+        "select": " ".join(args.select) if args.select else None,
+        "exclude": " ".join(args.exclude) if args.exclude else None,
+        "selector": args.selector,
+        "vars": args.vars,
+        "full_refresh": args.full_refresh,
+        "target": args.target,
+        "threads": args.threads,
+        "fail_fast": args.fail_fast,
+        "retry_of": args.retry_of,
+    }
+    state = dbt_flow(**params, return_state=True)
+    return _report(state, as_json=args.json)
+
+
+def _report(state: Any, *, as_json: bool) -> int:
+    from flows.summary import RunSummary
+
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, RunSummary):
+        if as_json:
+            print(data.model_dump_json(indent=2))
+        else:
+            print(f"ferry: {data.outcome.value}: {data.verdict}")
+            print(f"ferry: artifacts: {data.artifacts}")
+        return data.exit_code
+    # No summary: the input was refused (ours or Prefect's parameter validation).
+    message = state.message or str(data)
+    print(f"ferry: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"outcome": "invalid", "verdict": message}))
+    return EXIT_INVALID if state.is_failed() else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

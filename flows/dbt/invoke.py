@@ -1,0 +1,281 @@
+"""Running dbt in this process with `dbtRunner`, and hearing about every node as it runs.
+
+One process, one parse: the project is parsed once and the same manifest serves the selection
+check (`dbt ls`, which opens no connection) and the run. Starting dbt in a second process would
+cost its ~4 s import again and double the memory (see docs/architecture.md, "Per-node
+visibility").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Protocol
+
+from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
+from flows.dbt.profiles import DbtProject
+from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest
+
+logger = logging.getLogger(__name__)
+
+#: dbt's own name for the artifacts a run writes into its target path.
+ARTIFACT_FILES = ("manifest.json", "run_results.json", "sources.json", "catalog.json")
+
+
+class NodeListener(Protocol):
+    """Receives nodes as dbt starts and finishes them (called from dbt's worker threads)."""
+
+    def node_started(self, node: NodeStarted) -> None: ...
+
+    def node_finished(self, node: NodeResult) -> None: ...
+
+
+class DbtProjectError(RuntimeError):
+    """dbt could not parse or load the project: a failure of the run, not of its input."""
+
+
+@dataclass
+class DbtOutcome:
+    """What dbt did in one invocation."""
+
+    success: bool
+    nodes: list[NodeResult]
+    error: str | None
+    elapsed: float
+    target_path: Path
+    log_path: Path
+    dbt_version: str = field(default_factory=lambda: version("dbt-core"))
+
+
+@dataclass(frozen=True)
+class DbtInvocation:
+    """The paths and flags shared by every dbt call of one run."""
+
+    project: DbtProject
+    request: RunRequest
+    profiles_dir: Path
+    target_path: Path
+    log_path: Path
+    state_path: Path | None = None
+
+    def common_args(self) -> list[str]:
+        args = [
+            "--project-dir",
+            str(self.project.project_dir),
+            "--profiles-dir",
+            str(self.profiles_dir),
+            "--target-path",
+            str(self.target_path),
+            "--log-path",
+            str(self.log_path),
+        ]
+        if self.request.target:
+            args += ["--target", self.request.target]
+        if self.request.vars and self.request.command is not DbtCommand.RETRY:
+            args += ["--vars", json.dumps(self.request.vars)]
+        return args
+
+    def run_args(self) -> list[str]:
+        req = self.request
+        args = [*req.command.argv, *self.common_args(), *req.selection_args()]
+        if req.command is DbtCommand.RETRY:
+            assert self.state_path is not None, "retry needs the failed run's state"
+            args += ["--state", str(self.state_path)]
+            if req.vars:  # retry re-uses the failed run's vars unless told otherwise
+                args += ["--vars", json.dumps(req.vars)]
+        if req.threads:
+            args += ["--threads", str(req.threads)]
+        if req.full_refresh:
+            args.append("--full-refresh")
+        if req.fail_fast:
+            args.append("--fail-fast")
+        return args
+
+    def parse(self) -> Any:
+        """Parses the project once (partial parsing applies), returning dbt's manifest.
+
+        Raises:
+            InvalidRunRequest: the profile or project configuration cannot load (a missing
+                env var, a bad target): the caller's input, refused before any connection.
+            DbtProjectError: the project itself does not parse.
+        """
+        from dbt.cli.main import dbtRunner
+        from dbt.exceptions import DbtProfileError, DbtProjectError as DbtProjectConfigError
+
+        result = dbtRunner().invoke(["parse", *self.common_args(), "--quiet"])
+        if result.success:
+            return result.result
+        exc = result.exception
+        message = _exception_message(exc)
+        if isinstance(exc, DbtProfileError | DbtProjectConfigError) or "Env var required" in (
+            message
+        ):
+            raise InvalidRunRequest(f"dbt cannot load the project or profile: {message}")
+        raise DbtProjectError(f"dbt could not parse the project: {message}")
+
+    def check_selection(self, manifest: Any) -> list[str]:
+        """Resolves the selection as `dbt ls` does, without a connection.
+
+        Returns:
+            The unique ids the command will execute.
+
+        Raises:
+            InvalidRunRequest: the selection is malformed, names an unknown selector, or
+                matches no node the command executes.
+        """
+        from dbt.cli.main import dbtRunner
+
+        req = self.request
+        args = [
+            "ls",
+            *self.common_args(),
+            *req.selection_args(),
+            "--output",
+            "json",
+            "--output-keys",
+            "unique_id",
+            "resource_type",
+            "--log-level",
+            "none",
+        ]
+        result = dbtRunner(manifest=manifest).invoke(args)
+        if not result.success:
+            raise InvalidRunRequest(
+                f"invalid selection {' '.join(req.selection_args())!r}: "
+                f"{_exception_message(result.exception)}"
+            )
+        listed = [json.loads(line) for line in result.result or []]
+        wanted = set(req.command.resource_types)
+        matched = [n["unique_id"] for n in listed if n["resource_type"] in wanted]
+        if req.has_selection and not matched:
+            what = " ".join(req.selection_args())
+            if listed:
+                types = sorted({n["resource_type"] for n in listed})
+                raise InvalidRunRequest(
+                    f"selection {what!r} matches {len(listed)} node(s) of type "
+                    f"{', '.join(types)}, but {req.command.value!r} runs only "
+                    f"{', '.join(sorted(wanted))}; widen the selection or change the command"
+                )
+            raise InvalidRunRequest(
+                f"selection {what!r} matches no node in project {self.project.name!r}; check "
+                "the names (dbt ls --select ... lists what a selector matches)"
+            )
+        return matched
+
+    def execute(self, manifest: Any | None, listener: NodeListener) -> DbtOutcome:
+        """Runs the command, telling `listener` about every node; never raises for dbt errors."""
+        from dbt.cli.main import dbtRunner
+
+        callback = _NodeEventCallback(listener)
+        runner = dbtRunner(manifest=manifest, callbacks=[callback])
+        started = time.perf_counter()
+        result = runner.invoke(self.run_args())
+        elapsed = time.perf_counter() - started
+
+        nodes = [_node_result(r) for r in _results_of(result.result)]
+        for node in nodes:  # nodes dbt never announced (skips, fail-fast) still get reported
+            if node.unique_id not in callback.finished:
+                callback.safe(listener.node_finished, node)
+        error = None if result.exception is None else _exception_message(result.exception)
+        return DbtOutcome(
+            success=bool(result.success),
+            nodes=nodes,
+            error=error,
+            elapsed=elapsed,
+            target_path=self.target_path,
+            log_path=self.log_path,
+        )
+
+
+class _NodeEventCallback:
+    """dbt event callback: NodeStart/NodeFinished become ferry values for the listener."""
+
+    def __init__(self, listener: NodeListener) -> None:
+        self._listener = listener
+        self.finished: set[str] = set()
+
+    def __call__(self, msg: Any) -> None:
+        name = msg.info.name
+        if name == "NodeStart":
+            info = msg.data.node_info
+            started = _parse_dbt_time(info.node_started_at) or datetime.now(UTC)
+            node = NodeStarted(info.unique_id, info.resource_type, info.node_name, started)
+            self.safe(self._listener.node_started, node)
+        elif name == "NodeFinished":
+            info, rr = msg.data.node_info, msg.data.run_result
+            node = NodeResult(
+                unique_id=info.unique_id,
+                resource_type=info.resource_type,
+                name=info.node_name,
+                status=NodeStatus.parse(rr.status),
+                message=rr.message or None,
+                started_at=_parse_dbt_time(info.node_started_at),
+                finished_at=_parse_dbt_time(info.node_finished_at) or datetime.now(UTC),
+                execution_time=float(rr.execution_time),
+                failures=int(rr.num_failures) if rr.num_failures else None,
+                relation=(info.node_relation.relation_name or None)
+                if info.HasField("node_relation")
+                else None,
+            )
+            self.finished.add(node.unique_id)
+            self.safe(self._listener.node_finished, node)
+
+    @staticmethod
+    def safe(fn: Callable[[Any], None], node: Any) -> None:
+        # A reporting hiccup must never change what dbt does.
+        try:
+            fn(node)
+        except Exception:
+            logger.warning("could not report dbt node %s", node.unique_id, exc_info=True)
+
+
+def _results_of(result: Any) -> list[Any]:
+    results = getattr(result, "results", None)
+    return list(results) if results else []
+
+
+def _node_result(r: Any) -> NodeResult:
+    node = r.node
+    timing = [t for t in (r.timing or []) if t.started_at]
+    started = min((t.started_at for t in timing), default=None)
+    finished = max((t.completed_at for t in timing if t.completed_at), default=None)
+    return NodeResult(
+        unique_id=node.unique_id,
+        resource_type=str(getattr(node.resource_type, "value", node.resource_type)),
+        name=node.name,
+        status=NodeStatus.parse(getattr(r.status, "value", r.status)),
+        message=r.message,
+        started_at=_aware(started),
+        finished_at=_aware(finished),
+        execution_time=float(r.execution_time or 0.0),
+        failures=r.failures or None,
+        relation=getattr(node, "relation_name", None),
+    )
+
+
+def _parse_dbt_time(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _exception_message(exc: BaseException | None) -> str:
+    if exc is None:
+        return "dbt failed without an error message (see dbt.log)"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

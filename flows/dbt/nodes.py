@@ -1,0 +1,103 @@
+"""dbt nodes as ferry values: what ran, how it ended, and why.
+
+These are plain values with no dbt or Prefect types inside, so the reporting, summary and
+artifact code never needs to import either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class NodeStatus(StrEnum):
+    """dbt's result statuses (values as dbt writes them to run_results.json)."""
+
+    SUCCESS = "success"
+    PASS = "pass"
+    WARN = "warn"
+    ERROR = "error"
+    FAIL = "fail"
+    SKIPPED = "skipped"
+    RUNTIME_ERROR = "runtime error"
+    PARTIAL_SUCCESS = "partial success"
+    NO_OP = "no-op"
+
+    @property
+    def failed(self) -> bool:
+        return self in _FAILED
+
+    @property
+    def warned(self) -> bool:
+        return self is NodeStatus.WARN
+
+    @classmethod
+    def parse(cls, value: str) -> NodeStatus:
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            # An unknown status from a newer dbt is treated as a failure: never report green
+            # on something we do not understand.
+            return cls.ERROR
+
+
+_FAILED = {
+    NodeStatus.ERROR,
+    NodeStatus.FAIL,
+    NodeStatus.RUNTIME_ERROR,
+    NodeStatus.PARTIAL_SUCCESS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted:
+    """A node dbt has begun executing."""
+
+    unique_id: str
+    resource_type: str
+    name: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """A node dbt has finished with (or skipped)."""
+
+    unique_id: str
+    resource_type: str
+    name: str
+    status: NodeStatus
+    message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    execution_time: float
+    failures: int | None = None
+    relation: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status.failed
+
+    @property
+    def first_error_line(self) -> str:
+        """The line of dbt's message worth putting in a notification."""
+        if not self.message:
+            return self.status.value
+        lines = [ln.strip() for ln in self.message.strip().splitlines() if ln.strip()]
+        # dbt database errors read "Database Error in model x (path)\n  <the error>\n  compiled...".
+        if len(lines) > 1 and lines[0].lower().startswith(("database error", "runtime error")):
+            kind = lines[0].split(" in ")[0]
+            return f"{kind}: {lines[1]}"
+        return lines[0] if lines else self.status.value
+
+    def describe(self) -> str:
+        """`model.shop.fct_orders (Database Error: ...)`, for verdicts and alerts."""
+        if self.resource_type in {"test", "unit_test"} and self.failures:
+            noun = "failure" if self.failures == 1 else "failures"
+            return f"{self.unique_id} ({self.failures} {noun})"
+        return f"{self.unique_id} ({_clip(self.first_error_line, 200)})"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

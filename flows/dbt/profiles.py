@@ -1,0 +1,128 @@
+"""Finding the dbt project and its profile, and checking the target before dbt starts.
+
+profiles.yml may reference Prefect blocks and variables (`{{ prefect.blocks.secret.x }}`,
+`{{ prefect.variables.schema }}`); prefect-dbt's `PrefectDbtSettings` renders those into a
+temporary profiles.yml whose secrets stay in environment variables, never on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.dbt.request import InvalidRunRequest
+
+
+@dataclass(frozen=True)
+class DbtProject:
+    """A dbt project on disk and the profile it runs with."""
+
+    project_dir: Path
+    profiles_dir: Path
+    name: str
+    profile_name: str
+    targets: tuple[str, ...]
+    default_target: str | None
+
+    @classmethod
+    def load(cls, project_dir: Path, profiles_dir: Path | None = None) -> DbtProject:
+        """Reads dbt_project.yml and profiles.yml far enough to check a run against them.
+
+        Raises:
+            InvalidRunRequest: when a directory, file or profile is missing.
+        """
+        project_dir = project_dir.expanduser().resolve()
+        project_file = project_dir / "dbt_project.yml"
+        if not project_file.is_file():
+            raise InvalidRunRequest(
+                f"no dbt_project.yml in {project_dir}; pass the dbt project's directory "
+                "(--project-dir / FERRY_PROJECT_DIR)"
+            )
+        project = _read_yaml(project_file)
+        name = str(project.get("name") or project_dir.name)
+        profile_name = str(project.get("profile") or name)
+
+        profiles_dir = _find_profiles_dir(project_dir, profiles_dir)
+        profiles = _read_yaml(profiles_dir / "profiles.yml")
+        profile = profiles.get(profile_name)
+        if not isinstance(profile, dict):
+            known = ", ".join(sorted(k for k in profiles if k != "config")) or "none"
+            raise InvalidRunRequest(
+                f"profile {profile_name!r} (named in dbt_project.yml) is not in "
+                f"{profiles_dir / 'profiles.yml'}; profiles there: {known}"
+            )
+        outputs = profile.get("outputs") or {}
+        default = profile.get("target")
+        return cls(
+            project_dir=project_dir,
+            profiles_dir=profiles_dir,
+            name=name,
+            profile_name=profile_name,
+            targets=tuple(str(t) for t in outputs),
+            default_target=str(default) if default and "{{" not in str(default) else None,
+        )
+
+    def check_target(self, target: str | None) -> str | None:
+        """The target to run, refusing one the profile does not define.
+
+        Raises:
+            InvalidRunRequest: naming the targets that exist.
+        """
+        if target is None:
+            return self.default_target
+        if target not in self.targets:
+            raise InvalidRunRequest(
+                f"target {target!r} is not defined in profile {self.profile_name!r} "
+                f"({self.profiles_dir / 'profiles.yml'}); defined targets: "
+                f"{', '.join(self.targets) or 'none'}"
+            )
+        return target
+
+    @contextlib.contextmanager
+    def rendered_profiles_dir(self) -> Iterator[Path]:
+        """profiles.yml with Prefect block and variable references resolved.
+
+        Without such references the original directory is used as is, so a run needs no
+        Prefect API to start (the CLI works against a bare dbt project).
+        """
+        text = (self.profiles_dir / "profiles.yml").read_text()
+        if "prefect." not in text:
+            yield self.profiles_dir
+            return
+        from prefect_dbt.core.settings import PrefectDbtSettings
+
+        settings = PrefectDbtSettings(profiles_dir=self.profiles_dir, project_dir=self.project_dir)
+        with settings.resolve_profiles_yml() as rendered:
+            yield Path(rendered)
+
+
+def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
+    if profiles_dir is not None:
+        profiles_dir = profiles_dir.expanduser().resolve()
+        if not (profiles_dir / "profiles.yml").is_file():
+            raise InvalidRunRequest(
+                f"no profiles.yml in {profiles_dir}; pass the directory that holds it "
+                "(--profiles-dir / FERRY_PROFILES_DIR)"
+            )
+        return profiles_dir
+    for candidate in (project_dir, Path.home() / ".dbt"):
+        if (candidate / "profiles.yml").is_file():
+            return candidate
+    raise InvalidRunRequest(
+        f"no profiles.yml in {project_dir} or ~/.dbt; pass --profiles-dir / FERRY_PROFILES_DIR"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidRunRequest(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRunRequest(f"{path} must hold a mapping")
+    return data

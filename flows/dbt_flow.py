@@ -1,0 +1,112 @@
+"""The `dbt` flow: any dbt command on any selection, every node visible in Prefect.
+
+Thin by design: it reads its parameters, hands them to `flows.dbt_run.execute`, publishes a
+markdown report, and ends in a state whose message is the run's verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from flows.dbt.request import InvalidRunRequest
+from flows.dbt_run import RunReport, execute
+from flows.node_runs import PrefectNodeReporter
+from flows.settings import FerrySettings
+from flows.summary import Outcome, markdown_report
+
+DbtCommandName = Literal[
+    "build",
+    "run",
+    "test",
+    "seed",
+    "snapshot",
+    "source freshness",
+    "retry",
+    "compile",
+    "docs generate",
+]
+
+
+@flow(name="dbt", log_prints=False, validate_parameters=True)
+def dbt_flow(
+    command: DbtCommandName = "build",
+    select: str | None = None,
+    exclude: str | None = None,
+    selector: str | None = None,
+    vars: dict[str, Any] | str | None = None,
+    full_refresh: bool = False,
+    target: str | None = None,
+    threads: int | None = None,
+    fail_fast: bool = False,
+    retry_of: str | None = None,
+) -> State[Any]:
+    """Runs one dbt command and stores its artifacts; the final state names what failed.
+
+    Args:
+        command: The dbt command. `retry` re-runs only what failed in an earlier run (the
+            latest failed run of this project and environment, or `retry_of`).
+        select: dbt node selection, space-separated, e.g. `tag:daily fct_orders+`.
+        exclude: Nodes to leave out, same syntax as `select`.
+        selector: A named selector from selectors.yml (instead of select/exclude).
+        vars: dbt variables as a mapping (or a JSON/YAML document), e.g. {"start_date": "2024-01-01"}.
+        full_refresh: Rebuild incremental models and seeds from scratch (build, run, seed).
+        target: The profiles.yml target; empty for the profile's default.
+        threads: dbt threads; empty for the profile's setting.
+        fail_fast: Stop at the first failure.
+        retry_of: With `retry`: the flow run id of the failed run to retry.
+    """
+    logger = get_run_logger()
+    settings = FerrySettings()
+    flow_run_id = flow_run.get_id()
+    params = {
+        "command": command,
+        "select": select,
+        "exclude": exclude,
+        "selector": selector,
+        "vars": vars,
+        "full_refresh": full_refresh,
+        "target": target,
+        "threads": threads,
+        "fail_fast": fail_fast,
+        "retry_of": retry_of,
+    }
+    reporter = (
+        PrefectNodeReporter(flow_run_id, settings.node_reporting, flow_run.run_count or 1)
+        if flow_run_id
+        else None
+    )
+    try:
+        report = execute(
+            params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger
+        )
+    except InvalidRunRequest as exc:
+        logger.error("invalid input, nothing was run: %s", exc)
+        return Failed(message=f"Invalid input: {exc}", data=exc)
+
+    _publish_report(report)
+    summary = report.summary
+    for line in summary.failed:
+        logger.error("%s %s: %s", line.status, line.unique_id, line.message)
+    for line in summary.warned:
+        logger.warning("warn %s: %s", line.unique_id, line.message)
+    logger.info("%s; artifacts: %s", summary.verdict, summary.artifacts)
+    if summary.outcome is Outcome.FAILED:
+        return Failed(message=summary.verdict, data=summary)
+    return Completed(message=summary.verdict, data=summary)
+
+
+def _publish_report(report: RunReport) -> None:
+    summary = report.summary
+    try:
+        create_markdown_artifact(
+            key=f"dbt-{summary.project}-{summary.env}".lower().replace("_", "-"),
+            markdown=markdown_report(summary, report.nodes),
+            description=summary.verdict[:500],
+        )
+    except Exception as exc:  # the report is a convenience; the verdict stands without it
+        get_run_logger().warning("could not publish the run report artifact: %s", exc)

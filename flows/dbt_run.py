@@ -1,0 +1,217 @@
+"""One dbt run from request to stored artifacts: the steps the `dbt` flow and the tests share.
+
+validate -> (retry: fetch the failed run's state) -> parse -> check the selection -> execute ->
+judge -> copy artifacts locally -> publish to the store. Every step before `execute` is free of
+warehouse connections, so bad input is refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flows.artifacts import (
+    Publication,
+    RunLayout,
+    fetch_failed_run,
+    mark_retried,
+    open_store,
+    publish_run,
+)
+from flows.dbt.invoke import ARTIFACT_FILES, DbtInvocation, DbtProjectError, NodeListener
+from flows.dbt.nodes import NodeResult, NodeStarted
+from flows.dbt.profiles import DbtProject
+from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest
+from flows.settings import FerrySettings
+from flows.summary import Outcome, RunSummary, judge, summarize
+
+
+class NullListener:
+    """Hears nodes and does nothing (no Prefect run to report to)."""
+
+    def node_started(self, node: NodeStarted) -> None:
+        pass
+
+    def node_finished(self, node: NodeResult) -> None:
+        pass
+
+
+@dataclass
+class RunReport:
+    """A finished run: its summary and the nodes behind it."""
+
+    summary: RunSummary
+    nodes: list[NodeResult]
+    publication: Publication | None = None
+
+
+def execute(
+    params: dict[str, Any],
+    settings: FerrySettings,
+    *,
+    run_id: str | None = None,
+    flow_run_id: str | None = None,
+    listener: NodeListener | None = None,
+    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> RunReport:
+    """Runs dbt once as `params` ask and stores its artifacts. Raises only for bad input.
+
+    Args:
+        params: the `dbt` flow's parameters (command, select, exclude, selector, vars,
+            full_refresh, target, threads, fail_fast, retry_of).
+        run_id: names the run in the artifact store; the flow run id when there is one.
+
+    Raises:
+        InvalidRunRequest: the request cannot run; nothing was executed or stored.
+    """
+    log = log or logging.getLogger(__name__)
+    listener = listener or NullListener()
+    started_at = datetime.now(UTC)
+    run_id = run_id or flow_run_id or str(uuid.uuid4())
+
+    request = RunRequest.build(**params)
+    project = DbtProject.load(settings.project_dir, settings.profiles_dir)
+    target = project.check_target(request.target)
+    try:
+        store = open_store(settings.artifacts, settings.s3_endpoint_url)
+    except ValueError as exc:
+        raise InvalidRunRequest(str(exc)) from None
+
+    run_dir = (settings.work_dir / run_id).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target_path = (settings.target_path or project.project_dir / "target").resolve()
+    for name in ARTIFACT_FILES:  # never ship a previous run's results as this run's
+        (target_path / name).unlink(missing_ok=True)
+
+    state_path = None
+    if request.command is DbtCommand.RETRY:
+        try:
+            fetched = fetch_failed_run(
+                store, project.name, settings.env, request.retry_of, run_dir / "retry-state"
+            )
+        except LookupError as exc:
+            raise InvalidRunRequest(str(exc)) from None
+        request = request.model_copy(update={"retry_of": fetched.run_id})
+        state_path = fetched.state_dir
+        log.info("retrying failed run %s (%s)", fetched.run_id, fetched.pointer.get("prefix"))
+
+    with project.rendered_profiles_dir() as profiles_dir:
+        invocation = DbtInvocation(
+            project=project,
+            request=request,
+            profiles_dir=profiles_dir,
+            target_path=target_path,
+            log_path=run_dir,
+            state_path=state_path,
+        )
+        nodes: list[NodeResult] = []
+        error: str | None = None
+        dbt_ok = False
+        dbt_elapsed = None
+        try:
+            manifest = None
+            if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
+                manifest = invocation.parse()
+                selected = invocation.check_selection(manifest) if request.has_selection else None
+                if selected is not None:
+                    log.info("selection matches %d node(s)", len(selected))
+            outcome = invocation.execute(manifest, listener)
+            nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
+            dbt_elapsed = round(outcome.elapsed, 3)
+        except DbtProjectError as exc:
+            error = str(exc)
+
+    result, verdict = judge(request, nodes, dbt_ok, error)
+    layout = RunLayout(project.name, settings.env, run_id, started_at)
+    summary = summarize(
+        run_id=run_id,
+        flow_run_id=flow_run_id,
+        project=project.name,
+        env=settings.env,
+        request=request,
+        target=target,
+        nodes=nodes,
+        outcome=result,
+        verdict=verdict,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        dbt_elapsed_s=dbt_elapsed,
+        dbt_version=_dbt_version(),
+        git_sha=settings.git_sha,
+        image_digest=settings.image_digest,
+        error=error,
+        artifacts=f"{store.url}/{layout.run_prefix}",
+    )
+    publication = _store_artifacts(summary, layout, store, target_path, run_dir, settings, log)
+    if request.command is DbtCommand.RETRY and request.retry_of and result is not Outcome.FAILED:
+        try:
+            mark_retried(store, project.name, settings.env, request.retry_of, run_id)
+        except Exception as exc:  # the retry's own verdict stands
+            log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
+    return RunReport(summary=summary, nodes=nodes, publication=publication)
+
+
+def _store_artifacts(
+    summary: RunSummary,
+    layout: RunLayout,
+    store: Any,
+    target_path: Path,
+    run_dir: Path,
+    settings: FerrySettings,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+) -> Publication:
+    """Copies artifacts next to the run's log, then publishes them. Never raises."""
+    local = run_dir / "artifacts"
+    local.mkdir(exist_ok=True)
+    files: dict[str, Path] = {}
+    for name in ARTIFACT_FILES:
+        if (target_path / name).is_file():
+            files[name] = Path(shutil.copyfile(target_path / name, local / name))
+    if (run_dir / "dbt.log").is_file():
+        files["dbt.log"] = Path(shutil.copyfile(run_dir / "dbt.log", local / "dbt.log"))
+    summary_file = local / "summary.json"
+    summary_file.write_text(summary.model_dump_json(indent=2))
+    files["summary.json"] = summary_file
+
+    request = RunRequest.model_validate(summary.request)
+    pointer = {
+        "run_id": summary.run_id,
+        "flow_run_id": summary.flow_run_id,
+        "command": request.describe(),
+        "outcome": summary.outcome.value,
+        "finished_at": summary.finished_at.isoformat(),
+        "git_sha": summary.git_sha,
+    }
+    publication = publish_run(
+        store,
+        layout,
+        files,
+        local,
+        failed=summary.outcome is Outcome.FAILED,
+        update_state=summary.outcome is not Outcome.FAILED and request.command.materializes,
+        pointer=pointer,
+    )
+    if publication.errors:
+        summary.artifact_errors = publication.errors
+        summary.artifacts = f"{local} (local copy; the store at {store.url} failed)"
+        summary_file.write_text(summary.model_dump_json(indent=2))
+        log.warning(
+            "artifact store failed (%s); artifacts kept at %s",
+            "; ".join(publication.errors),
+            local,
+        )
+    return publication
+
+
+def _dbt_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return None

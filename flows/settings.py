@@ -1,0 +1,99 @@
+"""The one settings object of ferry.
+
+Every knob that is not a per-run parameter of the `dbt` flow lives here, read from `FERRY_`
+environment variables. Nothing else in ferry reads `os.environ` (dbt and Prefect read their own).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NodeReporting(StrEnum):
+    """How dbt nodes appear in Prefect as task runs."""
+
+    LIVE = "live"
+    """A task run per node, shown Running when it starts and final when it ends (2 events)."""
+    FINAL = "final"
+    """A task run per node, recorded once when it ends (1 event): cheapest with visibility."""
+    OFF = "off"
+    """No task run per node; the flow's summary artifact still lists every node."""
+
+
+_ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class FerrySettings(BaseSettings):
+    """Deployment-wide settings, from `FERRY_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore")
+
+    env: str = Field(
+        default="local",
+        description=(
+            "Environment this run belongs to (local, staging, prod, ci-pr-42...). It partitions "
+            "the artifact store, so retry and Slim CI find the runs of the right environment."
+        ),
+    )
+    project_dir: Path = Field(
+        default=Path("dbt_project"),
+        description="dbt project directory (holds dbt_project.yml).",
+    )
+    profiles_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory holding profiles.yml. Default: the project directory when it has one, "
+            "else ~/.dbt, as dbt itself does."
+        ),
+    )
+    artifacts: str = Field(
+        default=".ferry/artifacts",
+        description=(
+            "Where run artifacts go: an S3 URL (s3://bucket/prefix) or a local folder. "
+            "Relative folders are resolved from the working directory."
+        ),
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint override (moto, MinIO). Falls back to AWS_ENDPOINT_URL.",
+    )
+    work_dir: Path = Field(
+        default=Path(".ferry/runs"),
+        description=(
+            "Local scratch space: each run's logs and its local copy of the artifacts. In a "
+            "container this is the one writable path besides the dbt target directory."
+        ),
+    )
+    target_path: Path | None = Field(
+        default=None,
+        description="dbt's target directory. Default: <project_dir>/target, as dbt's own.",
+    )
+    node_reporting: NodeReporting = Field(
+        default=NodeReporting.LIVE,
+        description="How dbt nodes appear in the Prefect UI: live, final or off.",
+    )
+    git_sha: str | None = Field(
+        default=None, description="Git commit the image was built from (set at image build)."
+    )
+    image_digest: str | None = Field(
+        default=None, description="Digest of the running image (set by the deployment)."
+    )
+    ui_url: str | None = Field(
+        default=None,
+        description="Base URL of the Prefect UI, used to link runs in summaries.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_a_path_segment(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                f"FERRY_ENV={value!r} must be lowercase letters, digits, '-' or '_' (it becomes "
+                "a folder of the artifact store), e.g. 'prod' or 'ci-pr-42'"
+            )
+        return value
