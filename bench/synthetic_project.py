@@ -109,10 +109,10 @@ def _import_cte(name: str) -> str:
     return f"{name} as (\n\n    select * from {{{{ ref('{name}') }}}}\n\n)"
 
 
-def _root_sql(model: _Model) -> str:
+def _root_sql(model: _Model, source: str) -> str:
     """A root reads a seed or generates rows with DuckDB's range()."""
     salt = model.index % 97
-    if model.root_source == "range":
+    if source == "range":
         return (
             "with\n\n"
             "final as (\n\n"
@@ -123,7 +123,6 @@ def _root_sql(model: _Model) -> str:
             ")\n\n"
             "select * from final\n"
         )
-    source = model.root_source
     value = "amount" if source == "seed_orders" else "length(name) + segment_id"
     return (
         "with\n\n"
@@ -144,9 +143,7 @@ def _child_sql(model: _Model) -> str:
     value = f"{first}.val * 31"
     for other in others:
         value += f" + coalesce({other}.val, 0)"
-    joins = "".join(
-        f"\n    left join {other} on {first}.id = {other}.id" for other in others
-    )
+    joins = "".join(f"\n    left join {other} on {first}.id = {other}.id" for other in others)
     ctes = ",\n\n".join(_import_cte(parent) for parent in model.parents)
     return (
         "with\n\n"
@@ -180,7 +177,9 @@ def _seed_csvs(rng: random.Random) -> dict[str, str]:
     customers = ["id,name,segment_id,segment"]
     for i in range(_CUSTOMER_ROWS):
         segment_id = rng.randrange(len(segments))
-        customers.append(f"{i},customer_{rng.randrange(10**6):06d},{segment_id},{segments[segment_id]}")
+        customers.append(
+            f"{i},customer_{rng.randrange(10**6):06d},{segment_id},{segments[segment_id]}"
+        )
     orders = ["id,customer_id,amount"]
     for i in range(_ORDER_ROWS):
         orders.append(f"{i},{rng.randrange(_CUSTOMER_ROWS)},{rng.randrange(100, 100_000)}")
@@ -225,7 +224,10 @@ def generate(out_dir: Path, models: int = 300, seed: int = 0) -> Path:
         lane_models = [m for m in planned if m.lane == lane]
         files[lane_dir / f"_lane_{lane:02d}__models.yml"] = _models_yml(lane_models)
         for model in lane_models:
-            sql = _root_sql(model) if model.root_source else _child_sql(model)
+            if model.root_source is None:
+                sql = _child_sql(model)
+            else:
+                sql = _root_sql(model, model.root_source)
             files[lane_dir / f"{model.name}.sql"] = sql
     for relative, content in files.items():
         path = out_dir / relative

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--artifacts", help="artifact store: s3://bucket/prefix or a folder")
     run.add_argument("--env", help="environment name for the artifact layout (default: local)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+    server = sub.add_parser("server", help="a local Prefect server for the demo (127.0.0.1)")
+    server.add_argument("state", choices=["up", "down", "status"])
+    server.add_argument("--home", default=".ferry/prefect", help="its PREFECT_HOME and pid file")
+    server.add_argument("--port", type=int, default=4200)
     return parser
 
 
@@ -58,10 +63,32 @@ _SETTING_FLAGS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     for flag, env_name in _SETTING_FLAGS.items():
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)
         if value:
             os.environ[env_name] = value  # the flow reads these as a deployment's settings
+    if args.action == "server":
+        return _server(args)
     return _run(args)
+
+
+def _server(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows import prefect_server
+
+    home = Path(args.home).resolve()
+    current = prefect_server.running(home)
+    if args.state == "up":
+        if current is None:
+            current = prefect_server.start(home, args.port, ui=True)
+        print(f"Prefect server up (pid {current.pid}): UI {current.ui_url}, API {current.api_url}")
+    elif args.state == "down":
+        stopped = prefect_server.stop_recorded(home)
+        print("Prefect server stopped" if stopped else "no Prefect server was running")
+    else:
+        print(f"up (pid {current.pid}) at {current.ui_url}" if current else "down")
+        return EXIT_OK if current else EXIT_FAILED
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -187,8 +187,9 @@ def _generate(scale: int, seed: int, as_of: dt.datetime) -> dict[str, list[Row]]
         prices.append(price)
         created_at = _at(end - 800 * day, rng, dt.timedelta(0), 300 * day)
         updated_at = _at(created_at, rng, dt.timedelta(0), 400 * day)
+        # The catalogue is re-exported in full with every load, hence _loaded_at = end.
         products.append((i, f"SKU-{i:05d}", name, category, price, rng.random() > 0.05,
-                         created_at, updated_at, updated_at + hour))
+                         created_at, updated_at, end))
 
     # Orders, ids in time order; items and payments follow their order.
     n_orders = ORDERS_PER_SCALE * scale

@@ -1,0 +1,630 @@
+"""Measure what ferry adds to a plain `dbt build`: wall time and peak memory, side by side.
+
+ferry promises to cost little on top of dbt (targets: wall <= 1.10x, memory <= 1.25x of a raw
+`dbt build`). This CLI checks that promise on a generated project of realistic size, against a
+Prefect server that is already running, as it is in production.
+
+Usage:
+    python bench/overhead.py [--models 300] [--rounds 1] [--keep]
+                             [--variants raw,ferry,ferry-off,ferry-final]
+                             [--variant NAME=ENVVAR=VALUE,ENVVAR=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_project import DUCKDB_FILE_NAME, generate
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+WALL_TARGET = 1.10
+MEMORY_TARGET = 1.25
+# Inherited settings with these prefixes could point a run at another server, database or
+# configuration; every run gets only what this script sets.
+_SCRUBBED_PREFIXES = ("PREFECT_", "FERRY_", "DBT_", "SYNTH_")
+_QUIET_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+_SAMPLE_INTERVAL_S = 0.1
+_SERVER_START_TIMEOUT_S = 120.0
+_STOP_GRACE_S = 20.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the build: raw dbt, or ferry with some extra environment."""
+
+    name: str
+    kind: str  # "raw" or "ferry"
+    env: tuple[tuple[str, str], ...] = ()
+
+
+BUILTIN_VARIANTS: dict[str, Variant] = {
+    "raw": Variant("raw", "raw"),
+    "ferry": Variant("ferry", "ferry"),  # default per-node reporting: live
+    "ferry-off": Variant("ferry-off", "ferry", (("FERRY_NODE_REPORTING", "off"),)),
+    "ferry-final": Variant("ferry-final", "ferry", (("FERRY_NODE_REPORTING", "final"),)),
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One timed run. Peak memory is the larger of the two measures, see `peak_mb`."""
+
+    variant: str
+    sequence: int
+    wall_s: float
+    maxrss_mb: float  # os.wait4: the largest single process in the tree
+    tree_rss_mb: float  # sampled every 0.1 s: the sum over the whole tree
+
+    @property
+    def peak_mb(self) -> float:
+        """Largest of both: wait4 sees short peaks, the sampled sum sees helper processes."""
+        return max(self.maxrss_mb, self.tree_rss_mb)
+
+
+@dataclass
+class VariantSummary:
+    """Medians and ratios of one variant against raw."""
+
+    variant: str
+    env: dict[str, str]
+    runs: list[dict[str, float]] = field(default_factory=list)
+    median_wall_s: float = 0.0
+    median_peak_mb: float = 0.0
+    wall_ratio: float | None = None
+    memory_ratio: float | None = None
+    verdict: str = "n/a"
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed; the message says which and what it printed."""
+
+
+def parse_variant(spec: str) -> Variant:
+    """Parse `NAME=ENVVAR=VALUE,ENVVAR=VALUE` into a ferry variant run with that environment."""
+    name, sep, rest = spec.partition("=")
+    pairs = [pair for pair in rest.split(",") if pair]
+    if not name or not sep or not pairs or any("=" not in pair for pair in pairs):
+        raise ValueError(f"--variant wants NAME=ENVVAR=VALUE[,ENVVAR=VALUE...], got {spec!r}")
+    env = tuple((key, value) for key, _, value in (pair.partition("=") for pair in pairs))
+    return Variant(name, "ferry", env)
+
+
+def run_order(names: list[str], rounds: int) -> list[str]:
+    """A B B A per round (A B C C B A for three): drift over time hits every variant alike."""
+    return (names + names[::-1]) * rounds
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _parent_map() -> dict[int, int]:
+    """pid -> ppid for every process; /proc/<pid>/task/*/children is not in every kernel."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses; the fields after the last ")" don't.
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, children first."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parent_map().items():
+        children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    queue = list(children.get(pid, []))
+    while queue:
+        current = queue.pop(0)
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class _TreeRssSampler(threading.Thread):
+    """Samples the summed RSS of a process tree, which wait4's ru_maxrss cannot give."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self._pid = pid
+        self._done = threading.Event()
+        self.peak_kb = 0
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            total = sum(_rss_kb(pid) for pid in [self._pid, *descendants(self._pid)])
+            self.peak_kb = max(self.peak_kb, total)
+            self._done.wait(_SAMPLE_INTERVAL_S)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _stop_pid(pid: int, grace_s: float = _STOP_GRACE_S) -> None:
+    """SIGTERM one process we started, then SIGKILL if it outlives the grace period."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return
+        time.sleep(0.2)
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return "(no output)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    env.update(_QUIET_ENV)
+    env.update(extra)
+    return env
+
+
+# --- Prefect server --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def prefect_server(bin_dir: Path, work_dir: Path) -> Iterator[str]:
+    """Run a throwaway Prefect server on a free port; yield its API URL; always stop it."""
+    home = work_dir / "prefect-server"
+    home.mkdir()
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = _clean_env(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        }
+    )
+    log_path = home / "server.log"
+    command = [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    print(f"prefect server: pid {process.pid}, {api_url}")
+    try:
+        deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
+        while not _healthy(f"{api_url}/health"):
+            if process.poll() is not None:
+                raise BenchError(f"prefect server exited {process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"prefect server not healthy in time:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        yield api_url
+    finally:
+        helpers = descendants(process.pid)
+        _stop_pid(process.pid)
+        process.wait()
+        for pid in helpers:  # anything the server spawned and left behind, by its own pid
+            if Path(f"/proc/{pid}").exists():
+                _stop_pid(pid)
+        print(f"prefect server: stopped (exit {process.returncode})")
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every run needs: where things are and how to reach the server."""
+
+    bin_dir: Path
+    project: Path
+    runs_dir: Path
+    api_url: str
+    client_home: Path
+
+
+def _command(variant: Variant, ctx: _Context, artifacts: Path) -> list[str]:
+    project = str(ctx.project)
+    if variant.kind == "raw":
+        return [
+            str(ctx.bin_dir / "dbt"),
+            "build",
+            "--project-dir",
+            project,
+            "--profiles-dir",
+            project,
+        ]
+    return [
+        str(ctx.bin_dir / "ferry"),
+        "run",
+        "--project-dir",
+        project,
+        "--profiles-dir",
+        project,
+        "--artifacts",
+        str(artifacts),
+    ]
+
+
+def _command_template(variant: Variant) -> str:
+    """The command with placeholders, fit for the results file (no paths of this machine)."""
+    if variant.kind == "raw":
+        return "dbt build --project-dir <project> --profiles-dir <project>"
+    return "ferry run --project-dir <project> --profiles-dir <project> --artifacts <tmp>"
+
+
+def run_once(variant: Variant, ctx: _Context, sequence: int) -> RunResult:
+    """Run one variant on a fresh DuckDB file; time it and take its peak memory."""
+    run_dir = ctx.runs_dir / f"{sequence:02d}-{variant.name}"
+    artifacts = run_dir / "artifacts"
+    artifacts.mkdir(parents=True)
+    # Same file name every run: dbt-duckdb names the database after it, and the warm parse's
+    # manifest (partial parsing) must keep matching.
+    extra = {"SYNTH_DUCKDB_PATH": str(run_dir / DUCKDB_FILE_NAME)}
+    if variant.kind == "ferry":
+        extra |= {"PREFECT_API_URL": ctx.api_url, "PREFECT_HOME": str(ctx.client_home)}
+    extra |= dict(variant.env)
+    stdout_path, stderr_path = run_dir / "stdout.log", run_dir / "stderr.log"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            _command(variant, ctx, artifacts),
+            cwd=run_dir,
+            env=_clean_env(extra),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
+        sampler = _TreeRssSampler(process.pid)
+        sampler.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            _stop_pid(process.pid)
+            raise
+        finally:
+            sampler.stop()
+        wall_s = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so tell Popen
+    if process.returncode != 0:
+        raise BenchError(
+            f"{variant.name} exited {process.returncode}\n"
+            f"--- stderr (tail) ---\n{_tail(stderr_path)}\n"
+            f"--- stdout (tail) ---\n{_tail(stdout_path)}"
+        )
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    maxrss_kb = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    return RunResult(variant.name, sequence, wall_s, maxrss_kb / 1024, sampler.peak_kb / 1024)
+
+
+def warm_parse(ctx: _Context) -> dict[str, int]:
+    """Parse once, untimed, so every timed run starts from the same partial-parse state."""
+    warm_dir = ctx.runs_dir / "00-warm-parse"
+    warm_dir.mkdir(parents=True)
+    project = str(ctx.project)
+    completed = subprocess.run(
+        [str(ctx.bin_dir / "dbt"), "parse", "--project-dir", project, "--profiles-dir", project],
+        cwd=warm_dir,
+        env=_clean_env({"SYNTH_DUCKDB_PATH": str(warm_dir / DUCKDB_FILE_NAME)}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"dbt parse failed:\n{completed.stdout[-4000:]}{completed.stderr[-4000:]}")
+    manifest = json.loads((ctx.project / "target" / "manifest.json").read_text())
+    counts: dict[str, int] = {}
+    for node in manifest["nodes"].values():
+        counts[node["resource_type"]] = counts.get(node["resource_type"], 0) + 1
+    return counts
+
+
+def check_ferry(bin_dir: Path) -> None:
+    """Fail before the long part if the ferry CLI cannot even start."""
+    ferry = bin_dir / "ferry"
+    if not ferry.exists():
+        raise BenchError(f"{ferry} not found; install the project (uv sync) or drop ferry variants")
+    completed = subprocess.run(
+        [str(ferry), "run", "--help"],
+        env=_clean_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(
+            f"`ferry run --help` exited {completed.returncode}; is the CLI in place?\n"
+            f"{completed.stderr[-2000:]}"
+        )
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def summarize(variants: list[Variant], results: list[RunResult]) -> list[VariantSummary]:
+    """Medians per variant and their ratios to raw's medians, with a PASS/MISS verdict."""
+    summaries: list[VariantSummary] = []
+    for variant in variants:
+        runs = [r for r in results if r.variant == variant.name]
+        summary = VariantSummary(variant.name, dict(variant.env))
+        summary.runs = [
+            {
+                "sequence": r.sequence,
+                "wall_s": round(r.wall_s, 3),
+                "peak_mb": round(r.peak_mb, 1),
+                "maxrss_mb": round(r.maxrss_mb, 1),
+                "tree_rss_mb": round(r.tree_rss_mb, 1),
+            }
+            for r in runs
+        ]
+        summary.median_wall_s = round(statistics.median(r.wall_s for r in runs), 3)
+        summary.median_peak_mb = round(statistics.median(r.peak_mb for r in runs), 1)
+        summaries.append(summary)
+    raw = next((s for s in summaries if s.variant == "raw"), None)
+    for summary in summaries:
+        if raw is None:
+            continue
+        summary.wall_ratio = round(summary.median_wall_s / raw.median_wall_s, 3)
+        summary.memory_ratio = round(summary.median_peak_mb / raw.median_peak_mb, 3)
+        if summary is raw:
+            summary.verdict = "baseline"
+        else:
+            ok = summary.wall_ratio <= WALL_TARGET and summary.memory_ratio <= MEMORY_TARGET
+            summary.verdict = "PASS" if ok else "MISS"
+    return summaries
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def print_table(summaries: list[VariantSummary]) -> None:
+    """One line per variant: each run, the medians, the ratios to raw and the verdict."""
+    name_width = max(len("variant"), *(len(s.variant) for s in summaries))
+    runs_width = max(
+        len("runs: wall s / peak MB"),
+        *(
+            len("  ".join(f"{r['wall_s']:.2f}/{r['peak_mb']:.0f}" for r in s.runs))
+            for s in summaries
+        ),
+    )
+    header = (
+        f"{'variant':<{name_width}}  {'runs: wall s / peak MB':<{runs_width}}  "
+        f"{'median s':>9}  {'median MB':>9}  {'wall':>7}  {'memory':>7}  verdict"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for s in summaries:
+        runs = "  ".join(f"{r['wall_s']:.2f}/{r['peak_mb']:.0f}" for r in s.runs)
+        print(
+            f"{s.variant:<{name_width}}  {runs:<{runs_width}}  {s.median_wall_s:>9.2f}  "
+            f"{s.median_peak_mb:>9.1f}  {_ratio(s.wall_ratio):>7}  {_ratio(s.memory_ratio):>7}  "
+            f"{s.verdict}"
+        )
+    print(f"targets vs raw: wall <= {WALL_TARGET:.2f}x, memory <= {MEMORY_TARGET:.2f}x (medians)")
+
+
+def _load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _warn_if_busy(load: list[float]) -> None:
+    """Say so when the machine is already busy: the spread of the runs will show it."""
+    cpus = os.cpu_count() or 1
+    if load[0] > cpus / 2:
+        print(f"note: load average {load[0]} on {cpus} CPUs before starting; expect noise")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_results(
+    results_dir: Path,
+    started: datetime,
+    args: argparse.Namespace,
+    variants: list[Variant],
+    order: list[str],
+    node_counts: dict[str, int],
+    summaries: list[VariantSummary],
+    load: dict[str, list[float]],
+) -> Path:
+    """Write the run as JSON; only relative facts, never a path of this machine."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"overhead-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    payload = {
+        "started_at": started.isoformat(),
+        "models": args.models,
+        "seed": args.seed,
+        "rounds": args.rounds,
+        "nodes": node_counts,
+        "order": order,
+        "targets": {"wall_ratio_max": WALL_TARGET, "memory_ratio_max": MEMORY_TARGET},
+        "commands": {v.name: _command_template(v) for v in variants},
+        "variants": [asdict(s) for s in summaries],
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "dbt_core": _version("dbt-core"),
+            "dbt_duckdb": _version("dbt-duckdb"),
+            "prefect": _version("prefect"),
+        },
+        "load_average": load,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def _select_variants(names: str, custom: list[Variant]) -> list[Variant]:
+    known = BUILTIN_VARIANTS | {v.name: v for v in custom}
+    selected = [name.strip() for name in names.split(",") if name.strip()]
+    # A variant defined with --variant runs even when --variants does not name it.
+    selected += [v.name for v in custom if v.name not in selected]
+    unknown = [name for name in selected if name not in known]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if len(set(selected)) != len(selected):
+        raise ValueError(f"variant listed twice in {selected}")
+    return [known[name] for name in selected]
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=300, help="models in the synthetic project")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic project seed")
+    parser.add_argument("--rounds", type=int, default=1, help="repeats of the A B B A pattern")
+    parser.add_argument(
+        "--variants",
+        default="raw,ferry",
+        help=f"comma-separated, from {', '.join(BUILTIN_VARIANTS)} (default raw,ferry)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ENVVAR=VALUE,...",
+        help="an extra ferry variant with this environment (repeatable)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and print it")
+    parser.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=REPO_ROOT / ".venv" / "bin",
+        help="where dbt, prefect and ferry live (default: the repo's .venv/bin)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    args = parser.parse_args(argv)
+    if args.models < 1 or args.rounds < 1:
+        parser.error("--models and --rounds must be at least 1")
+    try:
+        args.selected = _select_variants(args.variants, [parse_variant(s) for s in args.variant])
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate, warm, start the server, run the variants A B B A, report, clean up."""
+    args = _parse_args(argv)
+    variants: list[Variant] = args.selected
+    started = datetime.now(UTC)
+    load = {"start": _load_average()}
+    _warn_if_busy(load["start"])
+    work_dir = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    try:
+        if any(v.kind == "ferry" for v in variants):
+            check_ferry(args.bin_dir)
+        project = generate(work_dir / "project", models=args.models, seed=args.seed)
+        client_home = work_dir / "prefect-client"
+        client_home.mkdir()
+        with prefect_server(args.bin_dir, work_dir) as api_url:
+            ctx = _Context(args.bin_dir, project, work_dir / "runs", api_url, client_home)
+            node_counts = warm_parse(ctx)
+            print(f"project: {args.models} models, nodes {node_counts} (warm parse done)")
+            order = run_order([v.name for v in variants], args.rounds)
+            by_name = {v.name: v for v in variants}
+            results: list[RunResult] = []
+            for sequence, name in enumerate(order, start=1):
+                result = run_once(by_name[name], ctx, sequence)
+                results.append(result)
+                print(
+                    f"[{sequence}/{len(order)}] {name}: {result.wall_s:.2f} s, "
+                    f"{result.peak_mb:.0f} MB (maxrss {result.maxrss_mb:.0f}, "
+                    f"tree {result.tree_rss_mb:.0f})",
+                    flush=True,
+                )
+        load["end"] = _load_average()
+        summaries = summarize(variants, results)
+        print_table(summaries)
+        path = write_results(
+            args.results_dir, started, args, variants, order, node_counts, summaries, load
+        )
+        print(f"results: {os.path.relpath(path)}")
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""A local Prefect server for the demo, the tests and the benchmarks.
+
+Started on 127.0.0.1 with its own PREFECT_HOME and SQLite file, recorded in a pid file, and
+stopped by that pid only - never by process name, so nothing else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A running server: its API URL and the pid that stops it."""
+
+    pid: int
+    port: int
+    home: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start(home: Path, port: int | None = None, *, ui: bool = False) -> LocalServer:
+    """Starts `prefect server start` in the background and waits until it answers.
+
+    Raises:
+        RuntimeError: the server did not become healthy; its log is quoted.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).with_name("prefect")
+    log_file = (home / "server.log").open("ab")
+    proc = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stop() reaches its children
+    )
+    server = LocalServer(pid=proc.pid, port=port, home=home)
+    (home / "server.pid").write_text(f"{proc.pid} {port}\n")
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if healthy(server.api_url):
+            return server
+        time.sleep(0.5)
+    stop(server.pid)
+    tail = (home / "server.log").read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"Prefect server on port {port} did not start:\n{tail}")
+
+
+def stop(pid: int, timeout: float = 15.0) -> None:
+    """Stops the server's process group by pid: SIGTERM, then SIGKILL after `timeout`."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if pgid != pid:  # not a group leader we started: signal the process alone
+        _signal(pid, signal.SIGTERM, group=False)
+    else:
+        _signal(pid, signal.SIGTERM, group=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    _signal(pid, signal.SIGKILL, group=pgid == pid)
+
+
+def running(home: Path) -> LocalServer | None:
+    """The server recorded in `home`, if it is still up."""
+    pid_file = home / "server.pid"
+    if not pid_file.is_file():
+        return None
+    pid_text, port_text = pid_file.read_text().split()
+    server = LocalServer(pid=int(pid_text), port=int(port_text), home=home)
+    if _alive(server.pid) and healthy(server.api_url):
+        return server
+    return None
+
+
+def stop_recorded(home: Path) -> bool:
+    """Stops the server recorded in `home`; True if one was running."""
+    pid_file = home / "server.pid"
+    if not pid_file.is_file():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    was_alive = _alive(pid)
+    if was_alive:
+        stop(pid)
+    pid_file.unlink(missing_ok=True)
+    return was_alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal(pid: int, sig: signal.Signals, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,127 @@
+"""Shared fixtures: copies of dbt projects, warehouses, settings, and AWS kept offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from flows.dbt.nodes import NodeResult, NodeStarted
+from flows.settings import FerrySettings
+
+REPO = Path(__file__).resolve().parents[1]
+SHOP = REPO / "dbt_project"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb*", "__pycache__")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _aws_is_never_called_for_real():
+    """Fake credentials and no endpoint of the real cloud: moto answers, or nothing does."""
+    saved = dict(os.environ)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A project copy in a temp dir: tests never write into the repository."""
+    shutil.copytree(source, dest, ignore=_IGNORE)
+    return dest
+
+
+@pytest.fixture
+def shop_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example project, with its DuckDB file in the test's temp dir."""
+    project = copy_project(SHOP, tmp_path / "shop")
+    monkeypatch.setenv("FERRY_DUCKDB_PATH", str(tmp_path / "shop.duckdb"))
+    return project
+
+
+def load_generator(project: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"generate_raw_data_{uuid.uuid4().hex}", project / "scripts" / "generate_raw_data.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def shop_duckdb(shop_project: Path, tmp_path: Path) -> Path:
+    """The example project with its raw data loaded into DuckDB."""
+    generator = load_generator(shop_project)
+    rc = generator.main(["--target", "duckdb", "--duckdb-path", str(tmp_path / "shop.duckdb")])
+    assert rc == 0
+    return shop_project
+
+
+def make_settings(project: Path, tmp_path: Path, **overrides: object) -> FerrySettings:
+    values: dict[str, object] = {
+        "project_dir": project,
+        "profiles_dir": project,
+        "artifacts": str(tmp_path / "artifacts"),
+        "work_dir": tmp_path / "runs",
+        "env": "test",
+    }
+    values.update(overrides)
+    return FerrySettings(**values)  # type: ignore[arg-type]
+
+
+class RecordingListener:
+    """Keeps what dbt reported, node by node, as the Prefect reporter would receive it."""
+
+    def __init__(self) -> None:
+        self.started: list[NodeStarted] = []
+        self.finished: list[NodeResult] = []
+
+    def node_started(self, node: NodeStarted) -> None:
+        self.started.append(node)
+
+    def node_finished(self, node: NodeResult) -> None:
+        self.finished.append(node)
+
+
+@pytest.fixture
+def listener() -> RecordingListener:
+    return RecordingListener()
+
+
+@pytest.fixture
+def pg_schema(monkeypatch: pytest.MonkeyPatch):
+    """A PostgreSQL schema of this test's own (127.0.0.1:5432); dropped afterwards.
+
+    Never skipped: PostgreSQL runs here and in CI. If it is down, start it with
+    `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`.
+    """
+    import psycopg2
+
+    schema = f"ferry_t_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("FERRY_PG_SCHEMA", schema)
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    yield schema
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            "select nspname from pg_namespace where nspname like %s", (schema.replace("_", r"\_") + "%",)
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(f'drop schema "{name}" cascade')
+    conn.close()

@@ -1,0 +1,129 @@
+"""The artifact store: layout, pointers, retry lookups, S3 (moto) and failure behaviour."""
+
+import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from flows.artifacts import (
+    LocalStore,
+    RunLayout,
+    fetch_failed_run,
+    mark_retried,
+    open_store,
+    publish_run,
+)
+
+DAY = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def run_files(tmp_path):
+    files = {}
+    for name in ("manifest.json", "run_results.json", "dbt.log", "summary.json"):
+        path = tmp_path / "local" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"file": name}))
+        files[name] = path
+    return files
+
+
+def publish(store, files, run_id, *, failed, update_state=False):
+    layout = RunLayout("shop", "prod", run_id, DAY)
+    pub = publish_run(
+        store, layout, files, files["dbt.log"].parent, failed=failed,
+        update_state=update_state, pointer={"run_id": run_id},
+    )
+    return layout, pub
+
+
+def test_runs_are_laid_out_by_project_environment_date_and_run(tmp_path, run_files):
+    store = LocalStore(tmp_path / "store")
+    layout, pub = publish(store, run_files, "run-1", failed=False, update_state=True)
+    assert pub.complete and sorted(pub.stored) == sorted(run_files)
+    run_dir = tmp_path / "store" / "shop/prod/runs/2026-03-04/run-1"
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(run_files)
+    assert pub.location == f"{tmp_path / 'store'}/shop/prod/runs/2026-03-04/run-1"
+    index = json.loads((tmp_path / "store/shop/prod/index/run-1.json").read_text())
+    assert index == {"run_id": "run-1", "prefix": layout.run_prefix}
+    # a successful build moves the production state that Slim CI and --defer read
+    state = tmp_path / "store/shop/prod/state"
+    assert json.loads((state / "manifest.json").read_text()) == {"file": "manifest.json"}
+    assert not (state / "last-failure.json").exists()
+
+
+def test_a_failed_run_becomes_the_one_retry_fetches(tmp_path, run_files):
+    store = LocalStore(tmp_path / "store")
+    publish(store, run_files, "run-1", failed=True)
+    fetched = fetch_failed_run(store, "shop", "prod", None, tmp_path / "state")
+    assert fetched.run_id == "run-1"
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "manifest.json", "run_results.json",
+    ]
+    assert not (tmp_path / "store/shop/prod/state/manifest.json").exists()
+
+    mark_retried(store, "shop", "prod", "run-1", by="run-2")
+    with pytest.raises(LookupError, match="already retried by run run-2"):
+        fetch_failed_run(store, "shop", "prod", None, tmp_path / "state2")
+    # naming the run explicitly still works
+    assert fetch_failed_run(store, "shop", "prod", "run-1", tmp_path / "s3").run_id == "run-1"
+
+
+def test_retry_lookups_explain_what_is_missing(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(LookupError, match="no failed run of project 'shop' in environment 'prod'"):
+        fetch_failed_run(store, "shop", "prod", None, tmp_path / "x")
+    with pytest.raises(LookupError, match="no run abc of project 'shop'"):
+        fetch_failed_run(store, "shop", "prod", "abc", tmp_path / "x")
+
+
+class BrokenStore(LocalStore):
+    def put_file(self, key, path):
+        if key.endswith("run_results.json"):
+            raise OSError("disk full")
+        super().put_file(key, path)
+
+
+def test_a_store_failure_is_reported_not_raised_and_pointers_stay(tmp_path, run_files):
+    store = BrokenStore(tmp_path / "store")
+    _, pub = publish(store, run_files, "run-1", failed=True, update_state=True)
+    assert not pub.complete
+    assert pub.errors == ["run_results.json: disk full"]
+    # no pointer may name a run whose files are missing
+    assert not (tmp_path / "store/shop/prod/index").exists()
+    assert not (tmp_path / "store/shop/prod/state").exists()
+
+
+def test_open_store_refuses_unknown_schemes():
+    with pytest.raises(ValueError, match="only s3:// URLs and local folders"):
+        open_store("gs://bucket/x")
+    with pytest.raises(ValueError, match="no bucket"):
+        open_store("s3:///x")
+
+
+@mock_aws
+def test_s3_store_round_trip_with_prefix(tmp_path, run_files):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="ferry-artifacts")
+    store = open_store("s3://ferry-artifacts/dbt/")
+    assert store.url == "s3://ferry-artifacts/dbt"
+    layout, pub = publish(store, run_files, "run-9", failed=True)
+    assert pub.complete
+    keys = {
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(Bucket="ferry-artifacts")["Contents"]
+    }
+    assert f"dbt/{layout.run_prefix}/run_results.json" in keys
+    assert "dbt/shop/prod/state/last-failure.json" in keys
+    fetched = fetch_failed_run(store, "shop", "prod", None, tmp_path / "st")
+    assert fetched.run_id == "run-9"
+    assert store.get_bytes("nope/missing.json") is None
+
+
+@mock_aws
+def test_s3_store_without_its_bucket_reports_errors(run_files):
+    store = open_store("s3://no-such-bucket/x")
+    _, pub = publish(store, run_files, "run-1", failed=False)
+    assert len(pub.errors) == len(run_files)
+    assert "no-such-bucket" in pub.errors[0]

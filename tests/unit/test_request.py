@@ -1,0 +1,83 @@
+"""Everything judged before dbt starts: command, flags, vars, selection words."""
+
+import pytest
+
+from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest, parse_command, parse_vars
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("build", DbtCommand.BUILD),
+        ("source freshness", DbtCommand.SOURCE_FRESHNESS),
+        ("source-freshness", DbtCommand.SOURCE_FRESHNESS),
+        ("freshness", DbtCommand.SOURCE_FRESHNESS),
+        ("Docs  Generate", DbtCommand.DOCS_GENERATE),
+        ("retry", DbtCommand.RETRY),
+    ],
+)
+def test_commands_are_accepted_in_the_forms_users_type(given, expected):
+    assert parse_command(given) is expected
+
+
+def test_an_unknown_command_is_refused_with_the_list_of_commands():
+    with pytest.raises(InvalidRunRequest, match=r"unknown dbt command 'deploy'.*'source freshness'"):
+        parse_command("deploy")
+
+
+def test_vars_parse_from_json_yaml_or_a_mapping():
+    assert parse_vars('{"day": "2024-01-01", "n": 3}') == {"day": "2024-01-01", "n": 3}
+    assert parse_vars({"a": [1, 2]}) == {"a": [1, 2]}
+    assert parse_vars(None) == {} and parse_vars("") == {}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("[1, 2]", "must be a mapping"),
+        ('{"a": ', "not valid JSON or YAML"),
+        ("just a string", "must be a mapping"),
+        ("{1: 2}", "keys must be non-empty strings"),
+    ],
+)
+def test_malformed_vars_are_refused_with_an_example(document, message):
+    with pytest.raises(InvalidRunRequest, match=message):
+        parse_vars(document)
+
+
+def test_vars_that_json_cannot_carry_are_refused():
+    with pytest.raises(InvalidRunRequest, match="JSON-serialisable"):
+        parse_vars("day: 2024-01-02")  # YAML turns this into a date, which --vars cannot carry
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"command": "test", "full_refresh": True}, "full_refresh applies to build, run and seed"),
+        ({"selector": "daily", "select": "a"}, "cannot be combined"),
+        ({"command": "retry", "select": "a"}, "takes no select"),
+        ({"threads": 0}, "threads must be between 1 and 64"),
+        ({"select": "--full-refresh"}, "looks like a flag"),
+        ({"command": "build", "retry_of": "abc"}, "only meaningful with command 'retry'"),
+    ],
+)
+def test_requests_that_cannot_run_are_refused(kwargs, message):
+    with pytest.raises(InvalidRunRequest, match=message):
+        RunRequest.build(**kwargs)
+
+
+def test_selection_strings_split_like_the_dbt_cli():
+    req = RunRequest.build(select="tag:daily  fct_orders+", exclude=["a b", "c"])
+    assert req.select == ("tag:daily", "fct_orders+")
+    assert req.exclude == ("a", "b", "c")
+    assert req.selection_args() == [
+        "--select", "tag:daily", "fct_orders+", "--exclude", "a", "b", "c",
+    ]
+    assert req.describe() == "build --select tag:daily fct_orders+ --exclude a b c"
+
+
+def test_each_command_names_the_resource_types_it_executes():
+    assert DbtCommand.SEED.resource_types == ("seed",)
+    assert "unit_test" in DbtCommand.TEST.resource_types
+    assert DbtCommand.SOURCE_FRESHNESS.argv == ["source", "freshness"]
+    assert DbtCommand.BUILD.materializes and not DbtCommand.TEST.materializes

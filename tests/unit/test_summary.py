@@ -1,0 +1,87 @@
+"""The verdict: the sentence that becomes the flow's state message and the alert's headline."""
+
+from datetime import UTC, datetime
+
+from flows.dbt.nodes import NodeResult, NodeStatus
+from flows.dbt.request import RunRequest
+from flows.summary import Outcome, judge, markdown_report, summarize
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def node(uid, status, message=None, failures=None, rtype=None, secs=1.0):
+    return NodeResult(
+        unique_id=uid,
+        resource_type=rtype or uid.split(".")[0],
+        name=uid.split(".")[-1],
+        status=NodeStatus(status),
+        message=message,
+        started_at=T0,
+        finished_at=T0,
+        execution_time=secs,
+        failures=failures,
+    )
+
+
+DB_ERROR = (
+    "Database Error in model fct_orders (models/marts/fct_orders.sql)\n"
+    '  relation "shop.stg_orders" does not exist\n  compiled code at target/x.sql'
+)
+
+
+def test_a_failed_run_names_each_failed_node_with_its_first_error_line():
+    nodes = [
+        node("model.shop.fct_orders", "error", DB_ERROR),
+        node("test.shop.unique_orders_order_id", "fail", "Got 1 result", failures=1),
+        node("model.shop.dim_customers", "skipped"),
+        node("model.shop.stg_orders", "success", "OK"),
+    ]
+    outcome, verdict = judge(RunRequest.build(), nodes, False, None)
+    assert outcome is Outcome.FAILED and outcome.exit_code == 1
+    assert verdict == (
+        "2 of 4 nodes failed: model.shop.fct_orders (Database Error: relation "
+        '"shop.stg_orders" does not exist); test.shop.unique_orders_order_id (1 failure); '
+        "1 skipped"
+    )
+
+
+def test_warnings_pass_but_are_named():
+    nodes = [node("model.shop.a", "success"), node("test.shop.t", "warn", "Got 3", failures=3)]
+    outcome, verdict = judge(RunRequest.build(), nodes, True, None)
+    assert outcome is Outcome.WARNINGS and outcome.exit_code == 0
+    assert verdict == "2 of 2 nodes passed, 1 with warnings: test.shop.t (3 failures)"
+
+
+def test_a_dbt_error_before_any_node_is_a_failure_with_the_reason():
+    outcome, verdict = judge(RunRequest.build(), [], False, "Compilation Error in model x")
+    assert outcome is Outcome.FAILED
+    assert verdict == "dbt build failed: Compilation Error in model x"
+
+
+def test_long_failure_lists_are_cut_with_a_count():
+    nodes = [node(f"model.shop.m{i}", "error", "boom") for i in range(8)]
+    _, verdict = judge(RunRequest.build(), nodes, False, None)
+    assert verdict.startswith("8 of 8 nodes failed: model.shop.m0 (boom)")
+    assert verdict.endswith("; and 3 more")
+
+
+def test_a_retry_with_nothing_left_is_a_success():
+    outcome, verdict = judge(RunRequest.build(command="retry"), [], True, None)
+    assert outcome is Outcome.SUCCESS and "ran no nodes" in verdict
+
+
+def test_summary_counts_and_report_rows():
+    nodes = [node("model.shop.a", "success", secs=3), node("model.shop.b", "error", "bad | pipe")]
+    outcome, verdict = judge(RunRequest.build(), nodes, False, None)
+    summary = summarize(
+        run_id="r1", flow_run_id=None, project="shop", env="local", request=RunRequest.build(),
+        target="duckdb", nodes=nodes, outcome=outcome, verdict=verdict, started_at=T0,
+        finished_at=T0,
+    )
+    assert summary.counts == {"error": 1, "success": 1}
+    assert [f.unique_id for f in summary.failed] == ["model.shop.b"]
+    assert summary.slowest[0].unique_id == "model.shop.a"
+    report = markdown_report(summary, nodes)
+    rows = [line for line in report.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `model.shop.b` | model | error |")  # failures first
+    assert "bad \\| pipe" in rows[0]
