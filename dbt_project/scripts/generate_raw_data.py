@@ -8,15 +8,13 @@ a later `_loaded_at`, and the staging models keep the latest version of each id.
 Usage (from dbt_project/):
     python scripts/generate_raw_data.py --target duckdb --duckdb-path target/shop.duckdb
     python scripts/generate_raw_data.py --target postgres --scale 10
-    python scripts/generate_raw_data.py --target duckdb --duckdb-path target/shop.duckdb --late-batch
+    python scripts/generate_raw_data.py --duckdb-path target/shop.duckdb --late-batch
 
 A full run replaces every raw table. --late-batch instead appends one more load, an hour after
 the newest one: new orders dated five days back, and new versions of existing orders (now
 returned) and of one customer, which the incremental fact must pick up without duplicates.
 Tests import this file and call `run(argv)` (returns a summary) or `main(argv)` (exit code).
 """
-
-from __future__ import annotations
 
 import argparse
 import bisect
@@ -33,73 +31,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Table name -> ordered (column, type) pairs. Types are valid in DuckDB and PostgreSQL.
-TABLES: dict[str, list[tuple[str, str]]] = {
-    "customers": [
-        ("id", "integer"),
-        ("first_name", "varchar"),
-        ("last_name", "varchar"),
-        ("email", "varchar"),
-        ("country_code", "varchar"),
-        ("created_at", "timestamp"),
-        ("updated_at", "timestamp"),
-        ("_loaded_at", "timestamp"),
-    ],
-    "products": [
-        ("id", "integer"),
-        ("sku", "varchar"),
-        ("name", "varchar"),
-        ("category", "varchar"),
-        ("price_cents", "integer"),
-        ("is_active", "boolean"),
-        ("created_at", "timestamp"),
-        ("updated_at", "timestamp"),
-        ("_loaded_at", "timestamp"),
-    ],
-    "orders": [
-        ("id", "integer"),
-        ("customer_id", "integer"),
-        ("status", "varchar"),
-        ("ordered_at", "timestamp"),
-        ("shipping_cents", "integer"),
-        ("updated_at", "timestamp"),
-        ("_loaded_at", "timestamp"),
-    ],
-    "order_items": [
-        ("id", "integer"),
-        ("order_id", "integer"),
-        ("product_id", "integer"),
-        ("quantity", "integer"),
-        ("unit_price_cents", "integer"),
-        ("_loaded_at", "timestamp"),
-    ],
-    "payments": [
-        ("id", "integer"),
-        ("order_id", "integer"),
-        ("payment_method", "varchar"),
-        ("status", "varchar"),
-        ("amount_cents", "integer"),
-        ("created_at", "timestamp"),
-        ("_loaded_at", "timestamp"),
-    ],
-    "sessions": [
-        ("id", "integer"),
-        ("customer_id", "integer"),
-        ("channel", "varchar"),
-        ("started_at", "timestamp"),
-        ("ended_at", "timestamp"),
-        ("pageviews", "integer"),
-        ("_loaded_at", "timestamp"),
-    ],
+# Table name -> column definitions. The types are valid in DuckDB and PostgreSQL.
+TABLES: dict[str, str] = {
+    "customers": "id integer, first_name varchar, last_name varchar, email varchar, "
+    "country_code varchar, created_at timestamp, updated_at timestamp, _loaded_at timestamp",
+    "products": "id integer, sku varchar, name varchar, category varchar, price_cents integer, "
+    "is_active boolean, created_at timestamp, updated_at timestamp, _loaded_at timestamp",
+    "orders": "id integer, customer_id integer, status varchar, ordered_at timestamp, "
+    "shipping_cents integer, updated_at timestamp, _loaded_at timestamp",
+    "order_items": "id integer, order_id integer, product_id integer, quantity integer, "
+    "unit_price_cents integer, _loaded_at timestamp",
+    "payments": "id integer, order_id integer, payment_method varchar, status varchar, "
+    "amount_cents integer, created_at timestamp, _loaded_at timestamp",
+    "sessions": "id integer, customer_id integer, channel varchar, started_at timestamp, "
+    "ended_at timestamp, pageviews integer, _loaded_at timestamp",
 }
 
 # Must stay within seeds/country_codes.csv (a relationships test checks it).
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "CA", "AU", "ES", "IT", "SE", "IE", "BE", "AT", "CH"]
 COUNTRY_WEIGHTS = [30, 12, 12, 8, 6, 6, 5, 4, 4, 3, 3, 3, 2, 2]
-FIRST_NAMES = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai",
-               "Lea", "Mo", "Nia", "Oli", "Pia", "Quin", "Ravi", "Sol", "Tia", "Uma", "Vic"]
-LAST_NAMES = ["Abbott", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito",
-              "Jensen", "Kumar", "Larsen", "Moreau", "Novak", "Okafor", "Patel", "Rossi"]
+FIRST_NAMES = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
+LAST_NAMES = ["Abbott", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito"]
 CATEGORIES = ["coffee", "tea", "brewing", "mugs", "snacks", "gifts"]
 ADJECTIVES = ["Bold", "Bright", "Classic", "Dark", "Golden", "Mellow", "Smoky", "Wild"]
 NOUNS = ["Roast", "Blend", "Kettle", "Press", "Mug", "Tin", "Box", "Grinder", "Cup", "Bar"]
@@ -146,7 +98,9 @@ def _delay(rng: random.Random, low: dt.timedelta, high: dt.timedelta) -> dt.time
     return dt.timedelta(seconds=rng.randint(int(low.total_seconds()), int(high.total_seconds())))
 
 
-def _at(base: dt.datetime, rng: random.Random, low: dt.timedelta, high: dt.timedelta) -> dt.datetime:
+def _at(
+    base: dt.datetime, rng: random.Random, low: dt.timedelta, high: dt.timedelta
+) -> dt.datetime:
     return base + _delay(rng, low, high)
 
 
@@ -188,13 +142,25 @@ def _generate(scale: int, seed: int, as_of: dt.datetime) -> dict[str, list[Row]]
         created_at = _at(end - 800 * day, rng, dt.timedelta(0), 300 * day)
         updated_at = _at(created_at, rng, dt.timedelta(0), 400 * day)
         # The catalogue is re-exported in full with every load, hence _loaded_at = end.
-        products.append((i, f"SKU-{i:05d}", name, category, price, rng.random() > 0.05,
-                         created_at, updated_at, end))
+        products.append(
+            (
+                i,
+                f"SKU-{i:05d}",
+                name,
+                category,
+                price,
+                rng.random() > 0.05,
+                created_at,
+                updated_at,
+                end,
+            )
+        )
 
     # Orders, ids in time order; items and payments follow their order.
     n_orders = ORDERS_PER_SCALE * scale
-    ordered = sorted(_at(start, rng, dt.timedelta(0), HISTORY_DAYS * day - hour)
-                     for _ in range(n_orders))
+    ordered = sorted(
+        _at(start, rng, dt.timedelta(0), HISTORY_DAYS * day - hour) for _ in range(n_orders)
+    )
     orders: list[Row] = []
     items: list[Row] = []
     payments: list[Row] = []
@@ -237,33 +203,40 @@ def _generate(scale: int, seed: int, as_of: dt.datetime) -> dict[str, list[Row]]
             updated_at = min(_at(ordered_at, rng, day, 3 * day), end)
             next_loaded = min(_at(updated_at, rng, 5 * minute, hour), end)
             if next_loaded > loaded_at:
-                orders.append((order_id, customer_id, "placed", ordered_at, shipping,
-                               ordered_at, loaded_at))
-                orders.append((order_id, customer_id, status, ordered_at, shipping,
-                               updated_at, next_loaded))
+                orders.append(
+                    (order_id, customer_id, "placed", ordered_at, shipping, ordered_at, loaded_at)
+                )
+                orders.append(
+                    (order_id, customer_id, status, ordered_at, shipping, updated_at, next_loaded)
+                )
             else:
-                orders.append((order_id, customer_id, status, ordered_at, shipping,
-                               ordered_at, loaded_at))
+                orders.append(
+                    (order_id, customer_id, status, ordered_at, shipping, ordered_at, loaded_at)
+                )
         else:
-            orders.append((order_id, customer_id, status, ordered_at, shipping, updated_at,
-                           loaded_at))
+            orders.append(
+                (order_id, customer_id, status, ordered_at, shipping, updated_at, loaded_at)
+            )
 
         paid_at = _at(ordered_at, rng, dt.timedelta(seconds=1), 10 * minute)
         if status == "cancelled":
             payment_id += 1
-            payments.append((payment_id, order_id, "credit_card", "failed", total, paid_at,
-                             loaded_at))
+            payments.append(
+                (payment_id, order_id, "credit_card", "failed", total, paid_at, loaded_at)
+            )
             continue
         if rng.random() < 0.08:
             payment_id += 1
-            payments.append((payment_id, order_id, "credit_card", "failed", total, paid_at,
-                             loaded_at))
+            payments.append(
+                (payment_id, order_id, "credit_card", "failed", total, paid_at, loaded_at)
+            )
         due = total - 100 if underpaid else total
         if rng.random() < 0.1 and due > 1_000:
             gift = min(2_500, due // 2)
             payment_id += 1
-            payments.append((payment_id, order_id, "gift_card", "success", gift, paid_at,
-                             loaded_at))
+            payments.append(
+                (payment_id, order_id, "gift_card", "success", gift, paid_at, loaded_at)
+            )
             due -= gift
         payment_id += 1
         method = rng.choices(METHODS, METHOD_WEIGHTS)[0]
@@ -274,14 +247,29 @@ def _generate(scale: int, seed: int, as_of: dt.datetime) -> dict[str, list[Row]]
     for session_id in range(1, SESSIONS_PER_ORDER * n_orders + 1):
         started_at = _at(start, rng, dt.timedelta(0), HISTORY_DAYS * day - hour)
         known = bisect.bisect_left(created, started_at)
-        customer_id = rng.randrange(known) + 1 if known and rng.random() < 0.66 else None
+        visitor = rng.randrange(known) + 1 if known and rng.random() < 0.66 else None
         ended_at = started_at + dt.timedelta(seconds=rng.randint(10, 2_400))
         loaded_at = min(_at(started_at, rng, hour, 6 * hour), end)
-        sessions.append((session_id, customer_id, rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0],
-                         started_at, ended_at, rng.randint(1, 20), loaded_at))
+        sessions.append(
+            (
+                session_id,
+                visitor,
+                rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0],
+                started_at,
+                ended_at,
+                rng.randint(1, 20),
+                loaded_at,
+            )
+        )
 
-    return {"customers": customers, "products": products, "orders": orders,
-            "order_items": items, "payments": payments, "sessions": sessions}
+    return {
+        "customers": customers,
+        "products": products,
+        "orders": orders,
+        "order_items": items,
+        "payments": payments,
+        "sessions": sessions,
+    }
 
 
 # --------------------------------------------------------------------------- warehouses
@@ -308,6 +296,7 @@ class _Warehouse:
 
     def __init__(self, target: str, duckdb_path: str | None) -> None:
         self.target = target
+        self.conn: Any  # a DuckDB or a psycopg2 connection
         if target == "duckdb":
             import duckdb
 
@@ -343,9 +332,10 @@ class _Warehouse:
     def one(self, sql: str) -> tuple[Any, ...]:
         return self.all(sql)[0]
 
-    def copy(self, table: str, rows: list[Row]) -> None:
+    def copy(self, table: str, rows: Sequence[Row]) -> None:
         """Append rows fast: DuckDB reads a CSV file, PostgreSQL takes COPY FROM STDIN."""
-        columns = ", ".join(name for name, _ in TABLES[table.split(".")[-1]])
+        definitions = TABLES[table.split(".")[-1]].split(",")
+        columns = ", ".join(definition.split()[0] for definition in definitions)
         if self.target == "duckdb":
             path = Path(self._tmp.name) / f"{table}.csv"
             path.write_text(_csv(rows))
@@ -358,7 +348,10 @@ class _Warehouse:
             )
 
     def commit(self) -> None:
-        self.conn.commit() if self.target == "postgres" else self.conn.execute("commit")
+        if self.target == "duckdb":
+            self.conn.execute("commit")
+        else:
+            self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
@@ -369,14 +362,19 @@ class _Warehouse:
 def _replace_all(wh: _Warehouse, schema: str, tables: dict[str, list[Row]]) -> None:
     wh.execute(f"create schema if not exists {schema}")
     for table, rows in tables.items():
-        columns = ",\n    ".join(f"{name} {kind}" for name, kind in TABLES[table])
         wh.execute(f"drop table if exists {schema}.{table}")
-        wh.execute(f"create table {schema}.{table} (\n    {columns}\n)")
+        wh.execute(f"create table {schema}.{table} ({TABLES[table]})")
         wh.copy(f"{schema}.{table}", rows)
 
 
 def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) -> None:
     """Append one more load: late orders for a day already loaded, and changed rows."""
+    (loaded,) = wh.one(
+        "select count(*) from information_schema.tables"
+        f" where table_schema = '{schema}' and table_name = 'orders'"
+    )
+    if not loaded:
+        raise SystemExit(f"no raw tables in {schema}: run a full load before --late-batch")
     max_order, max_item, max_payment, newest = wh.one(
         f"select (select max(id) from {schema}.orders), (select max(id) from {schema}.order_items),"
         f" (select max(id) from {schema}.payments), (select max(_loaded_at) from {schema}.orders)"
@@ -407,11 +405,21 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
             items.append((max_item, order_id, product_id, 1, price, loaded_at))
             summary.late_order_item_ids.append(max_item)
         shipping = 0 if subtotal >= 5_000 else 499
-        orders.append((order_id, customer_id, "shipped", ordered_at, shipping, ordered_at,
-                       loaded_at))
+        orders.append(
+            (order_id, customer_id, "shipped", ordered_at, shipping, ordered_at, loaded_at)
+        )
         max_payment += 1
-        payments.append((max_payment, order_id, "paypal", "success", subtotal + shipping,
-                         ordered_at + dt.timedelta(minutes=2), loaded_at))
+        payments.append(
+            (
+                max_payment,
+                order_id,
+                "paypal",
+                "success",
+                subtotal + shipping,
+                ordered_at + dt.timedelta(minutes=2),
+                loaded_at,
+            )
+        )
         summary.late_order_ids.append(order_id)
 
     # Returns for orders placed on the late day (never the deliberately underpaid ones).
@@ -424,8 +432,17 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
         f" order by id limit {LATE_BATCH_RETURNS}"
     )
     for order_id, customer_id, ordered_at, shipping in candidates:
-        orders.append((order_id, customer_id, "returned", ordered_at, shipping,
-                       loaded_at - dt.timedelta(minutes=30), loaded_at))
+        orders.append(
+            (
+                order_id,
+                customer_id,
+                "returned",
+                ordered_at,
+                shipping,
+                loaded_at - dt.timedelta(minutes=30),
+                loaded_at,
+            )
+        )
         summary.updated_order_ids.append(order_id)
 
     # One customer changes their email (the snapshot records the new version).
@@ -436,8 +453,18 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
             f" from {schema}.customers where id = {customer_id}"
             f" order by _loaded_at desc limit 1"
         )
-        customers = [(cid, first, last, f"moved.{str(email).lower()}", country, created_at,
-                      loaded_at - dt.timedelta(minutes=30), loaded_at)]
+        customers = [
+            (
+                cid,
+                first,
+                last,
+                f"moved.{str(email).lower()}",
+                country,
+                created_at,
+                loaded_at - dt.timedelta(minutes=30),
+                loaded_at,
+            )
+        ]
         wh.copy(f"{schema}.customers", customers)
         summary.updated_customer_ids.append(cid)
         summary.rows["customers"] = len(customers)
@@ -458,20 +485,36 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Load deterministic raw shop data into DuckDB or PostgreSQL.",
     )
     parser.add_argument("--target", choices=["duckdb", "postgres"], default="duckdb")
-    parser.add_argument("--duckdb-path", default=os.environ.get("FERRY_DUCKDB_PATH",
-                                                                "target/shop.duckdb"),
-                        help="DuckDB file (default: $FERRY_DUCKDB_PATH or target/shop.duckdb)")
-    parser.add_argument("--scale", type=int, choices=[1, 10, 100], default=1,
-                        help="1 = 5,000 orders; 10 and 100 multiply every table but products")
+    parser.add_argument(
+        "--duckdb-path",
+        default=os.environ.get("FERRY_DUCKDB_PATH", "target/shop.duckdb"),
+        help="DuckDB file (default: $FERRY_DUCKDB_PATH or target/shop.duckdb)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        choices=[1, 10, 100],
+        default=1,
+        help="1 = 5,000 orders; 10 and 100 multiply every table but products",
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None,
-                        help="the load day, YYYY-MM-DD (default: today, UTC); rows are loaded"
-                             " up to its midnight")
-    parser.add_argument("--raw-schema", default=None,
-                        help="default: <dbt schema>_raw, i.e. main_raw on DuckDB and"
-                             " ${FERRY_PG_SCHEMA:-shop}_raw on PostgreSQL (dbt var raw_schema)")
-    parser.add_argument("--late-batch", action="store_true",
-                        help="append one late load to existing raw tables instead of replacing")
+    parser.add_argument(
+        "--as-of",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="the load day, YYYY-MM-DD (default: today, UTC); rows are loaded up to its midnight",
+    )
+    parser.add_argument(
+        "--raw-schema",
+        default=None,
+        help="default: <dbt schema>_raw, i.e. main_raw on DuckDB and"
+        " ${FERRY_PG_SCHEMA:-shop}_raw on PostgreSQL (dbt var raw_schema)",
+    )
+    parser.add_argument(
+        "--late-batch",
+        action="store_true",
+        help="append one late load to existing raw tables instead of replacing",
+    )
     return parser.parse_args(argv)
 
 
@@ -492,7 +535,7 @@ def run(argv: Sequence[str] | None = None) -> LoadSummary:
         if args.late_batch:
             _late_batch(wh, schema, args.seed, summary)
         else:
-            day = args.as_of or dt.datetime.now(dt.timezone.utc).date()
+            day = args.as_of or dt.datetime.now(dt.UTC).date()
             tables = _generate(args.scale, args.seed, dt.datetime.combine(day, dt.time()))
             _replace_all(wh, schema, tables)
             summary.rows = {table: len(rows) for table, rows in tables.items()}
@@ -508,9 +551,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = ", ".join(f"{table}={n}" for table, n in summary.rows.items())
     print(f"{summary.target}: {summary.raw_schema}: {counts} in {summary.seconds:.2f}s")
     if summary.late_loaded_at:
-        print(f"late batch loaded at {summary.late_loaded_at}: new orders "
-              f"{summary.late_order_ids}, returned orders {summary.updated_order_ids}, "
-              f"changed customers {summary.updated_customer_ids}")
+        print(
+            f"late batch loaded at {summary.late_loaded_at}: new orders "
+            f"{summary.late_order_ids}, returned orders {summary.updated_order_ids}, "
+            f"changed customers {summary.updated_customer_ids}"
+        )
     return 0
 
 

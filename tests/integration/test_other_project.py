@@ -1,0 +1,47 @@
+"""ferry runs a dbt project that is not ours, unchanged: its own profile, seeds, snapshot, tags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.dbt_run import execute
+from flows.summary import Outcome
+from tests.conftest import FIXTURES, copy_project, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lighthouse(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LIGHTHOUSE_DB", str(tmp_path / "lighthouse.duckdb"))
+    return copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
+
+
+def test_another_projects_build_with_its_own_profile_and_tags(lighthouse, tmp_path):
+    settings = make_settings(lighthouse, tmp_path)
+    summary = execute({"command": "build"}, settings).summary
+    assert summary.outcome is Outcome.SUCCESS, summary.verdict
+    assert summary.project == "lighthouse" and summary.target == "local"
+    ran = {line.unique_id for line in summary.slowest}
+    counts = summary.counts
+    assert counts == {"pass": 6, "success": 6}, counts  # 2 seeds, 3 models, 1 snapshot, 6 tests
+    assert "snapshot.lighthouse.keepers_snapshot" in ran or summary.nodes_total == 12
+    stored = Path(summary.artifacts)
+    assert json.loads((stored / "summary.json").read_text())["project"] == "lighthouse"
+
+    hourly = execute({"command": "run", "select": "tag:hourly"}, settings).summary
+    assert hourly.outcome is Outcome.SUCCESS and hourly.nodes_total == 2, hourly.verdict
+
+
+def test_another_projects_failure_is_named_in_the_verdict(lighthouse, tmp_path):
+    settings = make_settings(lighthouse, tmp_path)
+    summary = execute(
+        {"command": "build", "vars": {"break_lighthouse": True}}, settings
+    ).summary
+    assert summary.outcome is Outcome.FAILED
+    assert summary.verdict.startswith("1 of 12 nodes failed: model.lighthouse.keeper_hours (")
+    assert "undefined_column" in summary.verdict
+    assert summary.counts["skipped"] == 3  # keeper_hours' three tests
