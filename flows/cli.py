@@ -131,7 +131,7 @@ def _report(state: Any, *, as_json: bool) -> int:
     data = state.result(raise_on_failure=False)
     if isinstance(data, RunSummary):
         if as_json:
-            print(data.model_dump_json(indent=2))
+            print(data.model_dump_json())
         else:
             print(f"ferry: {data.outcome.value}: {data.verdict}")
             print(f"ferry: artifacts: {data.artifacts}")
@@ -140,7 +140,12 @@ def _report(state: Any, *, as_json: bool) -> int:
     message = state.message or str(data)
     print(f"ferry: {message}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"outcome": "invalid", "verdict": message}))
+        flow_run_id = state.state_details.flow_run_id
+        print(json.dumps({
+            "outcome": "invalid",
+            "verdict": message,
+            "flow_run_id": str(flow_run_id) if flow_run_id else None,
+        }))
     return EXIT_INVALID if state.is_failed() else EXIT_FAILED
 
 

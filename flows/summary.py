@@ -17,6 +17,7 @@ from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.dbt.request import RunRequest
 
 _LISTED = 5  # nodes named in a verdict before "and N more"
+_TEST_TYPES = frozenset({"test", "unit_test"})
 
 
 class Outcome(StrEnum):
@@ -89,7 +90,8 @@ def judge(
     request: RunRequest, nodes: list[NodeResult], dbt_success: bool, error: str | None
 ) -> tuple[Outcome, str]:
     """The outcome and the verdict sentence for a finished dbt invocation."""
-    failed = [n for n in nodes if n.failed]
+    # Root causes first: a broken model before the tests that failed around it.
+    failed = sorted((n for n in nodes if n.failed), key=lambda n: n.resource_type in _TEST_TYPES)
     warned = [n for n in nodes if n.status.warned]
     skipped = sum(1 for n in nodes if n.status is NodeStatus.SKIPPED)
     total = len(nodes)

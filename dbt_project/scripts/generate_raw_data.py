@@ -72,7 +72,8 @@ LATE_BATCH_ORDERS = 5
 LATE_BATCH_RETURNS = 3
 LATE_BATCH_DAYS_BACK = 5
 
-Row = tuple[object, ...]
+Row = tuple[Any, ...]
+Delta = dt.timedelta
 
 
 @dataclass
@@ -93,175 +94,153 @@ class LoadSummary:
 
 # --------------------------------------------------------------------------- generation
 
+MINUTE, HOUR, DAY = dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1)
+ZERO = dt.timedelta(0)
 
-def _delay(rng: random.Random, low: dt.timedelta, high: dt.timedelta) -> dt.timedelta:
+
+def _delay(rng: random.Random, low: Delta, high: Delta) -> Delta:
     return dt.timedelta(seconds=rng.randint(int(low.total_seconds()), int(high.total_seconds())))
 
 
-def _at(
-    base: dt.datetime, rng: random.Random, low: dt.timedelta, high: dt.timedelta
-) -> dt.datetime:
+def _at(base: dt.datetime, rng: random.Random, low: Delta, high: Delta) -> dt.datetime:
     return base + _delay(rng, low, high)
 
 
-def _generate(scale: int, seed: int, as_of: dt.datetime) -> dict[str, list[Row]]:
-    """Build every raw table in memory. Pure: same arguments, same rows."""
-    rng = random.Random(seed)
-    end = as_of
-    start = end - dt.timedelta(days=HISTORY_DAYS)
-    minute, hour, day = dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1)
-
-    # Customers, ids in sign-up order, so "who existed then" is a bisect on created_at.
-    n_customers = CUSTOMERS_PER_SCALE * scale
-    created = sorted(
-        _at(end - 2 * HISTORY_DAYS * day, rng, dt.timedelta(0), (2 * HISTORY_DAYS - 30) * day)
-        for _ in range(n_customers)
-    )
-    customers: list[Row] = []
+def _customers(rng: random.Random, n: int, end: dt.datetime) -> list[Row]:
+    """Customers in sign-up order, so "who existed then" is a bisect on created_at."""
+    created = sorted(_at(end - 2 * HISTORY_DAYS * DAY, rng, ZERO, 700 * DAY) for _ in range(n))
+    rows: list[Row] = []
     for i, created_at in enumerate(created, start=1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         updated_at = created_at
         if rng.random() < 0.2:
-            updated_at = min(_at(created_at, rng, day, 300 * day), end)
-        loaded_at = min(_at(updated_at, rng, 5 * minute, 2 * hour), end)
+            updated_at = min(_at(created_at, rng, DAY, 300 * DAY), end)
+        loaded_at = min(_at(updated_at, rng, 5 * MINUTE, 2 * HOUR), end)
         email = f"{first}.{last}{i}@example.com"
         if rng.random() < 0.05:
             email = email.upper()  # staging lower-cases these
         country = rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]
-        customers.append((i, first, last, email, country, created_at, updated_at, loaded_at))
+        rows.append((i, first, last, email, country, created_at, updated_at, loaded_at))
+    return rows
 
-    # Products: a catalogue that grows slowly with scale.
-    n_products = int(120 * scale**0.5)
-    products: list[Row] = []
-    prices: list[int] = []
-    for i in range(1, n_products + 1):
-        category = CATEGORIES[(i - 1) % len(CATEGORIES)]
+
+def _products(rng: random.Random, n: int, end: dt.datetime) -> list[Row]:
+    rows: list[Row] = []
+    for i in range(1, n + 1):
         name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {i}"
         price = rng.randrange(500, 20_000, 50)
-        prices.append(price)
-        created_at = _at(end - 800 * day, rng, dt.timedelta(0), 300 * day)
-        updated_at = _at(created_at, rng, dt.timedelta(0), 400 * day)
+        created_at = _at(end - 800 * DAY, rng, ZERO, 300 * DAY)
+        updated_at = _at(created_at, rng, ZERO, 400 * DAY)
+        active = rng.random() > 0.05
+        category = CATEGORIES[(i - 1) % len(CATEGORIES)]
         # The catalogue is re-exported in full with every load, hence _loaded_at = end.
-        products.append(
-            (
-                i,
-                f"SKU-{i:05d}",
-                name,
-                category,
-                price,
-                rng.random() > 0.05,
-                created_at,
-                updated_at,
-                end,
-            )
-        )
+        rows.append((i, f"SKU-{i:05d}", name, category, price, active, created_at, updated_at, end))
+    return rows
 
-    # Orders, ids in time order; items and payments follow their order.
-    n_orders = ORDERS_PER_SCALE * scale
-    ordered = sorted(
-        _at(start, rng, dt.timedelta(0), HISTORY_DAYS * day - hour) for _ in range(n_orders)
-    )
+
+def _status(rng: random.Random, age: dt.timedelta) -> str:
+    if age > 10 * DAY:
+        return rng.choices(["completed", "returned", "cancelled"], [93, 4, 3])[0]
+    if age > 3 * DAY:
+        return rng.choices(["shipped", "completed", "cancelled"], [60, 37, 3])[0]
+    return rng.choices(["placed", "shipped"], [70, 30])[0]
+
+
+def _orders(
+    rng: random.Random, n: int, signups: list[dt.datetime], prices: list[int], end: dt.datetime
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Orders (ids in time order) with their lines and payment attempts."""
+    start = end - HISTORY_DAYS * DAY
+    ordered = sorted(_at(start, rng, ZERO, HISTORY_DAYS * DAY - HOUR) for _ in range(n))
     orders: list[Row] = []
     items: list[Row] = []
     payments: list[Row] = []
-    item_id = payment_id = 0
     for order_id, ordered_at in enumerate(ordered, start=1):
-        customer_id = rng.randrange(bisect.bisect_left(created, ordered_at)) + 1
+        customer_id = rng.randrange(bisect.bisect_left(signups, ordered_at)) + 1
         age = end - ordered_at
         underpaid = order_id % UNDERPAID_EVERY == 0
-        if underpaid or age > 10 * day:
-            status = rng.choices(["completed", "returned", "cancelled"], [93, 4, 3])[0]
-        elif age > 3 * day:
-            status = rng.choices(["shipped", "completed", "cancelled"], [60, 37, 3])[0]
-        else:
-            status = rng.choices(["placed", "shipped"], [70, 30])[0]
-        if underpaid:
-            status = "completed"
-
+        status = "completed" if underpaid else _status(rng, age)
         if rng.random() < LATE_SHARE:
-            loaded_at = _at(ordered_at, rng, 2 * day, 10 * day)
+            loaded_at = min(_at(ordered_at, rng, 2 * DAY, 10 * DAY), end)
         else:
-            loaded_at = _at(ordered_at, rng, 5 * minute, 3 * hour)
-        loaded_at = min(loaded_at, end)
+            loaded_at = min(_at(ordered_at, rng, 5 * MINUTE, 3 * HOUR), end)
 
-        n_items = rng.choices([1, 2, 3, 4], [45, 30, 15, 10])[0]
         subtotal = 0
-        for product_id in rng.sample(range(1, n_products + 1), n_items):
-            item_id += 1
+        for product_id in rng.sample(range(1, len(prices) + 1), rng.choice([1, 1, 1, 2, 2, 3, 4])):
             quantity = rng.choices([1, 2, 3], [75, 20, 5])[0]
             price = prices[product_id - 1]
             if rng.random() < 0.1:
                 price = price * 9 // 10  # a discount
             subtotal += quantity * price
-            items.append((item_id, order_id, product_id, quantity, price, loaded_at))
+            items.append((len(items) + 1, order_id, product_id, quantity, price, loaded_at))
         shipping = 0 if subtotal >= 5_000 else 499
         total = subtotal + shipping
 
-        # Recent orders that moved on from "placed" keep their first version too.
-        updated_at = ordered_at
-        if status != "placed" and age <= 10 * day and not underpaid:
-            updated_at = min(_at(ordered_at, rng, day, 3 * day), end)
-            next_loaded = min(_at(updated_at, rng, 5 * minute, hour), end)
-            if next_loaded > loaded_at:
-                orders.append(
-                    (order_id, customer_id, "placed", ordered_at, shipping, ordered_at, loaded_at)
-                )
-                orders.append(
-                    (order_id, customer_id, status, ordered_at, shipping, updated_at, next_loaded)
-                )
-            else:
-                orders.append(
-                    (order_id, customer_id, status, ordered_at, shipping, ordered_at, loaded_at)
-                )
-        else:
+        # A recent order that moved on from "placed" arrives twice: placed, then its status.
+        versions = [(status, ordered_at, loaded_at)]
+        if status != "placed" and age <= 10 * DAY and not underpaid:
+            updated_at = min(_at(ordered_at, rng, DAY, 3 * DAY), end)
+            reloaded_at = min(_at(updated_at, rng, 5 * MINUTE, HOUR), end)
+            if reloaded_at > loaded_at:
+                versions = [("placed", ordered_at, loaded_at), (status, updated_at, reloaded_at)]
+        for version, updated_at, version_loaded_at in versions:
             orders.append(
-                (order_id, customer_id, status, ordered_at, shipping, updated_at, loaded_at)
+                (
+                    order_id,
+                    customer_id,
+                    version,
+                    ordered_at,
+                    shipping,
+                    updated_at,
+                    version_loaded_at,
+                )
             )
 
-        paid_at = _at(ordered_at, rng, dt.timedelta(seconds=1), 10 * minute)
-        if status == "cancelled":
-            payment_id += 1
+        paid_at = _at(ordered_at, rng, dt.timedelta(seconds=1), 10 * MINUTE)
+        attempts: list[tuple[str, str, int]] = []
+        if status == "cancelled" or rng.random() < 0.08:
+            attempts.append(("credit_card", "failed", total))
+        if status != "cancelled":
+            due = total - 100 if underpaid else total
+            if rng.random() < 0.1 and due > 1_000:
+                attempts.append(("gift_card", "success", min(2_500, due // 2)))
+                due -= min(2_500, due // 2)
+            attempts.append((rng.choices(METHODS, METHOD_WEIGHTS)[0], "success", due))
+        for method, outcome, amount in attempts:
             payments.append(
-                (payment_id, order_id, "credit_card", "failed", total, paid_at, loaded_at)
+                (len(payments) + 1, order_id, method, outcome, amount, paid_at, loaded_at)
             )
-            continue
-        if rng.random() < 0.08:
-            payment_id += 1
-            payments.append(
-                (payment_id, order_id, "credit_card", "failed", total, paid_at, loaded_at)
-            )
-        due = total - 100 if underpaid else total
-        if rng.random() < 0.1 and due > 1_000:
-            gift = min(2_500, due // 2)
-            payment_id += 1
-            payments.append(
-                (payment_id, order_id, "gift_card", "success", gift, paid_at, loaded_at)
-            )
-            due -= gift
-        payment_id += 1
-        method = rng.choices(METHODS, METHOD_WEIGHTS)[0]
-        payments.append((payment_id, order_id, method, "success", due, paid_at, loaded_at))
+    return orders, items, payments
 
-    # Web sessions, a third of them anonymous.
-    sessions: list[Row] = []
-    for session_id in range(1, SESSIONS_PER_ORDER * n_orders + 1):
-        started_at = _at(start, rng, dt.timedelta(0), HISTORY_DAYS * day - hour)
-        known = bisect.bisect_left(created, started_at)
+
+def _sessions(
+    rng: random.Random, n: int, signups: list[dt.datetime], end: dt.datetime
+) -> list[Row]:
+    """Web sessions; about a third are anonymous (no customer_id)."""
+    start = end - HISTORY_DAYS * DAY
+    rows: list[Row] = []
+    for session_id in range(1, n + 1):
+        started_at = _at(start, rng, ZERO, HISTORY_DAYS * DAY - HOUR)
+        known = bisect.bisect_left(signups, started_at)
         visitor = rng.randrange(known) + 1 if known and rng.random() < 0.66 else None
         ended_at = started_at + dt.timedelta(seconds=rng.randint(10, 2_400))
-        loaded_at = min(_at(started_at, rng, hour, 6 * hour), end)
-        sessions.append(
-            (
-                session_id,
-                visitor,
-                rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0],
-                started_at,
-                ended_at,
-                rng.randint(1, 20),
-                loaded_at,
-            )
-        )
+        loaded_at = min(_at(started_at, rng, HOUR, 6 * HOUR), end)
+        channel = rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0]
+        pageviews = rng.randint(1, 20)
+        rows.append((session_id, visitor, channel, started_at, ended_at, pageviews, loaded_at))
+    return rows
 
+
+def _generate(scale: int, seed: int, end: dt.datetime) -> dict[str, list[Row]]:
+    """Build every raw table in memory. Pure: same arguments, same rows; the shape of the
+    data relative to `end` does not depend on `end` itself."""
+    rng = random.Random(seed)
+    customers = _customers(rng, CUSTOMERS_PER_SCALE * scale, end)
+    signups = [row[5] for row in customers]  # created_at, ascending
+    products = _products(rng, int(120 * scale**0.5), end)  # the catalogue grows slowly
+    prices = [row[4] for row in products]
+    orders, items, payments = _orders(rng, ORDERS_PER_SCALE * scale, signups, prices, end)
+    sessions = _sessions(rng, SESSIONS_PER_ORDER * ORDERS_PER_SCALE * scale, signups, end)
     return {
         "customers": customers,
         "products": products,
@@ -409,17 +388,9 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
             (order_id, customer_id, "shipped", ordered_at, shipping, ordered_at, loaded_at)
         )
         max_payment += 1
-        payments.append(
-            (
-                max_payment,
-                order_id,
-                "paypal",
-                "success",
-                subtotal + shipping,
-                ordered_at + dt.timedelta(minutes=2),
-                loaded_at,
-            )
-        )
+        paid_at = ordered_at + dt.timedelta(minutes=2)
+        total = subtotal + shipping
+        payments.append((max_payment, order_id, "paypal", "success", total, paid_at, loaded_at))
         summary.late_order_ids.append(order_id)
 
     # Returns for orders placed on the late day (never the deliberately underpaid ones).
@@ -431,18 +402,10 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
         f" where r.id = o.id and r.status = 'returned')"
         f" order by id limit {LATE_BATCH_RETURNS}"
     )
+    changed_at = loaded_at - dt.timedelta(minutes=30)
     for order_id, customer_id, ordered_at, shipping in candidates:
-        orders.append(
-            (
-                order_id,
-                customer_id,
-                "returned",
-                ordered_at,
-                shipping,
-                loaded_at - dt.timedelta(minutes=30),
-                loaded_at,
-            )
-        )
+        row = (order_id, customer_id, "returned", ordered_at, shipping, changed_at, loaded_at)
+        orders.append(row)
         summary.updated_order_ids.append(order_id)
 
     # One customer changes their email (the snapshot records the new version).
@@ -453,18 +416,8 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
             f" from {schema}.customers where id = {customer_id}"
             f" order by _loaded_at desc limit 1"
         )
-        customers = [
-            (
-                cid,
-                first,
-                last,
-                f"moved.{str(email).lower()}",
-                country,
-                created_at,
-                loaded_at - dt.timedelta(minutes=30),
-                loaded_at,
-            )
-        ]
+        moved = f"moved.{str(email).lower()}"
+        customers = [(cid, first, last, moved, country, created_at, changed_at, loaded_at)]
         wh.copy(f"{schema}.customers", customers)
         summary.updated_customer_ids.append(cid)
         summary.rows["customers"] = len(customers)

@@ -1,0 +1,72 @@
+"""One real Prefect server for the whole e2e session (starting one costs 20-30 s here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flows import prefect_server
+
+FERRY = Path(sys.executable).with_name("ferry")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = prefect_server.start(tmp_path_factory.mktemp("prefect-home"))
+    try:
+        yield server.api_url
+    finally:
+        prefect_server.stop(server.pid)
+
+
+def run_ferry(api_url: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """`ferry ...` in a subprocess against the test server, as a user would run it."""
+    full_env = {**os.environ, "PREFECT_API_URL": api_url, **(env or {})}
+    return subprocess.run(
+        [str(FERRY), *args], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+class Api:
+    """The few Prefect REST calls the tests read the outcome with."""
+
+    def __init__(self, url: str):
+        self.client = httpx.Client(base_url=url, timeout=10)
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        return self.client.get(f"/flow_runs/{flow_run_id}").raise_for_status().json()
+
+    def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200}
+        return self.client.post("/task_runs/filter", json=body).raise_for_status().json()
+
+    def wait_for_task_runs(
+        self, flow_run_id: str, count: int, *, final: bool = True, timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """Task runs are recorded from events, asynchronously: wait until all have landed."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            runs = self.task_runs(flow_run_id)
+            done = [r for r in runs if not final or r["state_type"] != "RUNNING"]
+            if len(runs) >= count and len(done) == len(runs):
+                return runs
+            time.sleep(0.5)
+        return runs
+
+    def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
+        body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
+        return self.client.post("/artifacts/filter", json=body).raise_for_status().json()
+
+
+@pytest.fixture(scope="session")
+def api(prefect_api: str) -> Api:
+    return Api(prefect_api)
