@@ -199,7 +199,9 @@ def publish_run(
     if failed:
         writes.append((state_key(layout.project, layout.env, "last-failure.json"), body))
     if update_state and "manifest.json" in files:
-        writes.append((state_key(layout.project, layout.env, "manifest.json"), files["manifest.json"]))
+        writes.append(
+            (state_key(layout.project, layout.env, "manifest.json"), files["manifest.json"])
+        )
         writes.append((state_key(layout.project, layout.env, "last-success.json"), body))
     for key, data in writes:
         try:

@@ -16,7 +16,14 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 COMMANDS = (
-    "build", "run", "test", "seed", "snapshot", "source freshness", "retry", "compile",
+    "build",
+    "run",
+    "test",
+    "seed",
+    "snapshot",
+    "source freshness",
+    "retry",
+    "compile",
     "docs generate",
 )
 
@@ -29,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profiles-dir", help="directory of profiles.yml (default: as dbt)")
     run.add_argument("--target", help="profiles.yml target (default: the profile's)")
     run.add_argument(
-        "--command", default="build",
+        "--command",
+        default="build",
         help=f"dbt command: {', '.join(COMMANDS)} (default: build)",
     )
     run.add_argument("--select", "-s", nargs="+", help="dbt node selection")
@@ -141,11 +149,15 @@ def _report(state: Any, *, as_json: bool) -> int:
     print(f"ferry: {message}", file=sys.stderr)
     if as_json:
         flow_run_id = state.state_details.flow_run_id
-        print(json.dumps({
-            "outcome": "invalid",
-            "verdict": message,
-            "flow_run_id": str(flow_run_id) if flow_run_id else None,
-        }))
+        print(
+            json.dumps(
+                {
+                    "outcome": "invalid",
+                    "verdict": message,
+                    "flow_run_id": str(flow_run_id) if flow_run_id else None,
+                }
+            )
+        )
     return EXIT_INVALID if state.is_failed() else EXIT_FAILED
 
 

@@ -53,7 +53,8 @@ def dbt_flow(
         select: dbt node selection, space-separated, e.g. `tag:daily fct_orders+`.
         exclude: Nodes to leave out, same syntax as `select`.
         selector: A named selector from selectors.yml (instead of select/exclude).
-        vars: dbt variables as a mapping (or a JSON/YAML document), e.g. {"start_date": "2024-01-01"}.
+        vars: dbt variables as a mapping (or a JSON/YAML document),
+            e.g. {"start_date": "2024-01-01"}.
         full_refresh: Rebuild incremental models and seeds from scratch (build, run, seed).
         target: The profiles.yml target; empty for the profile's default.
         threads: dbt threads; empty for the profile's setting.
@@ -81,9 +82,7 @@ def dbt_flow(
         else None
     )
     try:
-        report = execute(
-            params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger
-        )
+        report = execute(params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger)
     except InvalidRunRequest as exc:
         logger.error("invalid input, nothing was run: %s", exc)
         return Failed(message=f"Invalid input: {exc}", data=exc)

@@ -62,8 +62,9 @@ class PrefectNodeReporter:
         if self._mode is not NodeReporting.LIVE:
             return
         payload = self._task_run(node.unique_id, node.resource_type, node.started_at, None)
-        self._emit(node.unique_id, node.resource_type, "RUNNING", "Running", None, payload,
-                   node.started_at)
+        self._emit(
+            node.unique_id, node.resource_type, "RUNNING", "Running", None, payload, node.started_at
+        )
 
     def node_finished(self, node: NodeResult) -> None:
         if self._mode is NodeReporting.OFF:
@@ -72,11 +73,15 @@ class PrefectNodeReporter:
         finished = node.finished_at or datetime.now(UTC)
         payload = self._task_run(node.unique_id, node.resource_type, node.started_at, finished)
         message = node.message if node.status is not NodeStatus.SUCCESS else None
-        self._emit(node.unique_id, node.resource_type, state_type, state_name, message, payload,
-                   finished)
+        self._emit(
+            node.unique_id, node.resource_type, state_type, state_name, message, payload, finished
+        )
 
     def _task_run(
-        self, unique_id: str, resource_type: str, started: datetime | None,
+        self,
+        unique_id: str,
+        resource_type: str,
+        started: datetime | None,
         finished: datetime | None,
     ) -> dict[str, Any]:
         run: dict[str, Any] = {
@@ -98,14 +103,20 @@ class PrefectNodeReporter:
         return run
 
     def _emit(
-        self, unique_id: str, resource_type: str, state_type: str, state_name: str,
-        message: str | None, task_run: dict[str, Any], occurred: datetime,
+        self,
+        unique_id: str,
+        resource_type: str,
+        state_type: str,
+        state_name: str,
+        message: str | None,
+        task_run: dict[str, Any],
+        occurred: datetime,
     ) -> None:
         with self._lock:
             task_run_id = self._task_run_ids.setdefault(unique_id, uuid.uuid4())
             follows = self._last_event.get(unique_id)
         message = (message or "")[:_MESSAGE_LIMIT]
-        state = {
+        state: dict[str, Any] = {
             "type": state_type,
             "name": state_name,
             "message": message,

@@ -111,8 +111,7 @@ def judge(
     if warned:
         return (
             Outcome.WARNINGS,
-            f"{total} of {total} nodes passed, {len(warned)} with warnings: "
-            f"{_name_nodes(warned)}",
+            f"{total} of {total} nodes passed, {len(warned)} with warnings: {_name_nodes(warned)}",
         )
     return Outcome.SUCCESS, f"{total} of {total} nodes passed"
 

@@ -120,7 +120,8 @@ def pg_schema(monkeypatch: pytest.MonkeyPatch):
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(
-            "select nspname from pg_namespace where nspname like %s", (schema.replace("_", r"\_") + "%",)
+            "select nspname from pg_namespace where nspname like %s",
+            (schema.replace("_", r"\_") + "%",),
         )
         for (name,) in cur.fetchall():
             cur.execute(f'drop schema "{name}" cascade')

@@ -339,10 +339,22 @@ class _Warehouse:
 
 
 def _replace_all(wh: _Warehouse, schema: str, tables: dict[str, list[Row]]) -> None:
+    """Empty and refill each table. A table is only dropped when its columns changed:
+    PostgreSQL would refuse (or, with cascade, drop) the staging views built on it."""
     wh.execute(f"create schema if not exists {schema}")
     for table, rows in tables.items():
-        wh.execute(f"drop table if exists {schema}.{table}")
-        wh.execute(f"create table {schema}.{table} ({TABLES[table]})")
+        wanted = [definition.split()[0] for definition in TABLES[table].split(",")]
+        existing = wh.all(
+            "select column_name from information_schema.columns"
+            f" where table_schema = '{schema}' and table_name = '{table}'"
+            " order by ordinal_position"
+        )
+        if [name for (name,) in existing] == wanted:
+            wh.execute(f"delete from {schema}.{table}")
+        else:
+            cascade = " cascade" if wh.target == "postgres" else ""
+            wh.execute(f"drop table if exists {schema}.{table}{cascade}")
+            wh.execute(f"create table {schema}.{table} ({TABLES[table]})")
         wh.copy(f"{schema}.{table}", rows)
 
 

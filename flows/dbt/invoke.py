@@ -106,7 +106,8 @@ class DbtInvocation:
             DbtProjectError: the project itself does not parse.
         """
         from dbt.cli.main import dbtRunner
-        from dbt.exceptions import DbtProfileError, DbtProjectError as DbtProjectConfigError
+        from dbt.exceptions import DbtProfileError
+        from dbt.exceptions import DbtProjectError as DbtProjectConfigError
 
         result = dbtRunner().invoke(["parse", *self.common_args(), "--quiet"])
         if result.success:
@@ -150,7 +151,8 @@ class DbtInvocation:
                 f"invalid selection {' '.join(req.selection_args())!r}: "
                 f"{_exception_message(result.exception)}"
             )
-        listed = [json.loads(line) for line in result.result or []]
+        lines: list[str] = result.result if isinstance(result.result, list) else []
+        listed = [json.loads(line) for line in lines]
         wanted = set(req.command.resource_types)
         matched = [n["unique_id"] for n in listed if n["resource_type"] in wanted]
         if req.has_selection and not matched:
@@ -205,8 +207,8 @@ class _NodeEventCallback:
         if name == "NodeStart":
             info = msg.data.node_info
             started = _parse_dbt_time(info.node_started_at) or datetime.now(UTC)
-            node = NodeStarted(info.unique_id, info.resource_type, info.node_name, started)
-            self.safe(self._listener.node_started, node)
+            start = NodeStarted(info.unique_id, info.resource_type, info.node_name, started)
+            self.safe(self._listener.node_started, start)
         elif name == "NodeFinished":
             info, rr = msg.data.node_info, msg.data.run_result
             node = NodeResult(

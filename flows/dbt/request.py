@@ -113,7 +113,7 @@ def parse_vars(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise InvalidRunRequest(
             f"vars must be a mapping of variable names to values, got {type(parsed).__name__} "
-            f"{value!r}; e.g. {{\"start_date\": \"2024-01-01\"}}"
+            f'{value!r}; e.g. {{"start_date": "2024-01-01"}}'
         )
     bad_keys = [k for k in parsed if not isinstance(k, str) or not k]
     if bad_keys:

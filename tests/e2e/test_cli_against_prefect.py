@@ -29,16 +29,21 @@ def ferry_run(prefect_api, project, tmp_path, env, *extra):
     return run_ferry(
         prefect_api,
         "run",
-        "--project-dir", str(project),
-        "--profiles-dir", str(project),
-        "--artifacts", str(tmp_path / "artifacts"),
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--artifacts",
+        str(tmp_path / "artifacts"),
         "--json",
         *extra,
         env={**env, "FERRY_WORK_DIR": str(tmp_path / "runs")},
     )
 
 
-def test_a_build_shows_every_node_as_a_task_run(prefect_api, api, shop_project, shop_ready, tmp_path):
+def test_a_build_shows_every_node_as_a_task_run(
+    prefect_api, api, shop_project, shop_ready, tmp_path
+):
     proc = ferry_run(prefect_api, shop_project, tmp_path, shop_ready)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = last_json(proc.stdout)
@@ -65,10 +70,16 @@ def test_a_build_shows_every_node_as_a_task_run(prefect_api, api, shop_project, 
     assert report["data"].count("| `") == summary["nodes_total"]
 
 
-def test_a_failed_node_fails_the_flow_and_its_task_run(prefect_api, api, shop_project, shop_ready, tmp_path):
+def test_a_failed_node_fails_the_flow_and_its_task_run(
+    prefect_api, api, shop_project, shop_ready, tmp_path
+):
     proc = ferry_run(
-        prefect_api, shop_project, tmp_path, shop_ready,
-        "--vars", '{"fail_models": ["int_orders_enriched"]}',
+        prefect_api,
+        shop_project,
+        tmp_path,
+        shop_ready,
+        "--vars",
+        '{"fail_models": ["int_orders_enriched"]}',
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     summary = last_json(proc.stdout)
@@ -94,7 +105,9 @@ def test_a_failed_node_fails_the_flow_and_its_task_run(prefect_api, api, shop_pr
         (("--command", "deploy"), "command"),
     ],
 )
-def test_bad_input_exits_2_with_a_failed_flow_run(prefect_api, api, shop_project, tmp_path, args, message):
+def test_bad_input_exits_2_with_a_failed_flow_run(
+    prefect_api, api, shop_project, tmp_path, args, message
+):
     proc = ferry_run(prefect_api, shop_project, tmp_path, {}, *args)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert message in proc.stderr

@@ -38,9 +38,7 @@ def test_another_projects_build_with_its_own_profile_and_tags(lighthouse, tmp_pa
 
 def test_another_projects_failure_is_named_in_the_verdict(lighthouse, tmp_path):
     settings = make_settings(lighthouse, tmp_path)
-    summary = execute(
-        {"command": "build", "vars": {"break_lighthouse": True}}, settings
-    ).summary
+    summary = execute({"command": "build", "vars": {"break_lighthouse": True}}, settings).summary
     assert summary.outcome is Outcome.FAILED
     assert summary.verdict.startswith("1 of 12 nodes failed: model.lighthouse.keeper_hours (")
     assert "undefined_column" in summary.verdict

@@ -34,7 +34,10 @@ def test_a_build_reports_every_node_and_stores_its_artifacts(shop_duckdb, tmp_pa
 
     run_dir = stored_run(summary)
     assert {p.name for p in run_dir.iterdir()} >= {
-        "manifest.json", "run_results.json", "dbt.log", "summary.json",
+        "manifest.json",
+        "run_results.json",
+        "dbt.log",
+        "summary.json",
     }
     results = json.loads((run_dir / "run_results.json").read_text())["results"]
     # every node dbt ran was reported, live, exactly once, with the same status
@@ -77,9 +80,7 @@ def test_bad_input_is_refused_before_the_warehouse_is_touched(
     assert not (tmp_path / "artifacts").exists()
 
 
-def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(
-    shop_duckdb, tmp_path
-):
+def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
     assert execute({"command": "build"}, settings).summary.outcome is not Outcome.FAILED
     select = {"command": "run", "select": "+fct_order_items"}
@@ -94,7 +95,9 @@ def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(
 
     first_total, first_distinct = fact_counts()
     assert first_total == first_distinct
-    load_generator(shop_duckdb).main(["--target", "duckdb", "--duckdb-path", str(db), "--late-batch"])
+    load_generator(shop_duckdb).main(
+        ["--target", "duckdb", "--duckdb-path", str(db), "--late-batch"]
+    )
     assert execute(select, settings).summary.outcome is not Outcome.FAILED
     total, distinct = fact_counts()
     assert total == distinct, "the incremental fact duplicated keys on re-run"
@@ -142,7 +145,9 @@ def test_a_failed_run_is_retried_from_s3_in_a_fresh_container(shop_duckdb, tmp_p
     )
     retry_listener = RecordingListener()
     retried = execute(
-        {"command": "retry", "vars": {"fail_models": []}}, second, listener=retry_listener,
+        {"command": "retry", "vars": {"fail_models": []}},
+        second,
+        listener=retry_listener,
         run_id="run-retry",
     ).summary
     assert retried.outcome is not Outcome.FAILED, retried.verdict
@@ -159,9 +164,7 @@ def test_a_failed_run_is_retried_from_s3_in_a_fresh_container(shop_duckdb, tmp_p
 @mock_aws
 def test_an_artifact_store_failure_keeps_the_verdict_and_the_local_copy(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path, artifacts="s3://bucket-that-is-not-there/x")
-    summary = execute(
-        {"command": "seed"}, settings, run_id="r1"
-    ).summary
+    summary = execute({"command": "seed"}, settings, run_id="r1").summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     assert summary.artifact_errors and "bucket-that-is-not-there" in summary.artifact_errors[0]
     local = tmp_path / "runs" / "r1" / "artifacts"
@@ -175,8 +178,11 @@ def test_an_artifact_store_failure_keeps_the_verdict_and_the_local_copy(shop_duc
 def test_a_failing_data_test_is_named_with_its_failure_count(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
     summary = execute(
-        {"command": "build", "select": "+assert_order_subtotals_match_items",
-         "vars": {"fail_tests": True}},
+        {
+            "command": "build",
+            "select": "+assert_order_subtotals_match_items",
+            "vars": {"fail_tests": True},
+        },
         settings,
     ).summary
     assert summary.outcome is Outcome.FAILED

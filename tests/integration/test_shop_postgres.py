@@ -41,7 +41,7 @@ def test_the_shop_builds_and_rebuilds_on_postgres(shop_project, tmp_path, pg_sch
     contracts = [r for r in results if r["unique_id"] == "model.shop.fct_orders"]
     assert contracts and contracts[0]["status"] == "success"
 
-    (total, distinct), = query(
+    ((total, distinct),) = query(
         f"select count(*), count(distinct order_item_id) from {pg_schema}.fct_order_items"
     )
     assert total == distinct > 0
@@ -49,7 +49,7 @@ def test_the_shop_builds_and_rebuilds_on_postgres(shop_project, tmp_path, pg_sch
     assert generator.main(["--target", "postgres", "--late-batch"]) == 0
     second = execute({"command": "build", "target": "postgres"}, settings).summary
     assert second.outcome is Outcome.WARNINGS, second.verdict
-    (total2, distinct2), = query(
+    ((total2, distinct2),) = query(
         f"select count(*), count(distinct order_item_id) from {pg_schema}.fct_order_items"
     )
     assert total2 == distinct2 > total, "late rows missing or duplicated on PostgreSQL"

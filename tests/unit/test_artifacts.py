@@ -33,8 +33,13 @@ def run_files(tmp_path):
 def publish(store, files, run_id, *, failed, update_state=False):
     layout = RunLayout("shop", "prod", run_id, DAY)
     pub = publish_run(
-        store, layout, files, files["dbt.log"].parent, failed=failed,
-        update_state=update_state, pointer={"run_id": run_id},
+        store,
+        layout,
+        files,
+        files["dbt.log"].parent,
+        failed=failed,
+        update_state=update_state,
+        pointer={"run_id": run_id},
     )
     return layout, pub
 
@@ -60,7 +65,8 @@ def test_a_failed_run_becomes_the_one_retry_fetches(tmp_path, run_files):
     fetched = fetch_failed_run(store, "shop", "prod", None, tmp_path / "state")
     assert fetched.run_id == "run-1"
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
-        "manifest.json", "run_results.json",
+        "manifest.json",
+        "run_results.json",
     ]
     assert not (tmp_path / "store/shop/prod/state/manifest.json").exists()
 
@@ -111,8 +117,7 @@ def test_s3_store_round_trip_with_prefix(tmp_path, run_files):
     layout, pub = publish(store, run_files, "run-9", failed=True)
     assert pub.complete
     keys = {
-        o["Key"]
-        for o in boto3.client("s3").list_objects_v2(Bucket="ferry-artifacts")["Contents"]
+        o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="ferry-artifacts")["Contents"]
     }
     assert f"dbt/{layout.run_prefix}/run_results.json" in keys
     assert "dbt/shop/prod/state/last-failure.json" in keys

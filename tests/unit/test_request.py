@@ -21,7 +21,9 @@ def test_commands_are_accepted_in_the_forms_users_type(given, expected):
 
 
 def test_an_unknown_command_is_refused_with_the_list_of_commands():
-    with pytest.raises(InvalidRunRequest, match=r"unknown dbt command 'deploy'.*'source freshness'"):
+    with pytest.raises(
+        InvalidRunRequest, match=r"unknown dbt command 'deploy'.*'source freshness'"
+    ):
         parse_command("deploy")
 
 
@@ -71,7 +73,13 @@ def test_selection_strings_split_like_the_dbt_cli():
     assert req.select == ("tag:daily", "fct_orders+")
     assert req.exclude == ("a", "b", "c")
     assert req.selection_args() == [
-        "--select", "tag:daily", "fct_orders+", "--exclude", "a", "b", "c",
+        "--select",
+        "tag:daily",
+        "fct_orders+",
+        "--exclude",
+        "a",
+        "b",
+        "c",
     ]
     assert req.describe() == "build --select tag:daily fct_orders+ --exclude a b c"
 

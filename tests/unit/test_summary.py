@@ -74,8 +74,16 @@ def test_summary_counts_and_report_rows():
     nodes = [node("model.shop.a", "success", secs=3), node("model.shop.b", "error", "bad | pipe")]
     outcome, verdict = judge(RunRequest.build(), nodes, False, None)
     summary = summarize(
-        run_id="r1", flow_run_id=None, project="shop", env="local", request=RunRequest.build(),
-        target="duckdb", nodes=nodes, outcome=outcome, verdict=verdict, started_at=T0,
+        run_id="r1",
+        flow_run_id=None,
+        project="shop",
+        env="local",
+        request=RunRequest.build(),
+        target="duckdb",
+        nodes=nodes,
+        outcome=outcome,
+        verdict=verdict,
+        started_at=T0,
         finished_at=T0,
     )
     assert summary.counts == {"error": 1, "success": 1}
