@@ -20,8 +20,11 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- A boolean SQL literal: `true` only when var('fail_tests') is set. Use as `or {{ ... }}`. -#}
 {% macro ferry_inject_test_failure() -%}
     {%- if var('fail_tests', false) | string | lower in ['true', '1', 'yes'] -%}
-        or 1 = 1
+        true
+    {%- else -%}
+        false
     {%- endif -%}
 {%- endmacro %}

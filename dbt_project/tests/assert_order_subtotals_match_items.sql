@@ -42,7 +42,7 @@ final as (
 
     where
         abs(orders.subtotal - coalesce(item_totals.items_amount, 0)) > 0.005
-        {{ ferry_inject_test_failure() }}
+        or {{ ferry_inject_test_failure() }}
 
 )
 

@@ -16,9 +16,12 @@ final as (
         count(*) as payment_attempts,
         sum(case when is_successful then 1 else 0 end) as successful_payments,
         {% for payment_method in payment_methods -%}
-        sum(
-            case when is_successful and payment_method = '{{ payment_method }}' then amount else 0 end
-        ) as {{ payment_method }}_amount,
+            sum(
+                case
+                    when is_successful and payment_method = '{{ payment_method }}' then amount
+                    else 0
+                end
+            ) as {{ payment_method }}_amount,
         {% endfor -%}
         sum(case when is_successful then amount else 0 end) as amount_paid,
         max(_loaded_at) as _loaded_at

@@ -16,7 +16,7 @@ final as (
         count(*) as session_count,
         sum(pageviews) as pageviews,
         {% for channel in channels -%}
-        sum(case when channel = '{{ channel }}' then 1 else 0 end) as {{ channel }}_sessions,
+            sum(case when channel = '{{ channel }}' then 1 else 0 end) as {{ channel }}_sessions,
         {% endfor -%}
         min(started_at) as first_session_at,
         max(started_at) as last_session_at

@@ -51,8 +51,9 @@ final as (
         customers.created_at,
         customer_orders.first_order_date,
         customer_orders.most_recent_order_date,
-        {{ dbt.datediff('cast(customers.created_at as date)', 'customer_orders.first_order_date', 'day') }}
-            as days_to_first_order,
+        {{ dbt.datediff(
+            'cast(customers.created_at as date)', 'customer_orders.first_order_date', 'day'
+        ) }} as days_to_first_order,
         coalesce(customer_orders.order_count, 0) as order_count,
         coalesce(customer_orders.lifetime_value, 0) as lifetime_value,
         coalesce(sessions.session_count, 0) as session_count,

@@ -56,10 +56,10 @@ final as (
     select * from joined
 
     {% if is_incremental() %}
-    where _loaded_at >= (
-        select {{ dbt.dateadd('day', -1 * var('lookback_days', 3) | int, 'max(_loaded_at)') }}
-        from {{ this }}
-    )
+        where _loaded_at >= (
+            select {{ dbt.dateadd('day', -1 * var('lookback_days', 3) | int, 'max(_loaded_at)') }}
+            from {{ this }}
+        )
     {% endif %}
 
 )
