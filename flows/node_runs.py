@@ -10,7 +10,9 @@ argued in docs/architecture.md.
 
 from __future__ import annotations
 
+import contextvars
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -44,23 +46,72 @@ def prefect_state_of(status: NodeStatus) -> tuple[str, str]:
 
 
 class PrefectNodeReporter:
-    """Records every dbt node of one flow run as a Prefect task run (thread-safe)."""
+    """Records every dbt node of one flow run as a Prefect task run (thread-safe).
 
-    def __init__(self, flow_run_id: uuid.UUID | str, mode: NodeReporting, run_count: int = 1):
+    In `live` mode a node is shown Running only once it has run for `running_after_s`: most
+    nodes of a dbt project finish in well under a second, and a Running state nobody can see
+    costs the server as much as one they can. Slow nodes - the ones worth watching - show up
+    Running while they run. Use it as a context manager, so the watcher thread stops.
+    """
+
+    def __init__(
+        self,
+        flow_run_id: uuid.UUID | str,
+        mode: NodeReporting,
+        run_count: int = 1,
+        running_after_s: float = 1.0,
+    ):
         self._flow_run = {
             "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
             "prefect.resource.role": "flow-run",
         }
         self._mode = mode
         self._run_count = run_count
-        self._lock = threading.Lock()
+        self._running_after_s = running_after_s
+        self._lock = threading.RLock()
         self._task_run_ids: dict[str, uuid.UUID] = {}
         self._last_event: dict[str, Event] = {}
+        self._pending: dict[str, tuple[NodeStarted, float]] = {}
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self.emitted = 0
+
+    def __enter__(self) -> PrefectNodeReporter:
+        if self._mode is NodeReporting.LIVE and self._running_after_s > 0:
+            # The watcher emits with the flow's Prefect settings and run context.
+            context = contextvars.copy_context()
+            self._watcher = threading.Thread(
+                target=context.run, args=(self._watch,), name="ferry-node-watcher", daemon=True
+            )
+            self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
 
     def node_started(self, node: NodeStarted) -> None:
         if self._mode is not NodeReporting.LIVE:
             return
+        if self._running_after_s <= 0:
+            self._announce(node)
+            return
+        with self._lock:
+            self._pending[node.unique_id] = (node, time.monotonic())
+
+    def _watch(self) -> None:
+        interval = min(max(self._running_after_s / 2, 0.05), 0.5)
+        while not self._stop.wait(interval):
+            deadline = time.monotonic() - self._running_after_s
+            # Announced under the lock, so a node's final state can never overtake its Running.
+            with self._lock:
+                due = [n for n, since in self._pending.values() if since <= deadline]
+                for node in due:
+                    del self._pending[node.unique_id]
+                    self._announce(node)
+
+    def _announce(self, node: NodeStarted) -> None:
         payload = self._task_run(node.unique_id, node.resource_type, node.started_at, None)
         self._emit(
             node.unique_id, node.resource_type, "RUNNING", "Running", None, payload, node.started_at
@@ -69,6 +120,8 @@ class PrefectNodeReporter:
     def node_finished(self, node: NodeResult) -> None:
         if self._mode is NodeReporting.OFF:
             return
+        with self._lock:
+            self._pending.pop(node.unique_id, None)
         state_type, state_name = prefect_state_of(node.status)
         finished = node.finished_at or datetime.now(UTC)
         payload = self._task_run(node.unique_id, node.resource_type, node.started_at, finished)

@@ -48,8 +48,9 @@ def free_port() -> int:
 
 
 def healthy(api_url: str) -> bool:
+    """True once the server answers and its database is ready (`/ready`, not just `/health`)."""
     try:
-        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
+        return httpx.get(f"{api_url}/ready", timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -77,6 +77,14 @@ class FerrySettings(BaseSettings):
         default=NodeReporting.LIVE,
         description="How dbt nodes appear in the Prefect UI: live, final or off.",
     )
+    node_running_after_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "In live reporting, show a node Running once it has run this long (0: at once). "
+            "Faster nodes appear only with their final state, which halves the events."
+        ),
+    )
     git_sha: str | None = Field(
         default=None, description="Git commit the image was built from (set at image build)."
     )

@@ -1,0 +1,90 @@
+"""The node reporter against a real server: task runs recorded from events, in every mode."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
+from flows.node_runs import PrefectNodeReporter
+from flows.settings import NodeReporting
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def flow_run_id(api) -> str:
+    flow = api.client.post("/flows/", json={"name": "node-runs-test"}).raise_for_status().json()
+    run = api.client.post(
+        "/flow_runs/", json={"flow_id": flow["id"], "name": f"t-{uuid.uuid4().hex[:6]}"}
+    ).raise_for_status()
+    return run.json()["id"]
+
+
+def started(uid: str) -> NodeStarted:
+    return NodeStarted(uid, "model", uid.split(".")[-1], datetime.now(UTC))
+
+
+def finished(uid: str, status: str, message: str | None = None) -> NodeResult:
+    now = datetime.now(UTC)
+    return NodeResult(
+        unique_id=uid, resource_type="model", name=uid.split(".")[-1],
+        status=NodeStatus(status), message=message, started_at=now - timedelta(seconds=2),
+        finished_at=now, execution_time=2.0,
+    )
+
+
+def wait_for(api, flow_run_id: str, predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = {r["name"]: r for r in api.task_runs(flow_run_id)}
+        if predicate(runs):
+            return runs
+        time.sleep(0.3)
+    raise AssertionError(f"task runs never matched: {runs}")
+
+
+def test_live_mode_shows_slow_nodes_running_and_fast_nodes_only_final(
+    prefect_api, api, flow_run_id
+):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        with PrefectNodeReporter(flow_run_id, NodeReporting.LIVE, running_after_s=0.5) as rep:
+            rep.node_started(started("model.p.slow"))
+            rep.node_started(started("model.p.fast"))
+            rep.node_finished(finished("model.p.fast", "error", "Database Error\n  boom"))
+            EventsWorker.drain_all()
+            runs = wait_for(
+                api, flow_run_id,
+                lambda r: r.get("model.p.slow", {}).get("state_type") == "RUNNING"
+                and "model.p.fast" in r,
+            )
+            assert runs["model.p.fast"]["state_type"] == "FAILED"
+            assert "boom" in runs["model.p.fast"]["state"]["message"]
+            rep.node_finished(finished("model.p.slow", "success"))
+            EventsWorker.drain_all()
+        assert rep.emitted == 3  # slow: Running + Completed; fast: only Failed
+    runs = wait_for(api, flow_run_id, lambda r: r["model.p.slow"]["state_type"] == "COMPLETED")
+    slow = runs["model.p.slow"]
+    assert slow["flow_run_id"] == flow_run_id and slow["total_run_time"] == pytest.approx(2.0)
+    assert set(slow["tags"]) == {"dbt", "dbt:model"}
+
+
+@pytest.mark.parametrize(("mode", "events"), [(NodeReporting.FINAL, 1), (NodeReporting.OFF, 0)])
+def test_final_and_off_modes(prefect_api, api, flow_run_id, mode, events):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        with PrefectNodeReporter(flow_run_id, mode) as rep:
+            rep.node_started(started("model.p.one"))
+            rep.node_finished(finished("model.p.one", "warn", "Got 3 results"))
+            EventsWorker.drain_all()
+        assert rep.emitted == events
+    if events:
+        runs = wait_for(api, flow_run_id, lambda r: "model.p.one" in r)
+        assert runs["model.p.one"]["state_name"] == "Warned"
+    else:
+        time.sleep(2)
+        assert api.task_runs(flow_run_id) == []
