@@ -18,15 +18,12 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -36,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_project import DUCKDB_FILE_NAME, generate
+
+from flows import prefect_server as local_prefect
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -47,7 +46,6 @@ _SCRUBBED_PREFIXES = ("PREFECT_", "FERRY_", "DBT_", "SYNTH_")
 _QUIET_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 _SAMPLE_INTERVAL_S = 0.1
 _FULL_PARSE_MARK = "Unable to do partial parsing"
-_SERVER_START_TIMEOUT_S = 120.0
 _STOP_GRACE_S = 20.0
 
 
@@ -78,6 +76,8 @@ class RunResult:
     maxrss_mb: float  # os.wait4: the largest single process in the tree
     tree_rss_mb: float  # sampled every 0.1 s: the sum over the whole tree
     full_parse: bool  # dbt said it could not parse partially: the run parsed from scratch
+    cpu_s: float = 0.0  # os.wait4: user + system CPU of the run's process tree
+    server_cpu_s: float = 0.0  # CPU the co-located Prefect server spent on this run
 
     @property
     def peak_mb(self) -> float:
@@ -94,8 +94,11 @@ class VariantSummary:
     runs: list[dict[str, float | bool]] = field(default_factory=list)
     median_wall_s: float = 0.0
     median_peak_mb: float = 0.0
+    median_cpu_s: float = 0.0
+    median_server_cpu_s: float = 0.0
     wall_ratio: float | None = None
     memory_ratio: float | None = None
+    cpu_ratio: float | None = None
     verdict: str = "n/a"
 
 
@@ -160,6 +163,38 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process and everything below it."""
+    total = 0
+    for each in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLOCK_TICKS
+
+
+def settle_server(pid: int, timeout_s: float = 60.0) -> float:
+    """Waits until the server stops working on the last run's events; returns its CPU so far.
+
+    The server records task runs from events after the client has exited; without this, one
+    run's events would be processed during (and slow down) the next run.
+    """
+    last = tree_cpu_s(pid)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = tree_cpu_s(pid)
+        if now - last < 0.05:
+            return now
+        last = now
+    return last
+
+
 class _TreeRssSampler(threading.Thread):
     """Samples the summed RSS of a process tree, which wait4's ru_maxrss cannot give."""
 
@@ -218,63 +253,19 @@ def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
 # --- Prefect server --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @contextmanager
-def prefect_server(bin_dir: Path, work_dir: Path) -> Iterator[str]:
-    """Run a throwaway Prefect server on a free port; yield its API URL; always stop it."""
-    home = work_dir / "prefect-server"
-    home.mkdir()
-    port = _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _clean_env(
-        {
-            "PREFECT_HOME": str(home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-        }
-    )
-    log_path = home / "server.log"
-    command = [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    print(f"prefect server: pid {process.pid}, {api_url}")
+def prefect_server(work_dir: Path) -> Iterator[local_prefect.LocalServer]:
+    """A throwaway Prefect server on a free port (ferry's own helper); always stopped by pid."""
     try:
-        deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
-        while not _healthy(f"{api_url}/health"):
-            if process.poll() is not None:
-                raise BenchError(f"prefect server exited {process.returncode}:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"prefect server not healthy in time:\n{_tail(log_path)}")
-            time.sleep(0.5)
-        yield api_url
+        server = local_prefect.start(work_dir / "prefect-server")
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from exc
+    print(f"prefect server: pid {server.pid}, {server.api_url}")
+    try:
+        yield server
     finally:
-        helpers = descendants(process.pid)
-        _stop_pid(process.pid)
-        process.wait()
-        for pid in helpers:  # anything the server spawned and left behind, by its own pid
-            if Path(f"/proc/{pid}").exists():
-                _stop_pid(pid)
-        print(f"prefect server: stopped (exit {process.returncode})")
+        local_prefect.stop(server.pid)
+        print("prefect server: stopped")
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -290,6 +281,7 @@ class _Context:
     api_url: str
     client_home: Path
     db_dir: Path
+    server_pid: int
 
     @property
     def db_path(self) -> Path:
@@ -347,6 +339,7 @@ def run_once(variant: Variant, ctx: _Context, sequence: int) -> RunResult:
         extra |= {"PREFECT_API_URL": ctx.api_url, "PREFECT_HOME": str(ctx.client_home)}
     extra |= dict(variant.env)
     stdout_path, stderr_path = run_dir / "stdout.log", run_dir / "stderr.log"
+    server_cpu_before = settle_server(ctx.server_pid)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -376,6 +369,7 @@ def run_once(variant: Variant, ctx: _Context, sequence: int) -> RunResult:
         )
     # ru_maxrss is KiB on Linux, bytes on macOS.
     maxrss_kb = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    server_cpu = settle_server(ctx.server_pid) - server_cpu_before
     return RunResult(
         variant.name,
         sequence,
@@ -383,6 +377,8 @@ def run_once(variant: Variant, ctx: _Context, sequence: int) -> RunResult:
         maxrss_kb / 1024,
         sampler.peak_kb / 1024,
         _parsed_from_scratch(run_dir),
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        server_cpu_s=server_cpu,
     )
 
 
@@ -458,9 +454,13 @@ def summarize(variants: list[Variant], results: list[RunResult]) -> list[Variant
                 "maxrss_mb": round(r.maxrss_mb, 1),
                 "tree_rss_mb": round(r.tree_rss_mb, 1),
                 "full_parse": r.full_parse,
+                "cpu_s": round(r.cpu_s, 2),
+                "server_cpu_s": round(r.server_cpu_s, 2),
             }
             for r in runs
         ]
+        summary.median_cpu_s = round(statistics.median(r.cpu_s for r in runs), 2)
+        summary.median_server_cpu_s = round(statistics.median(r.server_cpu_s for r in runs), 2)
         summary.median_wall_s = round(statistics.median(r.wall_s for r in runs), 3)
         summary.median_peak_mb = round(statistics.median(r.peak_mb for r in runs), 1)
         summaries.append(summary)
@@ -470,6 +470,7 @@ def summarize(variants: list[Variant], results: list[RunResult]) -> list[Variant
             continue
         summary.wall_ratio = round(summary.median_wall_s / raw.median_wall_s, 3)
         summary.memory_ratio = round(summary.median_peak_mb / raw.median_peak_mb, 3)
+        summary.cpu_ratio = round(summary.median_cpu_s / raw.median_cpu_s, 3)
         if summary is raw:
             summary.verdict = "baseline"
         else:
@@ -498,7 +499,8 @@ def print_table(summaries: list[VariantSummary]) -> None:
     )
     header = (
         f"{'variant':<{name_width}}  {'runs: wall s / peak MB':<{runs_width}}  "
-        f"{'median s':>9}  {'median MB':>9}  {'wall':>7}  {'memory':>7}  verdict"
+        f"{'median s':>9}  {'median MB':>9}  {'wall':>7}  {'memory':>7}  "
+        f"{'cpu':>7}  {'srv cpu s':>9}  verdict"
     )
     print()
     print(header)
@@ -508,9 +510,13 @@ def print_table(summaries: list[VariantSummary]) -> None:
         print(
             f"{s.variant:<{name_width}}  {runs:<{runs_width}}  {s.median_wall_s:>9.2f}  "
             f"{s.median_peak_mb:>9.1f}  {_ratio(s.wall_ratio):>7}  {_ratio(s.memory_ratio):>7}  "
-            f"{s.verdict}"
+            f"{_ratio(s.cpu_ratio):>7}  {s.median_server_cpu_s:>9.1f}  {s.verdict}"
         )
     print(f"targets vs raw: wall <= {WALL_TARGET:.2f}x, memory <= {MEMORY_TARGET:.2f}x (medians)")
+    print(
+        "cpu: user+system CPU of the run's own processes vs raw (what an ECS task pays); "
+        "srv cpu s: CPU the co-located Prefect server spent recording the run"
+    )
     if any(r["full_parse"] for s in summaries for r in s.runs):
         print("* this run parsed the project from scratch (dbt could not parse partially)")
 
@@ -635,9 +641,15 @@ def main(argv: list[str] | None = None) -> int:
         project = generate(work_dir / "project", models=args.models, seed=args.seed)
         client_home = work_dir / "prefect-client"
         client_home.mkdir()
-        with prefect_server(args.bin_dir, work_dir) as api_url:
+        with prefect_server(work_dir) as server:
             ctx = _Context(
-                args.bin_dir, project, work_dir / "runs", api_url, client_home, work_dir / "db"
+                args.bin_dir,
+                project,
+                work_dir / "runs",
+                server.api_url,
+                client_home,
+                work_dir / "db",
+                server.pid,
             )
             node_counts = warm_parse(ctx)
             print(f"project: {args.models} models, nodes {node_counts} (warm parse done)")
