@@ -33,9 +33,14 @@ def started(uid: str) -> NodeStarted:
 def finished(uid: str, status: str, message: str | None = None) -> NodeResult:
     now = datetime.now(UTC)
     return NodeResult(
-        unique_id=uid, resource_type="model", name=uid.split(".")[-1],
-        status=NodeStatus(status), message=message, started_at=now - timedelta(seconds=2),
-        finished_at=now, execution_time=2.0,
+        unique_id=uid,
+        resource_type="model",
+        name=uid.split(".")[-1],
+        status=NodeStatus(status),
+        message=message,
+        started_at=now - timedelta(seconds=2),
+        finished_at=now,
+        execution_time=2.0,
     )
 
 
@@ -59,9 +64,11 @@ def test_live_mode_shows_slow_nodes_running_and_fast_nodes_only_final(
             rep.node_finished(finished("model.p.fast", "error", "Database Error\n  boom"))
             EventsWorker.drain_all()
             runs = wait_for(
-                api, flow_run_id,
-                lambda r: r.get("model.p.slow", {}).get("state_type") == "RUNNING"
-                and "model.p.fast" in r,
+                api,
+                flow_run_id,
+                lambda r: (
+                    r.get("model.p.slow", {}).get("state_type") == "RUNNING" and "model.p.fast" in r
+                ),
             )
             assert runs["model.p.fast"]["state_type"] == "FAILED"
             assert "boom" in runs["model.p.fast"]["state"]["message"]

@@ -30,9 +30,12 @@ def test_a_profile_can_take_its_settings_from_prefect_variables(prefect_api, api
     proc = run_ferry(
         prefect_api,
         "run",
-        "--project-dir", str(project),
-        "--artifacts", str(tmp_path / "artifacts"),
-        "--command", "seed",
+        "--project-dir",
+        str(project),
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        "--command",
+        "seed",
         "--json",
         env={"FERRY_WORK_DIR": str(tmp_path / "runs")},
     )
