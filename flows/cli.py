@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("state", choices=["up", "down", "status"])
     server.add_argument("--home", default=".ferry/prefect", help="its PREFECT_HOME and pid file")
     server.add_argument("--port", type=int, default=4200)
+    _add_alert_commands(sub)
     return parser
 
 
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[env_name] = value  # the flow reads these as a deployment's settings
     if args.action == "server":
         return _server(args)
+    if args.action in _ALERT_GROUPS:
+        return _alerts(args)
     return _run(args)
 
 
@@ -96,6 +99,60 @@ def _server(args: argparse.Namespace) -> int:
     else:
         print(f"up (pid {current.pid}) at {current.ui_url}" if current else "down")
         return EXIT_OK if current else EXIT_FAILED
+    return EXIT_OK
+
+
+# --- alerts: `ferry channels apply`, `ferry automations apply` (flows/notify) ----------------
+_ALERT_GROUPS = {
+    "channels": "create or update the notification blocks the automations send to",
+    "automations": "create or update ferry's alerting automations, matched by name",
+}
+
+
+def _add_alert_commands(sub: Any) -> None:
+    for group, help_text in _ALERT_GROUPS.items():
+        verbs = sub.add_parser(group, help=help_text).add_subparsers(dest="verb", required=True)
+        apply = verbs.add_parser("apply", help=help_text)
+        apply.add_argument("--file", default="automations.yaml", help="default: automations.yaml")
+        apply.add_argument("--dry-run", action="store_true", help="show changes, make none")
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    """Applies automations.yaml to the Prefect API in PREFECT_API_URL; one line per change."""
+    import asyncio
+    from pathlib import Path
+
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from flows.notify import automations, channels
+    from flows.notify.changes import Change, NotifyConfigError
+
+    api_url = get_current_settings().api.url
+    if not api_url:  # Prefect would apply to a throwaway in-process server instead
+        print("ferry: set PREFECT_API_URL to the Prefect API to change", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def apply() -> list[Change]:
+        spec = automations.load(Path(args.file))
+        async with get_client() as client:
+            if args.action == "channels":
+                return await channels.apply_channels(
+                    spec.channels, client, os.environ, dry_run=args.dry_run
+                )
+            return await automations.apply(spec, client, dry_run=args.dry_run)
+
+    try:
+        changes = asyncio.run(apply())
+    except NotifyConfigError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except httpx.HTTPError as exc:
+        print(f"ferry: the Prefect API at {api_url} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for change in changes:
+        print(f"(dry run) {change}" if args.dry_run else str(change))
     return EXIT_OK
 
 
@@ -134,6 +191,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(state: Any, *, as_json: bool) -> int:
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.dbt.request import InvalidRunRequest
     from flows.summary import RunSummary
 
     data = state.result(raise_on_failure=False)
@@ -144,7 +204,9 @@ def _report(state: Any, *, as_json: bool) -> int:
             print(f"ferry: {data.outcome.value}: {data.verdict}")
             print(f"ferry: artifacts: {data.artifacts}")
         return data.exit_code
-    # No summary: the input was refused (ours or Prefect's parameter validation).
+    # No summary: the input was refused (ours or Prefect's parameter validation), or the run
+    # ended without a verdict (timed out, crashed).
+    invalid = isinstance(data, InvalidRunRequest | ParameterTypeError)
     message = state.message or str(data)
     print(f"ferry: {message}", file=sys.stderr)
     if as_json:
@@ -152,13 +214,14 @@ def _report(state: Any, *, as_json: bool) -> int:
         print(
             json.dumps(
                 {
-                    "outcome": "invalid",
+                    "outcome": "invalid" if invalid else "failed",
                     "verdict": message,
+                    "state": state.name,
                     "flow_run_id": str(flow_run_id) if flow_run_id else None,
                 }
             )
         )
-    return EXIT_INVALID if state.is_failed() else EXIT_FAILED
+    return EXIT_INVALID if invalid else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The `dbt` flow: any dbt command on any selection, every node visible in Prefect.
 
 Thin by design: it reads its parameters, hands them to `flows.dbt_run.execute`, publishes a
-markdown report, and ends in a state whose message is the run's verdict.
+markdown report, emits one outcome event for automations, and ends in a state whose message is
+the run's verdict.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.states import Completed, Failed, State
 from flows.dbt.request import InvalidRunRequest
 from flows.dbt_run import RunReport, execute
 from flows.node_runs import PrefectNodeReporter
+from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
 from flows.settings import FerrySettings
 from flows.summary import Outcome, markdown_report
 
@@ -32,6 +34,8 @@ DbtCommandName = Literal[
 ]
 
 
+# The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced around dbt itself (see
+# flows.dbt_run.Deadline): Prefect's flow timeout cannot interrupt dbt.
 @flow(name="dbt", log_prints=False, validate_parameters=True)
 def dbt_flow(
     command: DbtCommandName = "build",
@@ -56,7 +60,8 @@ def dbt_flow(
         vars: dbt variables as a mapping (or a JSON/YAML document),
             e.g. {"start_date": "2024-01-01"}.
         full_refresh: Rebuild incremental models and seeds from scratch (build, run, seed).
-        target: The profiles.yml target; empty for the profile's default.
+        target: The profiles.yml target; empty for the deployment's (FERRY_TARGET) or the
+            profile's default.
         threads: dbt threads; empty for the profile's setting.
         fail_fast: Stop at the first failure.
         retry_of: With `retry`: the flow run id of the failed run to retry.
@@ -64,6 +69,7 @@ def dbt_flow(
     logger = get_run_logger()
     settings = FerrySettings()
     flow_run_id = flow_run.get_id()
+    assert flow_run_id, "the dbt flow runs as a Prefect flow run"
     params = {
         "command": command,
         "select": select,
@@ -76,16 +82,24 @@ def dbt_flow(
         "fail_fast": fail_fast,
         "retry_of": retry_of,
     }
-    reporter = (
-        PrefectNodeReporter(flow_run_id, settings.node_reporting, flow_run.run_count or 1)
-        if flow_run_id
-        else None
+    reporter = PrefectNodeReporter(
+        flow_run_id,
+        settings.node_reporting,
+        run_count=flow_run.run_count or 1,
+        running_after_s=settings.node_running_after_s,
     )
     try:
-        report = execute(params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger)
+        with reporter:
+            report = execute(
+                params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger
+            )
     except InvalidRunRequest as exc:
         logger.error("invalid input, nothing was run: %s", exc)
+        emit_invalid(settings, command, str(exc))
         return Failed(message=f"Invalid input: {exc}", data=exc)
+    except Exception as exc:
+        emit_crash(settings, command, exc)
+        raise
 
     _publish_report(report)
     summary = report.summary
@@ -94,6 +108,9 @@ def dbt_flow(
     for line in summary.warned:
         logger.warning("warn %s: %s", line.unique_id, line.message)
     logger.info("%s; artifacts: %s", summary.verdict, summary.artifacts)
+    emit_outcome(summary)
+    if summary.timed_out:  # named as Prefect names its own timeouts, for the automations
+        return Failed(name="TimedOut", message=summary.verdict, data=summary)
     if summary.outcome is Outcome.FAILED:
         return Failed(message=summary.verdict, data=summary)
     return Completed(message=summary.verdict, data=summary)

@@ -8,7 +8,10 @@ warehouse connections, so bad input is refused before anything is touched.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +78,8 @@ def execute(
     run_id = run_id or flow_run_id or str(uuid.uuid4())
 
     request = RunRequest.build(**params)
+    if request.target is None and settings.target:
+        request = request.model_copy(update={"target": settings.target})
     project = DbtProject.load(settings.project_dir, settings.profiles_dir)
     target = project.check_target(request.target)
     try:
@@ -110,6 +115,7 @@ def execute(
             state_path=state_path,
         )
         nodes: list[NodeResult] = []
+        timed_out = False
         error: str | None = None
         dbt_ok = False
         dbt_elapsed = None
@@ -120,13 +126,24 @@ def execute(
                 selected = invocation.check_selection(manifest) if request.has_selection else None
                 if selected is not None:
                     log.info("selection matches %d node(s)", len(selected))
-            outcome = invocation.execute(manifest, listener)
+            remaining = _remaining(settings.flow_timeout_s, started_at)
+            with Deadline(remaining) as deadline:
+                outcome = invocation.execute(manifest, listener)
+            timed_out = deadline.expired
             nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
             dbt_elapsed = round(outcome.elapsed, 3)
         except DbtProjectError as exc:
             error = str(exc)
 
     result, verdict = judge(request, nodes, dbt_ok, error)
+    if timed_out:
+        result = Outcome.FAILED
+        done = sum(1 for n in nodes if n.status.value != "skipped")
+        verdict = (
+            f"timed out after {settings.flow_timeout_s:g} s (FERRY_FLOW_TIMEOUT_S); dbt cancelled "
+            f"its queries after {done} node(s) finished"
+            + (f"; {verdict}" if any(n.failed for n in nodes) else "")
+        )
     layout = RunLayout(project.name, settings.env, run_id, started_at)
     summary = summarize(
         run_id=run_id,
@@ -145,6 +162,7 @@ def execute(
         git_sha=settings.git_sha,
         image_digest=settings.image_digest,
         error=error,
+        timed_out=timed_out,
         artifacts=f"{store.url}/{layout.run_prefix}",
     )
     publication = _store_artifacts(summary, layout, store, target_path, run_dir, settings, log)
@@ -154,6 +172,41 @@ def execute(
         except Exception as exc:  # the retry's own verdict stands
             log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
     return RunReport(summary=summary, nodes=nodes, publication=publication)
+
+
+def _remaining(timeout_s: float | None, started_at: datetime) -> float | None:
+    if timeout_s is None:
+        return None
+    return max(timeout_s - (datetime.now(UTC) - started_at).total_seconds(), 0.01)
+
+
+class Deadline:
+    """Interrupts dbt when the run's time is up, the way Ctrl-C does.
+
+    dbt answers SIGINT by cancelling its open warehouse queries and returning its partial
+    results, so a timed-out run leaves nothing running in the warehouse and still stores its
+    artifacts. (Prefect's own flow timeout cannot stop dbt: dbt swallows the cancellation.)
+    """
+
+    def __init__(self, seconds: float | None):
+        self._seconds = seconds
+        self._timer: threading.Timer | None = None
+        self.expired = False
+
+    def __enter__(self) -> Deadline:
+        if self._seconds is not None and threading.current_thread() is threading.main_thread():
+            self._timer = threading.Timer(self._seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _expire(self) -> None:
+        self.expired = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _store_artifacts(

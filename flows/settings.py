@@ -40,6 +40,18 @@ class FerrySettings(BaseSettings):
             "the artifact store, so retry and Slim CI find the runs of the right environment."
         ),
     )
+    target: str | None = Field(
+        default=None,
+        description=(
+            "The profiles.yml target a run uses when its `target` parameter is empty "
+            "(e.g. redshift in staging and prod). Empty: the profile's own default."
+        ),
+    )
+    flow_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fail a run as TimedOut after this many seconds (None: no limit).",
+    )
     project_dir: Path = Field(
         default=Path("dbt_project"),
         description="dbt project directory (holds dbt_project.yml).",

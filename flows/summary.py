@@ -77,6 +77,7 @@ class RunSummary(BaseModel):
     warned: list[NodeLine] = Field(default_factory=list)
     slowest: list[NodeLine] = Field(default_factory=list)
     error: str | None = None
+    timed_out: bool = False
     retry_of: str | None = None
     artifacts: str | None = None
     artifact_errors: list[str] = Field(default_factory=list)

@@ -62,6 +62,27 @@ class Api:
             time.sleep(0.5)
         return runs
 
+    def events(self, flow_run_id: str, prefix: str = "ferry.", timeout: float = 30):
+        """Events about a flow run, waiting until at least one whose name starts with prefix."""
+        body = {
+            "filter": {
+                "event": {"prefix": [prefix]},
+                "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                "occurred": {"since": "2000-01-01T00:00:00Z"},
+            },
+            "limit": 50,
+        }
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            found = (
+                self.client.post("/events/filter", json=body).raise_for_status().json()["events"]
+            )
+            if found:
+                return found
+            time.sleep(0.5)
+        return found
+
     def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
         body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
         return self.client.post("/artifacts/filter", json=body).raise_for_status().json()

@@ -65,6 +65,12 @@ def test_a_build_shows_every_node_as_a_task_run(
     warned = [r for r in runs if r["state_name"] == "Warned"]
     assert warned and all(r["state"]["message"] for r in warned)
 
+    [event] = api.events(summary["flow_run_id"])  # one outcome event per run, for automations
+    assert event["event"] == "ferry.dbt.run.warned"
+    assert event["payload"]["verdict"] == summary["verdict"]
+    assert event["payload"]["artifacts"] == summary["artifacts"]
+    assert event["payload"]["warned"][0]["unique_id"] == summary["warned"][0]["unique_id"]
+
     [report] = api.artifacts(summary["flow_run_id"])
     assert report["type"] == "markdown" and summary["verdict"] in report["data"]
     assert report["data"].count("| `") == summary["nodes_total"]
@@ -94,6 +100,23 @@ def test_a_failed_node_fails_the_flow_and_its_task_run(
     assert "ferry_injected_failure__int_orders_enriched" in failed["state"]["message"]
     assert by_name["model.shop.fct_orders"]["state_name"] == "Skipped"
     assert Path(summary["artifacts"], "run_results.json").is_file()
+    [event] = api.events(summary["flow_run_id"])
+    assert event["event"] == "ferry.dbt.run.failed"
+    assert event["payload"]["failed"][0]["unique_id"] == "model.shop.int_orders_enriched"
+
+
+def test_a_run_past_its_timeout_ends_timed_out_with_exit_1(
+    prefect_api, api, shop_project, shop_ready, tmp_path
+):
+    proc = ferry_run(
+        prefect_api, shop_project, tmp_path, {**shop_ready, "FERRY_FLOW_TIMEOUT_S": "2"}
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = last_json(proc.stdout)
+    assert out["verdict"].startswith("timed out after 2 s (FERRY_FLOW_TIMEOUT_S)")
+    flow_run = api.flow_run(out["flow_run_id"])
+    assert flow_run["state_name"] == "TimedOut" and flow_run["state_type"] == "FAILED"
+    assert Path(out["artifacts"], "dbt.log").is_file()  # nothing is lost
 
 
 @pytest.mark.parametrize(

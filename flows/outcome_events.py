@@ -1,0 +1,113 @@
+"""The one event each run of the `dbt` flow ends with: what automations alert on.
+
+One event per run, never one per node, so a failed build with 40 broken nodes pages once. The
+event is emitted inside the flow run, so Prefect relates it to the run, its flow, deployment
+and tags; its payload carries what a notification needs without another API call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from flows.settings import FerrySettings
+from flows.summary import NodeLine, Outcome, RunSummary
+
+_LISTED = 20
+
+_NAMES = {
+    Outcome.SUCCESS: "ferry.dbt.run.succeeded",
+    Outcome.WARNINGS: "ferry.dbt.run.warned",
+    Outcome.FAILED: "ferry.dbt.run.failed",
+    Outcome.INVALID: "ferry.dbt.run.invalid",
+}
+_FRESHNESS_NAMES = {
+    Outcome.WARNINGS: "ferry.dbt.freshness.warned",
+    Outcome.FAILED: "ferry.dbt.freshness.failed",
+}
+
+
+def event_name(outcome: Outcome, command: str) -> str:
+    """`ferry.dbt.run.<outcome>`; source freshness problems have names of their own."""
+    if command == "source freshness" and outcome in _FRESHNESS_NAMES:
+        return _FRESHNESS_NAMES[outcome]
+    return _NAMES[outcome]
+
+
+def emit_outcome(summary: RunSummary) -> None:
+    command = str(summary.request.get("command", ""))
+    _emit(
+        event_name(summary.outcome, command),
+        env=summary.env,
+        project=summary.project,
+        command=command,
+        payload={
+            "verdict": summary.verdict,
+            "outcome": summary.outcome.value,
+            "selection": _selection(summary.request),
+            "failed": [_line(n) for n in summary.failed[:_LISTED]],
+            "warned": [_line(n) for n in summary.warned[:_LISTED]],
+            "counts": summary.counts,
+            "artifacts": summary.artifacts,
+        },
+    )
+
+
+def emit_invalid(settings: FerrySettings, command: str, message: str) -> None:
+    _emit(
+        event_name(Outcome.INVALID, command),
+        env=settings.env,
+        project=None,
+        command=command,
+        payload={"verdict": f"Invalid input: {message}", "outcome": "invalid", "failed": []},
+    )
+
+
+def emit_crash(settings: FerrySettings, command: str, exc: BaseException) -> None:
+    """An unexpected error in ferry itself still produces the run's one alert."""
+    verdict = f"ferry failed before a verdict: {type(exc).__name__}: {exc}"
+    _emit(
+        event_name(Outcome.FAILED, command),
+        env=settings.env,
+        project=None,
+        command=command,
+        payload={"verdict": verdict, "outcome": "failed", "failed": []},
+    )
+
+
+def _emit(name: str, *, env: str, project: str | None, command: str, payload: dict[str, Any]):
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    resource = {
+        "prefect.resource.id": f"prefect.flow-run.{run_id}",
+        "prefect.resource.name": flow_run.get_name() or "",
+        "ferry.env": env,
+        "ferry.command": command,
+    }
+    if project:
+        resource["ferry.project"] = project
+    payload = {
+        **payload,
+        "env": env,
+        "project": project,
+        "command": command,
+        "flow_run_url": flow_run.get_flow_run_ui_url(),
+    }
+    emit_event(event=name, resource=resource, payload=payload)
+
+
+def _line(node: NodeLine) -> dict[str, Any]:
+    return {"unique_id": node.unique_id, "status": node.status, "message": node.message}
+
+
+def _selection(request: dict[str, Any]) -> str:
+    parts = [str(request.get("command", ""))]
+    for flag in ("select", "exclude"):
+        if request.get(flag):
+            parts += [f"--{flag}", *request[flag]]
+    if request.get("selector"):
+        parts += ["--selector", request["selector"]]
+    return " ".join(parts)
