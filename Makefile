@@ -36,8 +36,12 @@ demo: setup
 	    --artifacts $(DEMO_HOME)/artifacts
 	@echo "Open http://127.0.0.1:$(DEMO_PORT) to see every dbt node of the run; 'make down' stops the server."
 
+# The full local stack (server, process worker, deployments, automations, webhook receiver).
+demo-stack: setup
+	@$(BIN)/ferry stack demo --home $(DEMO_HOME) --port $(DEMO_PORT)
+
 down:
-	@if [ -x $(BIN)/ferry ]; then $(BIN)/ferry server down --home $(DEMO_HOME)/prefect; else echo "nothing to stop"; fi
+	@if [ -x $(BIN)/ferry ]; then $(BIN)/ferry stack down --home $(DEMO_HOME); else echo "nothing to stop"; fi
 
 lint: setup
 	$(BIN)/ruff check flows tests bench

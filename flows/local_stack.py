@@ -1,0 +1,244 @@
+"""The local stack behind `make demo`: the real thing on 127.0.0.1, started and stopped by pid.
+
+A Prefect server, a `process` work pool with its worker, the `*-local` deployments from
+prefect.yaml, the automations with a local webhook receiver as their channel. Every process it
+starts is recorded in a pid file under the stack's home and stopped by that pid alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flows import prefect_server
+
+LOCAL_DEPLOYMENTS = ("run-local", "build-local", "freshness-local", "retry-local")
+POOL = "ferry-local"
+
+
+@dataclass(frozen=True)
+class Stack:
+    home: Path
+    port: int
+    repo: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.home / "alerts.jsonl"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_UI_URL": f"http://127.0.0.1:{self.port}",
+            "FERRY_DUCKDB_PATH": str(self.home / "shop.duckdb"),
+        }
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _run(stack: Stack, *args: str, extra_env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        list(args),
+        cwd=stack.repo,
+        env={**stack.env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args[:4])} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+    return proc.stdout
+
+
+def _start_background(stack: Stack, name: str, args: list[str]) -> int:
+    """Starts a long-running helper in its own process group; records its pid."""
+    pid_file = stack.home / f"{name}.pid"
+    if pid_file.is_file() and _alive(int(pid_file.read_text())):
+        return int(pid_file.read_text())
+    log = (stack.home / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        args,
+        cwd=stack.repo,
+        env=stack.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def up(stack: Stack) -> None:
+    """Brings the stack up; each step is idempotent, so running it twice is harmless."""
+    stack.home.mkdir(parents=True, exist_ok=True)
+    server_home = stack.home / "prefect"
+    if prefect_server.running(server_home) is None:
+        prefect_server.start(server_home, stack.port, ui=True)
+    _start_background(
+        stack,
+        "receiver",
+        [
+            sys.executable,
+            "-m",
+            "flows.local_stack",
+            "receiver",
+            "--port",
+            str(stack.port + 1),
+            "--out",
+            str(stack.alerts_file),
+        ],
+    )
+    _run(stack, _bin("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite")
+    _start_background(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", POOL])
+    names = [arg for name in LOCAL_DEPLOYMENTS for arg in ("--name", name)]
+    _run(stack, _bin("prefect"), "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", *names)
+    webhook = {"FERRY_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{stack.port + 1}/alerts"}
+    _run(stack, _bin("ferry"), "channels", "apply", "--only-configured", extra_env=webhook)
+    _run(stack, _bin("ferry"), "automations", "apply", "--only-configured", extra_env=webhook)
+
+
+def down(home: Path) -> list[str]:
+    """Stops what `up` started, by pid; harmless when nothing runs."""
+    stopped = []
+    for name in ("worker", "receiver"):
+        pid_file = home / f"{name}.pid"
+        if pid_file.is_file():
+            pid = int(pid_file.read_text())
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+                stopped.append(name)
+            pid_file.unlink(missing_ok=True)
+    if prefect_server.stop_recorded(home / "prefect"):
+        stopped.append("prefect server")
+    return stopped
+
+
+def run_deployment(stack: Stack, name: str, params: dict[str, Any], timeout: float = 600) -> dict:
+    """Starts a flow run of `dbt/<name>` and waits for its final state."""
+    client = httpx.Client(base_url=stack.api_url, timeout=10)
+    deployment = client.get(f"/deployments/name/dbt/{name}").raise_for_status().json()
+    run = (
+        client.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params})
+        .raise_for_status()
+        .json()
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = client.get(f"/flow_runs/{run['id']}").raise_for_status().json()
+        if current["state_type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return current
+        time.sleep(1)
+    raise TimeoutError(f"flow run {run['id']} of {name} did not finish in {timeout:.0f} s")
+
+
+def wait_for_alert(stack: Stack, flow_run_id: str, timeout: float = 60) -> dict | None:
+    """The first alert the receiver got that names this flow run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.alerts_file.is_file():
+            for line in stack.alerts_file.read_text().splitlines():
+                alert = json.loads(line)
+                if flow_run_id in json.dumps(alert):
+                    return alert
+        time.sleep(0.5)
+    return None
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    out: Path
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            parsed = body
+        with self.out.open("a") as fh:
+            fh.write(json.dumps({"path": self.path, "received_at": time.time(), "body": parsed}))
+            fh.write("\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve_receiver(port: int, out: Path) -> None:
+    """A webhook receiver for the demo: each POST becomes a line of `out`."""
+    handler = type("Receiver", (_Receiver,), {"out": out})
+    HTTPServer(("127.0.0.1", port), handler).serve_forever()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["receiver"]:
+        serve_receiver(
+            int(sys.argv[sys.argv.index("--port") + 1]), Path(sys.argv[sys.argv.index("--out") + 1])
+        )
+
+
+def demo(stack: Stack) -> int:
+    """`make demo`: the stack up, one selector run that passes and one made to fail, its alert.
+
+    Returns the exit code: non-zero when no alert arrives within 60 s of the failed run.
+    """
+    up(stack)
+    generator = stack.repo / "dbt_project" / "scripts" / "generate_raw_data.py"
+    _run(
+        stack,
+        sys.executable,
+        str(generator),
+        "--target",
+        "duckdb",
+        "--duckdb-path",
+        str(stack.home / "shop.duckdb"),
+    )
+    ok = run_deployment(stack, "run-local", {"selector": "daily"})
+    print(f"run-local --selector daily: {ok['state_name']}: {ok['state']['message']}")
+    bad = run_deployment(
+        stack, "run-local", {"selector": "daily", "vars": {"fail_models": ["int_orders_enriched"]}}
+    )
+    print(f"run-local made to fail: {bad['state_name']}: {bad['state']['message']}")
+    alert = wait_for_alert(stack, bad["id"])
+    if alert is None:
+        print("no alert arrived within 60 s of the failed run", file=sys.stderr)
+        return 1
+    body = alert["body"]
+    print("alert received:")
+    if isinstance(body, dict):
+        print(f"  subject: {body.get('subject', '')}")
+        print("  body:")
+        for line in str(body.get("text", body)).splitlines():
+            print(f"    {line}")
+    else:
+        print(f"  {body}")
+    print(f"Prefect UI: http://127.0.0.1:{stack.port} ('make down' stops the stack)")
+    return 0
