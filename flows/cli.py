@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--env", help="environment name for the artifact layout (default: local)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
+    stack = sub.add_parser("stack", help="the local stack of make demo (127.0.0.1)")
+    stack.add_argument("state", choices=["up", "down", "demo"])
+    stack.add_argument("--home", default=".ferry/demo", help="pid files, logs, the DuckDB file")
+    stack.add_argument("--port", type=int, default=4200, help="Prefect's port (receiver: +1)")
+
     server = sub.add_parser("server", help="a local Prefect server for the demo (127.0.0.1)")
     server.add_argument("state", choices=["up", "down", "status"])
     server.add_argument("--home", default=".ferry/prefect", help="its PREFECT_HOME and pid file")
@@ -77,9 +82,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[env_name] = value  # the flow reads these as a deployment's settings
     if args.action == "server":
         return _server(args)
+    if args.action == "stack":
+        return _stack(args)
     if args.action in _ALERT_GROUPS:
         return _alerts(args)
     return _run(args)
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows import local_stack
+
+    home = Path(args.home).resolve()
+    if args.state == "down":
+        stopped = local_stack.down(home)
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return EXIT_OK
+    stack = local_stack.Stack(home=home, port=args.port, repo=Path.cwd())
+    if args.state == "up":
+        local_stack.up(stack)
+        print(f"stack up: Prefect UI http://127.0.0.1:{args.port}")
+        return EXIT_OK
+    return local_stack.demo(stack)
 
 
 def _server(args: argparse.Namespace) -> int:

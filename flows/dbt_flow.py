@@ -108,9 +108,12 @@ def dbt_flow(
     for line in summary.warned:
         logger.warning("warn %s: %s", line.unique_id, line.message)
     logger.info("%s; artifacts: %s", summary.verdict, summary.artifacts)
+    if summary.timed_out:
+        # Named as Prefect names its own timeouts: Prefect's TimedOut event is this run's one
+        # alert (no ferry event too), so the message carries where the artifacts went.
+        message = f"{summary.verdict}; artifacts: {summary.artifacts}"
+        return Failed(name="TimedOut", message=message, data=summary)
     emit_outcome(summary)
-    if summary.timed_out:  # named as Prefect names its own timeouts, for the automations
-        return Failed(name="TimedOut", message=summary.verdict, data=summary)
     if summary.outcome is Outcome.FAILED:
         return Failed(message=summary.verdict, data=summary)
     return Completed(message=summary.verdict, data=summary)

@@ -7,10 +7,8 @@ starts is recorded in a pid file under the stack's home and stopped by that pid 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,12 +39,32 @@ class Stack:
     def alerts_file(self) -> Path:
         return self.home / "alerts.jsonl"
 
+    def channel_env(self) -> dict[str, str]:
+        """Every channel of automations.yaml, pointed at the local receiver.
+
+        Slack posts to /slack and the generic webhook to /alerts; e-mail has no local
+        stand-in, so its key is a placeholder and its sends fail on the server, harmlessly.
+        """
+        receiver = f"http://127.0.0.1:{self.port + 1}"
+        return {
+            "FERRY_SLACK_WEBHOOK_URL": f"{receiver}/slack",
+            "FERRY_ALERT_WEBHOOK_URL": f"{receiver}/alerts",
+            "FERRY_ALERT_WEBHOOK_TOKEN": "local-demo",
+            "FERRY_SENDGRID_API_KEY": "local-demo-no-email",
+        }
+
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "PREFECT_API_URL": self.api_url,
             "PREFECT_UI_URL": f"http://127.0.0.1:{self.port}",
             "FERRY_DUCKDB_PATH": str(self.home / "shop.duckdb"),
+            # The worker's runs keep everything they write under the stack's home.
+            "FERRY_ARTIFACTS": str(self.home / "artifacts"),
+            "FERRY_WORK_DIR": str(self.home / "runs"),
+            "FERRY_TARGET_PATH": str(self.home / "target"),
+            # The worker looks for scheduled runs every 2 s instead of 10: a snappier demo.
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
         }
 
 
@@ -120,9 +138,9 @@ def up(stack: Stack) -> None:
     _start_background(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", POOL])
     names = [arg for name in LOCAL_DEPLOYMENTS for arg in ("--name", name)]
     _run(stack, _bin("prefect"), "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", *names)
-    webhook = {"FERRY_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{stack.port + 1}/alerts"}
-    _run(stack, _bin("ferry"), "channels", "apply", "--only-configured", extra_env=webhook)
-    _run(stack, _bin("ferry"), "automations", "apply", "--only-configured", extra_env=webhook)
+    channels = stack.channel_env()
+    _run(stack, _bin("ferry"), "channels", "apply", extra_env=channels)
+    _run(stack, _bin("ferry"), "automations", "apply", extra_env=channels)
 
 
 def down(home: Path) -> list[str]:
@@ -133,8 +151,7 @@ def down(home: Path) -> list[str]:
         if pid_file.is_file():
             pid = int(pid_file.read_text())
             if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
+                prefect_server.stop(pid)  # its process group: SIGTERM, then SIGKILL
                 stopped.append(name)
             pid_file.unlink(missing_ok=True)
     if prefect_server.stop_recorded(home / "prefect"):
@@ -167,7 +184,7 @@ def wait_for_alert(stack: Stack, flow_run_id: str, timeout: float = 60) -> dict 
         if stack.alerts_file.is_file():
             for line in stack.alerts_file.read_text().splitlines():
                 alert = json.loads(line)
-                if flow_run_id in json.dumps(alert):
+                if alert["path"] == "/alerts" and flow_run_id in json.dumps(alert):
                     return alert
         time.sleep(0.5)
     return None

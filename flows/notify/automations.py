@@ -201,11 +201,11 @@ def render(spec: AutomationSpec, block_ids: Mapping[str, UUID]) -> AutomationCor
         ],
         actions_on_trigger=[],
         actions_on_resolve=[],
-        owner_resource=None,
     )
     # Every field explicitly set, nested ones too: the client sends updates with
-    # `exclude_unset`, and an update must replace the whole automation.
-    return AutomationCore.model_validate(core.model_dump())
+    # `exclude_unset`, and an update must replace the whole automation. Except the owner:
+    # the server's update model refuses that field, even as null.
+    return AutomationCore.model_validate(core.model_dump(exclude={"owner_resource"}))
 
 
 @dataclass(frozen=True)
@@ -220,15 +220,15 @@ class Plan:
 def diff(desired: AutomationCore, existing: Sequence[Automation]) -> Plan:
     """Compares one desired automation with those of its name on the server.
 
-    Keeps one that already matches when there is one (so nothing changes), else the first
-    (the most recently updated, as `read_automations_by_name` sorts them); the rest are
-    duplicates.
+    Keeps one that already matches when there is one (so nothing changes), else any; of
+    several, the least recently updated (the last: `read_automations_by_name` sorts newest
+    first), whose proactive window has run longest. The rest are duplicates.
     """
     if not existing:
         return Plan(ChangeKind.CREATED)
     wanted = desired.model_dump()
     matching = [a for a in existing if _as_core(a).model_dump() == wanted]
-    keep = matching[0] if matching else existing[0]
+    keep = (matching or list(existing))[-1]
     kind = ChangeKind.UNCHANGED if matching else ChangeKind.UPDATED
     return Plan(kind, keep.id, tuple(a.id for a in existing if a.id != keep.id))
 
@@ -316,8 +316,14 @@ def _prepare_trigger(value: Any) -> Any:
             f"unknown trigger keys {unknown}; a {cls.__name__} has {sorted(cls.model_fields)}"
         )
     prepared = dict(value)
-    if isinstance(prepared.get("within"), str):
-        prepared["within"] = _DURATION.validate_python(prepared["within"])
+    if isinstance(within := prepared.get("within"), str):
+        try:
+            prepared["within"] = _DURATION.validate_python(within)
+        except ValidationError:
+            raise ValueError(
+                f"within: {within!r} is no duration; write seconds (93600), HH:MM:SS or "
+                "ISO 8601 (PT26H)"
+            ) from None
     if isinstance(prepared.get("triggers"), list):
         prepared["triggers"] = [_prepare_trigger(t) for t in prepared["triggers"]]
     return prepared
@@ -352,16 +358,18 @@ def _names_overlap(x: str, y: str) -> bool:
 def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     """`automations[2] (ferry - dbt run failed).trigger.within` from a pydantic location."""
     parts: list[str] = []
+    previous: int | str | None = None
     for i, part in enumerate(loc):
         if isinstance(part, int):
             parts[-1] += f"[{part}]"
             item = _item(data, loc[: i + 1])
             if isinstance(item, dict) and item.get("name"):
                 parts[-1] += f" ({item['name']})"
-        elif i > 0 and part in _UNION_TAGS and (loc[i - 1] == "trigger" or parts[-1][-1] == "]"):
-            continue  # the union member pydantic tried, not a key of the file
+        elif part in _UNION_TAGS and (previous == "trigger" or isinstance(previous, int)):
+            pass  # the union member pydantic tried, not a key of the file
         else:
             parts.append(str(part))
+        previous = part
     return ".".join(parts) or "(top level)"
 
 

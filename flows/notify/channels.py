@@ -18,8 +18,9 @@ from prefect.blocks.notifications import (
     SlackWebhook,
 )
 from prefect.exceptions import ObjectNotFound
+from prefect.types import SecretDict
 from prefect.utilities.templating import find_placeholders
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from flows.notify.changes import Change, ChangeKind, NotifyConfigError
 
@@ -73,7 +74,7 @@ class SlackChannel(_Channel):
         return [self.url_env]
 
     def build(self, secrets: Mapping[str, str]) -> NotificationBlock:
-        return SlackWebhook(url=secrets[self.url_env], notify_type=self.notify_type)
+        return SlackWebhook(url=SecretStr(secrets[self.url_env]), notify_type=self.notify_type)
 
 
 class EmailChannel(_Channel):
@@ -96,7 +97,7 @@ class EmailChannel(_Channel):
 
     def build(self, secrets: Mapping[str, str]) -> NotificationBlock:
         return SendgridEmail(
-            api_key=secrets[self.api_key_env],
+            api_key=SecretStr(secrets[self.api_key_env]),
             sender_email=self.sender,
             to_emails=list(self.to),
             notify_type=self.notify_type,
@@ -155,7 +156,7 @@ class WebhookChannel(_Channel):
             headers=self.headers or None,
             cookies=None,
             timeout=self.timeout_s,
-            secrets={**values, _URL_SECRET: secrets[self.url_env]},
+            secrets=SecretDict({**values, _URL_SECRET: secrets[self.url_env]}),
         )
 
 

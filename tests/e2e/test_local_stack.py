@@ -1,0 +1,120 @@
+"""The local stack end to end: server, process worker, deployments, automations, webhook."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows import local_stack
+from flows.prefect_server import free_port
+from tests.conftest import REPO, load_generator
+
+pytestmark = pytest.mark.e2e
+
+FAILING = {"selector": "daily", "vars": {"fail_models": ["int_orders_enriched"]}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    while True:  # the receiver listens on port + 1
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = free_port()
+    stack = local_stack.Stack(home=home, port=port, repo=REPO)
+    load_generator(REPO / "dbt_project").main(
+        ["--target", "duckdb", "--duckdb-path", str(home / "shop.duckdb")]
+    )
+    try:
+        local_stack.up(stack)
+        yield stack
+    finally:
+        local_stack.down(home)
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
+    started = time.monotonic()
+    ok = local_stack.run_deployment(stack, "run-local", {"selector": "daily"})
+    assert ok["state_type"] == "COMPLETED", ok["state"]
+    api = httpx.Client(base_url=stack.api_url, timeout=10)
+    body = {"flow_runs": {"id": {"any_": [ok["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    tasks = api.post("/task_runs/filter", json=body).raise_for_status().json()
+    first_node = min(_time(t["start_time"]) for t in tasks if t["start_time"])
+    to_first_node = (first_node - _time(ok["created"])).total_seconds()
+    print(f"\ndeployment run -> first dbt node: {to_first_node:.1f} s")
+
+    bad = local_stack.run_deployment(stack, "run-local", FAILING)
+    assert bad["state_type"] == "FAILED"
+    assert "model.shop.int_orders_enriched (" in bad["state"]["message"]
+    alert = local_stack.wait_for_alert(stack, bad["id"], timeout=60)
+    assert alert is not None, "no alert within 60 s of the failed run"
+    latency = alert["received_at"] - _time(bad["end_time"]).timestamp()
+    print(f"alert latency (failed state -> webhook received): {latency:.2f} s")
+    text = json.dumps(alert["body"])
+    assert "model.shop.int_orders_enriched" in text
+    assert "ferry_injected_failure__int_orders_enriched" in text  # its first error line
+    time.sleep(5)  # one notification per run, never one per node
+    received = [json.loads(line) for line in stack.alerts_file.read_text().splitlines()]
+    alerts = [a for a in received if a["path"] == "/alerts" and bad["id"] in json.dumps(a)]
+    assert len(alerts) == 1, alerts  # on the webhook channel; Slack got its own one
+    # the passing run had a warn-severity test: one warning-level notification, not an error
+    [warning] = [a for a in received if a["path"] == "/alerts" and ok["id"] in json.dumps(a)]
+    assert "warn" in warning["body"]["subject"].lower()
+    assert "test.shop.assert_orders_are_paid_in_full" in json.dumps(warning)
+    assert time.monotonic() - started < 600
+
+
+def test_applying_automations_twice_leaves_one_of_each(stack):
+    env = {**stack.env(), **stack.channel_env()}
+    ferry = str(Path(local_stack._bin("ferry")))
+    out = subprocess.run(
+        [ferry, "automations", "apply"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() and "created" not in out and "updated" not in out, out
+    automations = httpx.post(f"{stack.api_url}/automations/filter", json={}).json()
+    names = [a["name"] for a in automations]
+    assert len(names) == len(set(names)) and names
+
+
+def test_a_second_build_waits_for_the_first(stack):
+    api = httpx.Client(base_url=stack.api_url, timeout=10)
+    deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()
+    runs = [
+        api.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+        .raise_for_status()
+        .json()["id"]
+        for _ in range(2)
+    ]
+    seen_waiting = False
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        states = [api.get(f"/flow_runs/{r}").json() for r in runs]
+        if any(s["state_name"] == "AwaitingConcurrencySlot" for s in states):
+            seen_waiting = True
+        if all(s["state_type"] in {"COMPLETED", "FAILED", "CRASHED"} for s in states):
+            break
+        time.sleep(0.5)
+    assert all(s["state_type"] == "COMPLETED" for s in states), [s["state"] for s in states]
+    assert seen_waiting, "the second build never waited for a concurrency slot"
+    first, second = sorted(states, key=lambda s: s["start_time"])
+    assert _time(second["start_time"]) >= _time(first["end_time"])  # never at once
