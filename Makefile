@@ -11,12 +11,12 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
-export FERRY_DUCKDB_PATH ?= $(DEMO_HOME)/shop.duckdb
 
 .PHONY: help setup demo test lint unit integration e2e bench down clean
 
 help:
-	@echo "make demo   set up, start a local Prefect server, build the example project on DuckDB"
+	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
+	@echo "            build the example project on DuckDB, show the alert of a failing run"
 	@echo "make test   set up, lint, run every test (unit, integration, e2e)"
 	@echo "make down   stop what demo started"
 	@echo "make bench  per-node visibility overhead vs raw dbt (300-model synthetic project)"
@@ -27,17 +27,10 @@ setup:
 	@$(PYTHON) -m uv sync --locked --quiet
 	@test -x $(BIN)/ferry && test -x $(BIN)/dbt
 
+# The real thing on 127.0.0.1: a Prefect server (:4200), the ferry-local process pool and its
+# worker, the local deployments, the automations with a webhook receiver (:4201) as channel;
+# then run-local twice (passing, then made to fail) and the alert the failure produced.
 demo: setup
-	@mkdir -p $(DEMO_HOME)
-	@$(BIN)/ferry server up --home $(DEMO_HOME)/prefect --port $(DEMO_PORT)
-	@$(BIN)/python dbt_project/scripts/generate_raw_data.py --target duckdb --duckdb-path $(FERRY_DUCKDB_PATH) --scale 1
-	PREFECT_API_URL=http://127.0.0.1:$(DEMO_PORT)/api $(BIN)/ferry run \
-	    --project-dir dbt_project --profiles-dir dbt_project --target duckdb \
-	    --artifacts $(DEMO_HOME)/artifacts
-	@echo "Open http://127.0.0.1:$(DEMO_PORT) to see every dbt node of the run; 'make down' stops the server."
-
-# The full local stack (server, process worker, deployments, automations, webhook receiver).
-demo-stack: setup
 	@$(BIN)/ferry stack demo --home $(DEMO_HOME) --port $(DEMO_PORT)
 
 down:

@@ -4,8 +4,9 @@
 each deploy. `apply` instead matches what exists by name: it creates what is missing, updates
 what differs, leaves the rest alone and deletes duplicates of a name, keeping one.
 
-Leaving an unchanged automation alone matters beyond tidiness: updating one restarts its
-trigger's window, which would postpone a proactive alert on every deploy.
+Leaving an unchanged automation alone matters beyond tidiness: Prefect resets a trigger's
+state when its automation is updated, so a proactive alert's wait would start over on every
+deploy.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class AutomationSpec(BaseModel):
 
     @field_validator("trigger", mode="before")
     @classmethod
-    def _prepare_trigger(cls, value: Any) -> Any:
+    def _known_keys_and_durations(cls, value: Any) -> Any:
         return _prepare_trigger(value)
 
     @field_validator("trigger")
