@@ -13,19 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from flows.dbt.request import DbtCommand
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
-COMMANDS = (
-    "build",
-    "run",
-    "test",
-    "seed",
-    "snapshot",
-    "source freshness",
-    "retry",
-    "compile",
-    "docs generate",
-)
+COMMANDS = tuple(command.value for command in DbtCommand)
 
 
 def _parser() -> argparse.ArgumentParser:

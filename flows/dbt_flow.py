@@ -21,6 +21,8 @@ from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
 from flows.settings import FerrySettings
 from flows.summary import Outcome, markdown_report
 
+# The values of flows.dbt.request.DbtCommand, spelled out so the Prefect UI offers a dropdown
+# (tests/unit/test_request.py keeps the two equal).
 DbtCommandName = Literal[
     "build",
     "run",

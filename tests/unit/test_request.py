@@ -89,3 +89,11 @@ def test_each_command_names_the_resource_types_it_executes():
     assert "unit_test" in DbtCommand.TEST.resource_types
     assert DbtCommand.SOURCE_FRESHNESS.argv == ["source", "freshness"]
     assert DbtCommand.BUILD.materializes and not DbtCommand.TEST.materializes
+
+
+def test_the_flow_offers_exactly_the_commands_ferry_understands():
+    from typing import get_args
+
+    from flows.dbt_flow import DbtCommandName
+
+    assert get_args(DbtCommandName) == tuple(c.value for c in DbtCommand)
