@@ -30,6 +30,7 @@ from flows.dbt.invoke import ARTIFACT_FILES, DbtInvocation, DbtProjectError, Nod
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.dbt.profiles import DbtProject
 from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest
+from flows.dbt.transient import execute_with_retries
 from flows.settings import FerrySettings
 from flows.summary import Outcome, RunSummary, judge, summarize
 
@@ -116,6 +117,7 @@ def execute(
         )
         nodes: list[NodeResult] = []
         timed_out = False
+        attempts = 1
         error: str | None = None
         dbt_ok = False
         dbt_elapsed = None
@@ -128,7 +130,14 @@ def execute(
                     log.info("selection matches %d node(s)", len(selected))
             remaining = _remaining(settings.flow_timeout_s, started_at)
             with Deadline(remaining) as deadline:
-                outcome = invocation.execute(manifest, listener)
+                outcome, attempts = execute_with_retries(
+                    invocation,
+                    manifest,
+                    listener,
+                    retries=settings.transient_retries,
+                    delay_s=settings.transient_retry_delay_s,
+                    log=log,
+                )
             timed_out = deadline.expired
             nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
             dbt_elapsed = round(outcome.elapsed, 3)
@@ -136,6 +145,8 @@ def execute(
             error = str(exc)
 
     result, verdict = judge(request, nodes, dbt_ok, error)
+    if attempts > 1:
+        verdict += f" (after {attempts} attempts: transient failures were retried)"
     if timed_out:
         result = Outcome.FAILED
         done = sum(1 for n in nodes if n.status.value != "skipped")
@@ -163,6 +174,7 @@ def execute(
         image_digest=settings.image_digest,
         error=error,
         timed_out=timed_out,
+        attempts=attempts,
         artifacts=f"{store.url}/{layout.run_prefix}",
     )
     publication = _store_artifacts(summary, layout, store, target_path, run_dir, settings, log)
@@ -225,6 +237,9 @@ def _store_artifacts(
     for name in ARTIFACT_FILES:
         if (target_path / name).is_file():
             files[name] = Path(shutil.copyfile(target_path / name, local / name))
+    for earlier in sorted(run_dir.glob("attempt-*/run_results.json")):  # transient retries
+        name = f"run_results.{earlier.parent.name}.json"
+        files[name] = Path(shutil.copyfile(earlier, local / name))
     if (run_dir / "dbt.log").is_file():
         files["dbt.log"] = Path(shutil.copyfile(run_dir / "dbt.log", local / "dbt.log"))
     summary_file = local / "summary.json"

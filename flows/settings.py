@@ -52,6 +52,21 @@ class FerrySettings(BaseSettings):
         gt=0,
         description="Fail a run as TimedOut after this many seconds (None: no limit).",
     )
+    transient_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description=(
+            "Retries of a run whose every failure is transient (connection refused or dropped, "
+            "throttling): only the failed and skipped nodes run again. A model's own failure "
+            "is never retried."
+        ),
+    )
+    transient_retry_delay_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Wait before the first transient retry; doubles for the second, and so on.",
+    )
     project_dir: Path = Field(
         default=Path("dbt_project"),
         description="dbt project directory (holds dbt_project.yml).",

@@ -78,6 +78,7 @@ class RunSummary(BaseModel):
     slowest: list[NodeLine] = Field(default_factory=list)
     error: str | None = None
     timed_out: bool = False
+    attempts: int = 1
     retry_of: str | None = None
     artifacts: str | None = None
     artifact_errors: list[str] = Field(default_factory=list)

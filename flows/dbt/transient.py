@@ -1,0 +1,94 @@
+"""Retrying what the network broke, never what the model broke.
+
+A connection refused, a dropped connection or a throttled API call says nothing about the
+model: running again is right. A SQL error, a failing test or a compile error says everything:
+running again is a blind re-run that only delays the alert. So a run is retried only when every
+failure it has is transient, and then only the failed and skipped nodes (`dbt retry`) - or the
+whole command when nothing ran at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from flows.dbt.invoke import DbtInvocation, DbtOutcome, NodeListener
+from flows.dbt.request import DbtCommand
+
+logger = logging.getLogger(__name__)
+
+# Messages of drivers and AWS SDKs for failures of the path to the warehouse, not of the SQL.
+TRANSIENT = re.compile(
+    r"connection refused|could not connect|connection (?:reset|timed out)"
+    r"|server closed the connection|timeout expired|too many (?:connections|clients)"
+    r"|throttl|rate exceeded|slow ?down|temporarily unavailable|could not translate host name"
+    r"|ssl syscall error|connection already closed|broken pipe",
+    re.IGNORECASE,
+)
+
+
+def transient_reason(outcome: DbtOutcome) -> str | None:
+    """The first transient error line when every failure of the run is transient, else None."""
+    failed = [n for n in outcome.nodes if n.failed]
+    messages = [n.message or "" for n in failed] if failed else [outcome.error or ""]
+    if outcome.success or not any(messages):
+        return None
+    if not all(TRANSIENT.search(m) for m in messages):
+        return None
+    return " ".join(messages[0].split())[:200]
+
+
+def execute_with_retries(
+    invocation: DbtInvocation,
+    manifest: Any,
+    listener: NodeListener,
+    *,
+    retries: int,
+    delay_s: float,
+    log: logging.Logger | logging.LoggerAdapter[Any] = logger,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[DbtOutcome, int]:
+    """Runs the invocation, retrying transient failures up to `retries` times.
+
+    Returns:
+        The merged outcome (a node's latest result wins) and the number of attempts.
+    """
+    outcome = invocation.execute(manifest, listener)
+    attempts = 1
+    while attempts <= retries and (reason := transient_reason(outcome)):
+        wait = delay_s * attempts
+        log.warning(
+            "transient failure (%s); attempt %d of %d in %.1f s",
+            reason,
+            attempts + 1,
+            retries + 1,
+            wait,
+        )
+        sleep(wait)
+        if outcome.nodes:  # retry only what failed or was skipped
+            state = invocation.log_path / f"attempt-{attempts}"
+            state.mkdir(parents=True, exist_ok=True)
+            for name in ("run_results.json", "manifest.json"):
+                if (invocation.target_path / name).is_file():
+                    shutil.copyfile(invocation.target_path / name, state / name)
+            retry = replace(
+                invocation,
+                request=invocation.request.model_copy(update={"command": DbtCommand.RETRY}),
+                state_path=state,
+            )
+            again = retry.execute(None, listener)
+            merged = {n.unique_id: n for n in outcome.nodes}
+            merged.update({n.unique_id: n for n in again.nodes})
+            outcome = replace(
+                again, nodes=list(merged.values()), elapsed=outcome.elapsed + again.elapsed
+            )
+        else:  # nothing ran: the same command again is no re-run of anything
+            again = invocation.execute(manifest, listener)
+            outcome = replace(again, elapsed=outcome.elapsed + again.elapsed)
+        attempts += 1
+    return outcome, attempts
