@@ -49,10 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--home", default=".ferry/demo", help="pid files, logs, the DuckDB file")
     stack.add_argument("--port", type=int, default=4200, help="Prefect's port (receiver: +1)")
 
-    server = sub.add_parser("server", help="a local Prefect server for the demo (127.0.0.1)")
-    server.add_argument("state", choices=["up", "down", "status"])
-    server.add_argument("--home", default=".ferry/prefect", help="its PREFECT_HOME and pid file")
-    server.add_argument("--port", type=int, default=4200)
     _add_alert_commands(sub)
     return parser
 
@@ -72,8 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag, None)
         if value:
             os.environ[env_name] = value  # the flow reads these as a deployment's settings
-    if args.action == "server":
-        return _server(args)
     if args.action == "stack":
         return _stack(args)
     if args.action in _ALERT_GROUPS:
@@ -97,26 +91,6 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"stack up: Prefect UI http://127.0.0.1:{args.port}")
         return EXIT_OK
     return local_stack.demo(stack)
-
-
-def _server(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from flows import prefect_server
-
-    home = Path(args.home).resolve()
-    current = prefect_server.running(home)
-    if args.state == "up":
-        if current is None:
-            current = prefect_server.start(home, args.port, ui=True)
-        print(f"Prefect server up (pid {current.pid}): UI {current.ui_url}, API {current.api_url}")
-    elif args.state == "down":
-        stopped = prefect_server.stop_recorded(home)
-        print("Prefect server stopped" if stopped else "no Prefect server was running")
-    else:
-        print(f"up (pid {current.pid}) at {current.ui_url}" if current else "down")
-        return EXIT_OK if current else EXIT_FAILED
-    return EXIT_OK
 
 
 # --- alerts: `ferry channels apply`, `ferry automations apply` (flows/notify) ----------------

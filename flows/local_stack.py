@@ -91,7 +91,7 @@ def _run(stack: Stack, *args: str, extra_env: dict[str, str] | None = None) -> s
 def _start_background(stack: Stack, name: str, args: list[str]) -> int:
     """Starts a long-running helper in its own process group; records its pid."""
     pid_file = stack.home / f"{name}.pid"
-    if pid_file.is_file() and _alive(int(pid_file.read_text())):
+    if pid_file.is_file() and prefect_server.alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
     log = (stack.home / f"{name}.log").open("ab")
     proc = subprocess.Popen(
@@ -104,14 +104,6 @@ def _start_background(stack: Stack, name: str, args: list[str]) -> int:
     )
     pid_file.write_text(str(proc.pid))
     return proc.pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def up(stack: Stack) -> None:
@@ -150,7 +142,7 @@ def down(home: Path) -> list[str]:
         pid_file = home / f"{name}.pid"
         if pid_file.is_file():
             pid = int(pid_file.read_text())
-            if _alive(pid):
+            if prefect_server.alive(pid):
                 prefect_server.stop(pid)  # its process group: SIGTERM, then SIGKILL
                 stopped.append(name)
             pid_file.unlink(missing_ok=True)

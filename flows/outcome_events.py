@@ -12,6 +12,7 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from flows.dbt.request import RunRequest
 from flows.settings import FerrySettings
 from flows.summary import NodeLine, Outcome, RunSummary
 
@@ -46,7 +47,7 @@ def emit_outcome(summary: RunSummary) -> None:
         payload={
             "verdict": summary.verdict,
             "outcome": summary.outcome.value,
-            "selection": _selection(summary.request),
+            "selection": RunRequest.model_validate(summary.request).describe(),
             "failed": [_line(n) for n in summary.failed[:_LISTED]],
             "warned": [_line(n) for n in summary.warned[:_LISTED]],
             "counts": summary.counts,
@@ -101,13 +102,3 @@ def _emit(name: str, *, env: str, project: str | None, command: str, payload: di
 
 def _line(node: NodeLine) -> dict[str, Any]:
     return {"unique_id": node.unique_id, "status": node.status, "message": node.message}
-
-
-def _selection(request: dict[str, Any]) -> str:
-    parts = [str(request.get("command", ""))]
-    for flag in ("select", "exclude"):
-        if request.get(flag):
-            parts += [f"--{flag}", *request[flag]]
-    if request.get("selector"):
-        parts += ["--selector", request["selector"]]
-    return " ".join(parts)

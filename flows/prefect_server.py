@@ -107,7 +107,7 @@ def stop(pid: int, timeout: float = 15.0) -> None:
         _signal(pid, signal.SIGTERM, group=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.2)
     _signal(pid, signal.SIGKILL, group=pgid == pid)
@@ -120,7 +120,7 @@ def running(home: Path) -> LocalServer | None:
         return None
     pid_text, port_text = pid_file.read_text().split()
     server = LocalServer(pid=int(pid_text), port=int(port_text), home=home)
-    if _alive(server.pid) and healthy(server.api_url):
+    if alive(server.pid) and healthy(server.api_url):
         return server
     return None
 
@@ -131,14 +131,15 @@ def stop_recorded(home: Path) -> bool:
     if not pid_file.is_file():
         return False
     pid = int(pid_file.read_text().split()[0])
-    was_alive = _alive(pid)
+    was_alive = alive(pid)
     if was_alive:
         stop(pid)
     pid_file.unlink(missing_ok=True)
     return was_alive
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process runs (reaping it first if it is our exited child)."""
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:

@@ -118,10 +118,6 @@ class FerrySettings(BaseSettings):
     image_digest: str | None = Field(
         default=None, description="Digest of the running image (set by the deployment)."
     )
-    ui_url: str | None = Field(
-        default=None,
-        description="Base URL of the Prefect UI, used to link runs in summaries.",
-    )
 
     @field_validator("env")
     @classmethod

@@ -12,9 +12,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,7 +49,6 @@ class DbtOutcome:
     elapsed: float
     target_path: Path
     log_path: Path
-    dbt_version: str = field(default_factory=lambda: version("dbt-core"))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from flows import local_stack
 from flows.prefect_server import free_port
 from tests.conftest import REPO, load_generator
+from tests.e2e.conftest import FERRY
 
 pytestmark = pytest.mark.e2e
 
@@ -81,9 +81,8 @@ def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
 
 def test_applying_automations_twice_leaves_one_of_each(stack):
     env = {**stack.env(), **stack.channel_env()}
-    ferry = str(Path(local_stack._bin("ferry")))
     out = subprocess.run(
-        [ferry, "automations", "apply"],
+        [str(FERRY), "automations", "apply"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -80,6 +80,14 @@ def test_bad_input_is_refused_before_the_warehouse_is_touched(
     assert not (tmp_path / "artifacts").exists()
 
 
+def test_the_deployments_default_target_is_checked_like_a_parameter(shop_project, tmp_path):
+    settings = make_settings(shop_project, tmp_path, target="warehouse")  # FERRY_TARGET
+    with pytest.raises(InvalidRunRequest, match="target 'warehouse' is not defined"):
+        execute({"command": "build"}, settings)
+    with pytest.raises(InvalidRunRequest, match="target 'duckdb_x' is not defined"):
+        execute({"command": "build", "target": "duckdb_x"}, settings)  # a parameter wins
+
+
 def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
     assert execute({"command": "build"}, settings).summary.outcome is not Outcome.FAILED
