@@ -270,3 +270,27 @@ def fetch_failed_run(
             raise LookupError(f"run {pointer['run_id']} has no {name} at {store.url}")
         (dest / name).write_bytes(data)
     return FetchedRun(run_id=str(pointer["run_id"]), state_dir=dest, pointer=pointer)
+
+
+def fetch_state_manifest(store: ArtifactStore, project: str, env: str, dest: Path) -> Path:
+    """Downloads an environment's state manifest (its last successful build) for `--state`.
+
+    Slim CI compares a pull request against it (`state:modified+`) and defers unbuilt refs to
+    the tables it describes (`--defer`).
+
+    Returns:
+        The directory holding manifest.json.
+
+    Raises:
+        LookupError: the environment has no state yet; the message says how to make one.
+    """
+    data = store.get_bytes(state_key(project, env, "manifest.json"))
+    if data is None:
+        raise LookupError(
+            f"no state manifest of project {project!r} in environment {env!r} at {store.url} "
+            f"({state_key(project, env, 'manifest.json')}); it is written by the first "
+            f"successful build or run in {env!r}: run one, or drop --defer and state: selectors"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "manifest.json").write_bytes(data)
+    return dest

@@ -50,6 +50,7 @@ def dbt_flow(
     threads: int | None = None,
     fail_fast: bool = False,
     retry_of: str | None = None,
+    defer: bool = False,
 ) -> State[Any]:
     """Runs one dbt command and stores its artifacts; the final state names what failed.
 
@@ -67,6 +68,8 @@ def dbt_flow(
         threads: dbt threads; empty for the profile's setting.
         fail_fast: Stop at the first failure.
         retry_of: With `retry`: the flow run id of the failed run to retry.
+        defer: Read refs to unselected models from production (`--defer` to the state of
+            FERRY_STATE_ENV); `state:modified+` selections compare with that state too.
     """
     logger = get_run_logger()
     settings = FerrySettings()
@@ -83,6 +86,7 @@ def dbt_flow(
         "threads": threads,
         "fail_fast": fail_fast,
         "retry_of": retry_of,
+        "defer": defer,
     }
     reporter = PrefectNodeReporter(
         flow_run_id,

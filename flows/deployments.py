@@ -16,6 +16,9 @@ import argparse
 import copy
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -235,6 +238,49 @@ def _substitute(template: Any, env: Mapping[str, str]) -> Any:
     if isinstance(template, list):
         return [_substitute(item, env) for item in template]
     return template
+
+
+def names_of_env(env_name: str, path: Path = PREFECT_YAML) -> list[str]:
+    """The deployments of one environment (`<kind>-<env>`), e.g. run-staging, build-staging."""
+    names = [
+        str(d["name"]) for d in load_deployments(path) if str(d["name"]).endswith(f"-{env_name}")
+    ]
+    if not names:
+        raise DeploymentConfigError(f"{path.name} has no deployment named *-{env_name}")
+    return names
+
+
+def deploy(env_name: str, env: Mapping[str, str], path: Path = PREFECT_YAML) -> list[str]:
+    """`prefect deploy` of one environment's deployments, after checking what they need.
+
+    Every `{{ $NAME }}` must be set and the image pinned by digest before anything is sent to
+    Prefect, so a half-configured CI job deploys nothing rather than literal placeholders.
+
+    Returns:
+        The deployment names deployed.
+
+    Raises:
+        DeploymentConfigError: a variable is missing or the image is not pinned.
+        subprocess.CalledProcessError: `prefect deploy` failed (its output is on stderr).
+    """
+    names = names_of_env(env_name, path)
+    chosen = [d for d in load_deployments(path) if d["name"] in names]
+    missing: set[str] = set()
+    for deployment in chosen:
+        missing |= missing_env_placeholders(deployment, env)
+    if missing:
+        raise MissingDeployVariablesError(sorted(missing))
+    for deployment in chosen:
+        job_variables(deployment, env)
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--prefect-file", str(path)]
+        + [arg for name in names for arg in ("--name", name)],
+        check=True,
+        cwd=path.parent,
+        env=dict(env),
+    )
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,6 +144,7 @@ class RunRequest(BaseModel):
     threads: int | None = None
     fail_fast: bool = False
     retry_of: str | None = None
+    defer: bool = False
 
     @classmethod
     def build(
@@ -159,6 +160,7 @@ class RunRequest(BaseModel):
         threads: int | None = None,
         fail_fast: bool = False,
         retry_of: str | None = None,
+        defer: bool = False,
     ) -> RunRequest:
         """Builds a request from loose user input, refusing what cannot run.
 
@@ -186,6 +188,10 @@ class RunRequest(BaseModel):
             raise InvalidRunRequest(f"threads must be between 1 and 64, got {threads}")
         if retry_of and cmd is not DbtCommand.RETRY:
             raise InvalidRunRequest("retry_of is only meaningful with command 'retry'")
+        if defer and not cmd.accepts_selection:
+            raise InvalidRunRequest(
+                "retry runs with the failed run's own state; it cannot defer to production"
+            )
         target = (target or "").strip() or None
         return cls(
             command=cmd,
@@ -198,11 +204,22 @@ class RunRequest(BaseModel):
             threads=threads,
             fail_fast=fail_fast,
             retry_of=(retry_of or "").strip() or None,
+            defer=defer,
         )
 
     @property
     def has_selection(self) -> bool:
         return bool(self.select or self.exclude or self.selector)
+
+    @property
+    def compares_state(self) -> bool:
+        """Whether the selection compares against a previous manifest (`state:modified+`...)."""
+        return any("state:" in word for word in self.select + self.exclude)
+
+    @property
+    def needs_state(self) -> bool:
+        """Whether dbt needs the production manifest (`--state`): to defer or to compare."""
+        return self.defer or self.compares_state
 
     def selection_args(self) -> list[str]:
         args: list[str] = []
@@ -219,6 +236,8 @@ class RunRequest(BaseModel):
         parts = [self.command.value, *self.selection_args()]
         if self.full_refresh:
             parts.append("--full-refresh")
+        if self.defer:
+            parts.append("--defer")
         if self.retry_of:
             parts.append(f"(of run {self.retry_of})")
         return " ".join(parts)

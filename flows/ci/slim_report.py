@@ -1,0 +1,85 @@
+"""The pull-request comment of a Slim CI run: what was built, what failed, what it deferred to.
+
+Built from the run's own files (summary.json and dbt's run_results.json), so the comment says
+exactly what the run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MARKER = "<!-- ferry:slim-ci -->"
+_ICONS = {"success": "✅", "warnings": "⚠️", "failed": "❌", "invalid": "⛔"}
+_ROWS = 40  # node rows before "and N more"
+
+
+def load_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """summary.json and run_results' results from a run's folder, or from `ferry run --json`.
+
+    Raises:
+        FileNotFoundError: no summary where the path says.
+    """
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        folder = path.parent
+        if path.name != "summary.json":  # `ferry run --json` output: it names the run's folder
+            folder = Path(str(summary.get("artifacts") or ""))
+    else:
+        folder = path
+        summary = json.loads((folder / "summary.json").read_text())
+    results_file = folder / "run_results.json"
+    results = json.loads(results_file.read_text())["results"] if results_file.is_file() else []
+    return summary, results
+
+
+def render(
+    summary: dict[str, Any],
+    results: list[dict[str, Any]],
+    *,
+    schema: str | None = None,
+    state_env: str = "prod",
+    run_url: str | None = None,
+) -> str:
+    """Markdown for the pull request, starting with the marker the comment is found by."""
+    outcome = str(summary.get("outcome", "failed"))
+    request = summary.get("request") or {}
+    selection = " ".join(request.get("select") or []) or "(everything)"
+    lines = [
+        MARKER,
+        f"### {_ICONS.get(outcome, '')} Slim CI: {summary.get('verdict', outcome)}",
+        "",
+        f"`dbt {request.get('command', 'build')} --select {selection}"
+        + (" --defer`" if request.get("defer") else "`")
+        + (f" into schema `{schema}`" if schema else "")
+        + f", compared with `{state_env}` state"
+        + f" · {summary.get('duration_s', 0):.0f} s"
+        + (f" · commit `{str(summary['git_sha'])[:12]}`" if summary.get("git_sha") else ""),
+    ]
+    if not results:
+        lines += ["", "No node was built: nothing in this pull request changes the dbt project."]
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in (summary.get("counts") or {}).items())
+        lines += ["", f"**{len(results)} nodes**: {counts}", ""]
+        lines += ["| node | status | time | message |", "|---|---|---:|---|"]
+        ordered = sorted(results, key=_order)
+        for result in ordered[:_ROWS]:
+            message = " ".join(str(result.get("message") or "").split())[:160]
+            if result.get("status") in ("success", "pass"):
+                message = ""
+            lines.append(
+                f"| `{result['unique_id']}` | {result.get('status')} | "
+                f"{float(result.get('execution_time') or 0):.1f} s | {message.replace('|', '/')} |"
+            )
+        if len(ordered) > _ROWS:
+            lines.append(f"| and {len(ordered) - _ROWS} more | | | |")
+    if run_url:
+        lines += ["", f"[The workflow run and its artifacts]({run_url})"]
+    return "\n".join(lines) + "\n"
+
+
+def _order(result: dict[str, Any]) -> tuple[int, str]:
+    """Failures first, then warnings, skips, passes."""
+    rank = {"error": 0, "fail": 0, "runtime error": 0, "warn": 1, "skipped": 2}
+    return rank.get(str(result.get("status")), 3), str(result.get("unique_id"))
