@@ -18,6 +18,15 @@ def add_parsers(sub: Any) -> None:
     promote.add_argument("--repository", required=True, help="ECR repository name, e.g. ferry")
     promote.add_argument("--from-tag", required=True, help="the tag staging tested: sha-<sha>")
     promote.add_argument("--to-tag", required=True, help="the new tag: prod-<sha>")
+    promote.add_argument(
+        "--expect-digest", help="refuse unless the source tag names this digest (what staging ran)"
+    )
+
+    scan = sub.add_parser("scan", help="wait for ECR's scan of an image and judge it")
+    scan.add_argument("--repository", required=True)
+    scan.add_argument("--digest", required=True, help="sha256:...")
+    scan.add_argument("--fail-on", default="CRITICAL", help="lowest blocking severity")
+    scan.add_argument("--timeout", type=float, default=900)
 
     deploy = sub.add_parser("deploy", help="prefect deploy one environment's deployments")
     deploy.add_argument("--env", required=True, help="staging or prod (or local)")
@@ -67,12 +76,13 @@ def add_parsers(sub: Any) -> None:
     comment.add_argument("--file", type=Path, required=True, help="markdown body")
 
 
-ACTIONS = ("promote", "deploy", "smoke", "ci-schema", "ci")
+ACTIONS = ("promote", "scan", "deploy", "smoke", "ci-schema", "ci")
 
 
 def dispatch(args: argparse.Namespace) -> int:
     handler = {
         "promote": _promote,
+        "scan": _scan,
         "deploy": _deploy,
         "smoke": _smoke,
         "ci-schema": _ci_schema,
@@ -90,10 +100,24 @@ def _promote(args: argparse.Namespace) -> int:
 
     from flows.ci.promote import promote
 
-    promotion = promote(boto3.client("ecr"), args.repository, args.from_tag, args.to_tag)
+    promotion = promote(
+        boto3.client("ecr"), args.repository, args.from_tag, args.to_tag, args.expect_digest
+    )
     print(promotion.describe())
     print(f"digest={promotion.digest}")
     return EXIT_OK
+
+
+def _scan(args: argparse.Namespace) -> int:
+    import boto3
+
+    from flows.ci.scan import scan_gate
+
+    verdict = scan_gate(
+        boto3.client("ecr"), args.repository, args.digest, args.fail_on, args.timeout
+    )
+    print(verdict.describe())
+    return EXIT_OK if verdict.passed else EXIT_FAILED
 
 
 def _deploy(args: argparse.Namespace) -> int:

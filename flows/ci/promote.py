@@ -37,13 +37,16 @@ class Promotion:
         return f"{self.repository}:{self.to_tag} {action} {self.digest} (from {self.from_tag})"
 
 
-def promote(ecr: Any, repository: str, from_tag: str, to_tag: str) -> Promotion:
+def promote(
+    ecr: Any, repository: str, from_tag: str, to_tag: str, expect_digest: str | None = None
+) -> Promotion:
     """Gives the image tagged `from_tag` the tag `to_tag` as well, by its manifest.
 
     Idempotent: when `to_tag` already names that digest, nothing changes and it succeeds.
 
     Raises:
-        PromotionError: `from_tag` does not exist, or `to_tag` already names another image.
+        PromotionError: `from_tag` does not exist or does not name `expect_digest`, or
+            `to_tag` already names another image.
     """
     source = _image(ecr, repository, from_tag)
     if source is None:
@@ -52,6 +55,11 @@ def promote(ecr: Any, repository: str, from_tag: str, to_tag: str) -> Promotion:
             "(the tag is sha-<git sha> of the commit staging ran)?"
         )
     digest = source["imageId"]["imageDigest"]
+    if expect_digest and digest != expect_digest:
+        raise PromotionError(
+            f"{repository}:{from_tag} names {digest}, not {expect_digest} (what staging "
+            "tested); refusing to promote other bytes"
+        )
     current = _image(ecr, repository, to_tag)
     if current is not None:
         if current["imageId"]["imageDigest"] == digest:

@@ -1,0 +1,80 @@
+"""The image scan gate: nothing is deployed while ECR's scan of the digest reports findings at
+or above a severity.
+
+The repository scans on push; the gate waits for that scan of this digest to complete (it may
+not have started yet), then judges the severity counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+class ScanError(RuntimeError):
+    """The scan failed, or did not complete in time."""
+
+
+@dataclass(frozen=True)
+class ScanVerdict:
+    digest: str
+    counts: dict[str, int]
+    blocking: dict[str, int]
+    fail_on: str
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking
+
+    def describe(self) -> str:
+        found = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no findings"
+        if self.passed:
+            return f"scan of {self.digest}: {found}; nothing at or above {self.fail_on}"
+        blocking = ", ".join(f"{n} {s}" for s, n in sorted(self.blocking.items()))
+        return f"scan of {self.digest} blocks the release: {blocking} (at or above {self.fail_on})"
+
+
+def scan_gate(
+    ecr: Any,
+    repository: str,
+    digest: str,
+    fail_on: str = "CRITICAL",
+    timeout_s: float = 900,
+    poll_s: float = 10,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScanVerdict:
+    """Waits for the scan of `digest` and judges it.
+
+    Raises:
+        ScanError: the scan failed or did not complete within `timeout_s`.
+        ValueError: `fail_on` is not a severity.
+    """
+    fail_on = fail_on.upper()
+    if fail_on not in SEVERITIES:
+        raise ValueError(f"fail_on must be one of {', '.join(SEVERITIES)}, got {fail_on!r}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = ecr.describe_image_scan_findings(
+                repositoryName=repository, imageId={"imageDigest": digest}
+            )
+        except ecr.exceptions.ScanNotFoundException:
+            response = {"imageScanStatus": {"status": "PENDING"}}
+        status = response.get("imageScanStatus", {})
+        if status.get("status") == "COMPLETE":
+            break
+        if status.get("status") in ("FAILED", "UNSUPPORTED_IMAGE"):
+            raise ScanError(f"scan of {digest}: {status.get('status')} {status.get('description')}")
+        if time.monotonic() >= deadline:
+            raise ScanError(f"scan of {digest} did not complete in {timeout_s:.0f} s")
+        sleep(poll_s)
+    counts = dict(response.get("imageScanFindings", {}).get("findingSeverityCounts") or {})
+    threshold = SEVERITIES.index(fail_on)
+    blocking = {
+        s: n for s, n in counts.items() if s in SEVERITIES and SEVERITIES.index(s) >= threshold
+    }
+    return ScanVerdict(digest=digest, counts=counts, blocking=blocking, fail_on=fail_on)

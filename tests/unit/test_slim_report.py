@@ -1,0 +1,68 @@
+"""The Slim CI comment says what was built and what failed, from the run's own files."""
+
+from __future__ import annotations
+
+import json
+
+from flows.ci.slim_report import MARKER, load_run, render
+
+SUMMARY = {
+    "outcome": "failed",
+    "verdict": "1 of 3 nodes failed: model.shop.fct_orders (Database Error: boom)",
+    "request": {"command": "build", "select": ["state:modified+"], "defer": True},
+    "counts": {"error": 1, "success": 1, "skipped": 1},
+    "duration_s": 12.4,
+    "git_sha": "0123456789abcdef0123",
+}
+RESULTS = [
+    {"unique_id": "model.shop.dim_customers", "status": "success", "execution_time": 0.5},
+    {"unique_id": "test.shop.unique_fct_orders", "status": "skipped", "execution_time": 0},
+    {
+        "unique_id": "model.shop.fct_orders",
+        "status": "error",
+        "execution_time": 1.25,
+        "message": "Database Error: boom | more",
+    },
+]
+
+
+def test_the_comment_names_failures_first_and_the_schema_and_state():
+    body = render(SUMMARY, RESULTS, schema="ci_pr_7", run_url="https://example.test/run/1")
+    assert body.startswith(MARKER)
+    assert "❌ Slim CI: 1 of 3 nodes failed: model.shop.fct_orders" in body
+    assert "--select state:modified+ --defer` into schema `ci_pr_7`" in body
+    assert "compared with `prod` state" in body and "commit `0123456789ab`" in body
+    rows = [line for line in body.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == [
+        "model.shop.fct_orders",
+        "test.shop.unique_fct_orders",
+        "model.shop.dim_customers",
+    ]
+    assert "Database Error: boom / more" in rows[0]  # a pipe would break the table
+    assert "(https://example.test/run/1)" in body
+
+
+def test_a_pull_request_that_changes_no_node_says_so():
+    summary = dict(SUMMARY, outcome="success", verdict="dbt build ran no nodes")
+    body = render(summary, [])
+    assert "✅" in body and "nothing in this pull request changes the dbt project" in body
+
+
+def test_long_runs_are_cut_with_a_count(tmp_path):
+    results = [
+        {"unique_id": f"model.p.m{i:03}", "status": "success", "execution_time": 0.1}
+        for i in range(55)
+    ]
+    assert "| and 15 more |" in render(dict(SUMMARY, outcome="success"), results)
+
+
+def test_a_run_is_read_from_its_folder_or_from_the_cli_json(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(SUMMARY))
+    (folder / "run_results.json").write_text(json.dumps({"results": RESULTS}))
+    cli_json = tmp_path / "slim-ci.json"
+    cli_json.write_text(json.dumps(dict(SUMMARY, artifacts=str(folder))))
+    for source in (folder, folder / "summary.json", cli_json):
+        summary, results = load_run(source)
+        assert summary["verdict"] == SUMMARY["verdict"] and len(results) == 3
