@@ -1,0 +1,233 @@
+"""`ferry promote` and `ferry scan` as the workflow runs them: a separate process talking to
+ECR, here a moto server on 127.0.0.1 reached through AWS_ENDPOINT_URL.
+
+Promotion must copy the manifest byte for byte under the new tag (same media type, same digest),
+be a no-op when repeated, and refuse - changing nothing - a missing source, a source that is not
+the digest staging tested, and a target tag that already names other bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from flows.prefect_server import free_port
+
+pytestmark = pytest.mark.integration
+
+FERRY = str(Path(sys.executable).parent / "ferry")
+OCI = "application/vnd.oci.image.manifest.v1+json"
+DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def manifest(layer: str, media_type: str = OCI) -> str:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "size": 7,
+                "digest": "sha256:" + "c" * 64,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "size": 9,
+                    "digest": "sha256:" + layer * 64,
+                }
+            ],
+        },
+        indent=3,  # an unusual layout: a re-serialised manifest would change the digest
+    )
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def ecr(moto_url):
+    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
+    client = boto3.client("ecr", endpoint_url=moto_url, region_name="us-east-1")
+    client.create_repository(repositoryName="ferry", imageTagMutability="IMMUTABLE")
+    return client
+
+
+def ferry(moto_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    return subprocess.run([FERRY, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def image(ecr, tag: str) -> dict:
+    images = ecr.batch_get_image(
+        repositoryName="ferry", imageIds=[{"imageTag": tag}], acceptedMediaTypes=[OCI, DOCKER]
+    )["images"]
+    return images[0] if images else {}
+
+
+def test_promotion_copies_the_manifest_and_is_idempotent(ecr, moto_url):
+    body = manifest("a")
+    pushed = ecr.put_image(
+        repositoryName="ferry", imageManifest=body, imageManifestMediaType=OCI, imageTag="sha-1"
+    )["image"]["imageId"]["imageDigest"]
+
+    first = ferry(
+        moto_url,
+        "promote",
+        "--repository",
+        "ferry",
+        "--from-tag",
+        "sha-1",
+        "--to-tag",
+        "prod-1",
+        "--expect-digest",
+        pushed,
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"ferry:prod-1 tagged {pushed}" in first.stdout
+    promoted = image(ecr, "prod-1")
+    assert promoted["imageId"]["imageDigest"] == pushed
+    assert promoted["imageManifest"] == body
+    assert promoted["imageManifestMediaType"] == OCI
+    details = ecr.describe_images(repositoryName="ferry")["imageDetails"]
+    assert len(details) == 1 and set(details[0]["imageTags"]) == {"sha-1", "prod-1"}
+
+    again = ferry(
+        moto_url, "promote", "--repository", "ferry", "--from-tag", "sha-1", "--to-tag", "prod-1"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "already tagged" in again.stdout
+    assert len(ecr.describe_images(repositoryName="ferry")["imageDetails"]) == 1
+
+
+def test_a_missing_source_is_named_and_nothing_changes(ecr, moto_url):
+    result = ferry(
+        moto_url,
+        "promote",
+        "--repository",
+        "ferry",
+        "--from-tag",
+        "sha-nope",
+        "--to-tag",
+        "prod-nope",
+    )
+    assert result.returncode == 1
+    assert "source image ferry:sha-nope does not exist" in result.stderr
+    assert ecr.describe_images(repositoryName="ferry")["imageDetails"] == []
+
+
+def test_other_bytes_are_never_promoted(ecr, moto_url):
+    tested = ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest("a"),
+        imageManifestMediaType=OCI,
+        imageTag="sha-1",
+    )["image"]["imageId"]
+    other = ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest("b", DOCKER),
+        imageManifestMediaType=DOCKER,
+        imageTag="sha-2",
+    )["image"]["imageId"]
+    assert tested["imageDigest"] != other["imageDigest"]
+
+    wrong_source = ferry(
+        moto_url,
+        "promote",
+        "--repository",
+        "ferry",
+        "--from-tag",
+        "sha-2",
+        "--to-tag",
+        "prod-2",
+        "--expect-digest",
+        tested["imageDigest"],
+    )
+    assert wrong_source.returncode == 1
+    assert "refusing to promote other bytes" in wrong_source.stderr
+    assert image(ecr, "prod-2") == {}
+
+    ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest("b", DOCKER),
+        imageManifestMediaType=DOCKER,
+        imageTag="prod-1",
+    )
+    taken = ferry(
+        moto_url, "promote", "--repository", "ferry", "--from-tag", "sha-1", "--to-tag", "prod-1"
+    )
+    assert taken.returncode == 1
+    assert "already names" in taken.stderr and "immutable" in taken.stderr
+    assert image(ecr, "prod-1")["imageId"]["imageDigest"] == other["imageDigest"]
+
+
+def test_the_scan_gate_blocks_at_the_chosen_severity(ecr, moto_url):
+    digest = ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest("a"),
+        imageManifestMediaType=OCI,
+        imageTag="sha-1",
+    )["image"]["imageId"]["imageDigest"]
+    ecr.start_image_scan(repositoryName="ferry", imageId={"imageDigest": digest})
+    # moto's scan reports a HIGH finding unless told otherwise
+    passes = ferry(
+        moto_url,
+        "scan",
+        "--repository",
+        "ferry",
+        "--digest",
+        digest,
+        "--fail-on",
+        "CRITICAL",
+        "--timeout",
+        "30",
+    )
+    assert passes.returncode == 0, passes.stderr
+    assert "nothing at or above CRITICAL" in passes.stdout
+    blocks = ferry(
+        moto_url,
+        "scan",
+        "--repository",
+        "ferry",
+        "--digest",
+        digest,
+        "--fail-on",
+        "high",
+        "--timeout",
+        "30",
+    )
+    assert blocks.returncode == 1
+    assert "blocks the release" in blocks.stdout and "HIGH" in blocks.stdout
+
+
+def test_the_scan_gate_gives_up_on_a_scan_that_never_completes(ecr, moto_url):
+    digest = ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest("a"),
+        imageManifestMediaType=OCI,
+        imageTag="sha-1",
+    )["image"]["imageId"]["imageDigest"]
+    result = ferry(moto_url, "scan", "--repository", "ferry", "--digest", digest, "--timeout", "0")
+    assert result.returncode == 1
+    assert "did not complete in 0 s" in result.stderr

@@ -1,0 +1,109 @@
+"""Slim CI on PostgreSQL, as the pull-request workflow runs it: production builds and keeps its
+manifest; a pull request changing one model builds that model and its children only, into a
+schema of its own, reading its unchanged parents from production (--defer); clean-up drops the
+pull request's schema and nothing else."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from flows.ci.pr_schemas import pr_schema
+from flows.cli import main
+from flows.dbt.request import InvalidRunRequest
+from flows.dbt_run import execute
+from flows.summary import Outcome
+from tests.conftest import load_generator, make_settings
+
+pytestmark = pytest.mark.integration
+
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def columns(schema: str, table: str) -> list[str]:
+    with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = %s and table_name = %s order by ordinal_position",
+            (schema, table),
+        )
+        return [name for (name,) in cur.fetchall()]
+
+
+def tables(schema: str) -> set[str]:
+    with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select table_name from information_schema.tables where table_schema = %s", (schema,)
+        )
+        return {name for (name,) in cur.fetchall()}
+
+
+def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
+    shop_project, tmp_path, pg_schema, monkeypatch
+):
+    assert load_generator(shop_project).main(["--target", "postgres"]) == 0
+    store = str(tmp_path / "store")
+    prod = make_settings(shop_project, tmp_path, env="prod", artifacts=store)
+    built = execute({"command": "build", "target": "postgres"}, prod).summary
+    assert built.outcome is Outcome.WARNINGS and not built.failed, built.verdict
+
+    ci_schema = pr_schema(5, prefix=pg_schema)
+    ci = make_settings(
+        shop_project,
+        tmp_path,
+        env="ci-pr-5",
+        artifacts=str(tmp_path / "ci"),
+        state_from=store,
+        target_schema=ci_schema,
+    )
+    slim = {
+        "command": "build",
+        "select": "state:modified+",
+        "defer": True,
+        "target": "postgres",
+        "vars": {"raw_schema": f"{pg_schema}_raw"},  # raw data is where production reads it
+    }
+
+    unchanged = execute(slim, ci)
+    assert unchanged.summary.outcome is Outcome.SUCCESS, unchanged.summary.verdict
+    assert unchanged.nodes == []
+    assert "differs from state" in unchanged.summary.verdict
+
+    model = shop_project / "models" / "marts" / "marketing" / "fct_sessions.sql"
+    model.write_text(
+        model.read_text().replace("select * from final", "select *, 1 as pr_column from final")
+    )
+    report = execute(slim, ci)
+    summary = report.summary
+    assert summary.outcome is Outcome.SUCCESS, summary.verdict
+    ran = {n.unique_id for n in report.nodes}
+    assert "model.shop.fct_sessions" in ran
+    assert all("fct_sessions" in uid for uid in ran), ran  # the model and its tests, no more
+    assert len(ran) < built.nodes_total / 5
+    # Built in the pull request's schema from production's unchanged parents...
+    assert tables(ci_schema) == {"fct_sessions"}
+    assert "pr_column" in columns(ci_schema, "fct_sessions")
+    # ...and production is untouched.
+    assert "pr_column" not in columns(pg_schema, "fct_sessions")
+
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("FERRY_PROJECT_DIR", str(shop_project))
+    monkeypatch.setenv("FERRY_PROFILES_DIR", str(shop_project))
+    argv = ["ci-schema", "drop", "--pr", "5", "--prefix", pg_schema, "--target", "postgres"]
+    assert main(argv) == 0
+    assert tables(ci_schema) == set()
+    assert "fct_sessions" in tables(pg_schema)
+
+
+def test_deferring_without_production_state_is_refused_before_dbt_starts(shop_project, tmp_path):
+    ci = make_settings(
+        shop_project, tmp_path, env="ci-pr-6", state_from=str(tmp_path / "empty-store")
+    )
+    with pytest.raises(InvalidRunRequest, match=r"no state manifest of project 'shop'.*'prod'"):
+        execute({"command": "build", "select": "state:modified+", "defer": True}, ci)
+    assert not (tmp_path / "shop.duckdb").exists()
+
+
+def test_a_bad_target_schema_is_refused(shop_project, tmp_path):
+    with pytest.raises(ValueError, match="FERRY_TARGET_SCHEMA"):
+        make_settings(shop_project, tmp_path, target_schema="ci-pr-5; drop")
