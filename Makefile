@@ -37,8 +37,8 @@ down:
 	@if [ -x $(BIN)/ferry ]; then $(BIN)/ferry stack down --home $(DEMO_HOME); else echo "nothing to stop"; fi
 
 lint: setup lint-workflows
-	$(BIN)/ruff check flows tests bench
-	$(BIN)/ruff format --check flows tests bench
+	$(BIN)/ruff check flows tests bench infra
+	$(BIN)/ruff format --check flows tests bench infra
 	$(BIN)/mypy
 	cd dbt_project && ../$(BIN)/sqlfluff lint models tests macros snapshots --nocolor
 

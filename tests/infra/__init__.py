@@ -1,0 +1,1 @@
+"""Tests of the CDK app in infra/: synthesized offline, asserted with matchers."""
