@@ -1,0 +1,108 @@
+"""`ferry deploy --env staging` against a real Prefect server, as main.yml runs it: every
+staging deployment lands on the ECS pool pinned to the digest CI built, with the
+infrastructure's values; a missing value or an unpinned image deploys nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.conftest import run_ferry
+
+pytestmark = pytest.mark.e2e
+
+DIGEST = "sha256:" + "ab" * 32
+INFRA = {
+    "FERRY_IMAGE_REPOSITORY": "123456789012.dkr.ecr.eu-north-1.amazonaws.com/ferry",
+    "FERRY_ECS_CLUSTER": "ferry-staging",
+    "FERRY_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/ferry-staging-execution",
+    "FERRY_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/ferry-staging-task",
+    "FERRY_VPC_ID": "vpc-0123",
+    "FERRY_PRIVATE_SUBNET_A": "subnet-a",
+    "FERRY_PRIVATE_SUBNET_B": "subnet-b",
+    "FERRY_SECURITY_GROUP": "sg-0123",
+    "FERRY_LOG_GROUP": "/ferry/staging/dbt",
+    "FERRY_WAREHOUSE_SECRET_ARN": "arn:aws:secretsmanager:eu-north-1:123456789012:secret:wh",
+    "FERRY_ARTIFACT_BUCKET": "ferry-artifacts",
+    "FERRY_REDSHIFT_HOST": "redshift.example",
+    "FERRY_REDSHIFT_DATABASE": "analytics",
+    "AWS_REGION": "eu-north-1",
+    "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+}
+
+
+@pytest.fixture(scope="module")
+def ecs_pool(prefect_api):
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    subprocess.run(
+        [
+            prefect,
+            "work-pool",
+            "create",
+            "ferry-staging-ecs",
+            "--type",
+            "ecs",
+            "--overwrite",
+            "--base-job-template",
+            str(REPO / "infra/prefect/ecs-base-job-template.json"),
+        ],
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return prefect_api
+
+
+def deployment(api: str, name: str) -> dict | None:
+    response = httpx.get(f"{api}/deployments/name/dbt/{name}", timeout=10)
+    return None if response.status_code == 404 else response.raise_for_status().json()
+
+
+def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
+    api = ecs_pool
+    unpinned = run_ferry(
+        api,
+        "deploy",
+        "--env",
+        "staging",
+        cwd=REPO,
+        env={**INFRA, "FERRY_IMAGE": INFRA["FERRY_IMAGE_REPOSITORY"] + ":latest"},
+    )
+    assert unpinned.returncode == 1
+    assert "not pinned by digest" in unpinned.stderr
+    missing = run_ferry(
+        api,
+        "deploy",
+        "--env",
+        "staging",
+        cwd=REPO,
+        env={k: v for k, v in INFRA.items() if k != "FERRY_SECURITY_GROUP"}
+        | {"FERRY_IMAGE": INFRA["FERRY_IMAGE_REPOSITORY"] + "@" + DIGEST},
+    )
+    assert missing.returncode == 1
+    assert "FERRY_SECURITY_GROUP" in missing.stderr
+    assert deployment(api, "run-staging") is None
+
+    image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
+    result = run_ferry(
+        api, "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for name in ("run-staging", "build-staging", "freshness-staging", "retry-staging"):
+        found = deployment(api, name)
+        assert found is not None, name
+        variables = found["job_variables"]
+        assert variables["image"] == image
+        assert variables["cluster"] == "ferry-staging"
+        assert variables["network_configuration"]["securityGroups"] == ["sg-0123"]
+        assert variables["env"]["FERRY_IMAGE_DIGEST"] == image
+        assert variables["env"]["FERRY_ENV"] == "staging"
+        assert "{{" not in str(variables)
+    assert deployment(api, "run-prod") is None  # one environment at a time
