@@ -97,3 +97,47 @@ def test_the_flow_offers_exactly_the_commands_ferry_understands():
     from flows.dbt_flow import DbtCommandName
 
     assert get_args(DbtCommandName) == tuple(c.value for c in DbtCommand)
+
+
+@pytest.mark.parametrize(
+    ("select", "compares"),
+    [
+        ("state:modified+", True),
+        ("+state:modified.body", True),
+        ("1+state:new", True),
+        ("tag:daily fct_orders+", False),
+        ("state_dim", False),
+    ],
+)
+def test_state_selections_need_the_production_manifest(select, compares):
+    request = RunRequest.build(select=select)
+    assert request.compares_state is compares
+    assert request.needs_state is compares
+    assert RunRequest.build(select="tag:daily", defer=True).needs_state
+
+
+def test_defer_is_named_and_cannot_apply_to_a_retry():
+    assert RunRequest.build(select="state:modified+", defer=True).describe() == (
+        "build --select state:modified+ --defer"
+    )
+    with pytest.raises(InvalidRunRequest, match="cannot defer"):
+        RunRequest.build(command="retry", defer=True)
+
+
+def test_dbt_gets_the_state_and_defer_flags_only_when_asked(tmp_path):
+    from flows.dbt.invoke import DbtInvocation
+    from flows.dbt.profiles import DbtProject
+
+    project = DbtProject(tmp_path, tmp_path, "p", "p", ("dev",), "dev")
+
+    def args(request: RunRequest, state: bool) -> list[str]:
+        return DbtInvocation(
+            project, request, tmp_path, tmp_path / "t", tmp_path, tmp_path / "s" if state else None
+        ).run_args()
+
+    slim = args(RunRequest.build(select="state:modified+", defer=True), state=True)
+    assert slim[slim.index("--state") + 1] == str(tmp_path / "s") and "--defer" in slim
+    compare_only = args(RunRequest.build(select="state:modified+"), state=True)
+    assert "--state" in compare_only and "--defer" not in compare_only
+    plain = args(RunRequest.build(select="tag:daily"), state=False)
+    assert "--state" not in plain and "--defer" not in plain
