@@ -121,52 +121,25 @@ def test_a_second_build_waits_for_the_first(stack):
 
 def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
     """`ferry smoke`, as main.yml runs it on staging: exit 0 only for a Completed run."""
-    env = {**stack.env(), "PREFECT_API_URL": stack.api_url}
-    ok = subprocess.run(
-        [
-            str(FERRY),
-            "smoke",
-            "--deployment",
-            "dbt/run-local",
-            "--timeout",
-            "300",
-            "--params",
-            json.dumps({"command": "run", "select": "stg_shop__customers"}),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+
+    def smoke(deployment: str, params: dict) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FERRY), "smoke", "--deployment", deployment, "--timeout", "300",
+             "--params", json.dumps(params)],
+            env={**stack.env(), "PREFECT_API_URL": stack.api_url},
+            capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+
+    ok = smoke("dbt/run-local", {"command": "run", "select": "stg_shop__customers"})
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ended COMPLETED" in ok.stdout
 
-    failing = subprocess.run(
-        [
-            str(FERRY),
-            "smoke",
-            "--deployment",
-            "dbt/run-local",
-            "--timeout",
-            "300",
-            "--params",
-            json.dumps(
-                {"command": "run", "select": "int_orders_enriched", "vars": FAILING["vars"]}
-            ),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
+    failing = smoke(
+        "dbt/run-local",
+        {"command": "run", "select": "int_orders_enriched", "vars": FAILING["vars"]},
     )
     assert failing.returncode == 1
     assert "ended FAILED" in failing.stdout and "int_orders_enriched" in failing.stdout
 
-    missing = subprocess.run(
-        [str(FERRY), "smoke", "--deployment", "dbt/nope-local"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = smoke("dbt/nope-local", {})
     assert missing.returncode == 1 and "'dbt/nope-local' does not exist" in missing.stderr

@@ -68,7 +68,8 @@ def ecr(moto_url):
     return client
 
 
-def ferry(moto_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def ferry(moto_url: str, command: str) -> subprocess.CompletedProcess[str]:
+    """`ferry <command>` in its own process, its AWS calls going to the moto server."""
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL": moto_url,
@@ -76,7 +77,20 @@ def ferry(moto_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    return subprocess.run([FERRY, *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [FERRY, *command.split()], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def push(ecr, tag: str, layer: str = "a", media_type: str = OCI) -> str:
+    """What `docker push` leaves in ECR: a manifest under a tag. Returns its digest."""
+    pushed = ecr.put_image(
+        repositoryName="ferry",
+        imageManifest=manifest(layer, media_type),
+        imageManifestMediaType=media_type,
+        imageTag=tag,
+    )
+    return pushed["image"]["imageId"]["imageDigest"]
 
 
 def image(ecr, tag: str) -> dict:
@@ -87,147 +101,67 @@ def image(ecr, tag: str) -> dict:
 
 
 def test_promotion_copies_the_manifest_and_is_idempotent(ecr, moto_url):
-    body = manifest("a")
-    pushed = ecr.put_image(
-        repositoryName="ferry", imageManifest=body, imageManifestMediaType=OCI, imageTag="sha-1"
-    )["image"]["imageId"]["imageDigest"]
+    pushed = push(ecr, "sha-1")
+    promote = "promote --repository ferry --from-tag sha-1 --to-tag prod-1"
 
-    first = ferry(
-        moto_url,
-        "promote",
-        "--repository",
-        "ferry",
-        "--from-tag",
-        "sha-1",
-        "--to-tag",
-        "prod-1",
-        "--expect-digest",
-        pushed,
-    )
+    first = ferry(moto_url, f"{promote} --expect-digest {pushed}")
     assert first.returncode == 0, first.stderr
     assert f"ferry:prod-1 tagged {pushed}" in first.stdout
     promoted = image(ecr, "prod-1")
     assert promoted["imageId"]["imageDigest"] == pushed
-    assert promoted["imageManifest"] == body
+    assert promoted["imageManifest"] == manifest("a")  # byte for byte
     assert promoted["imageManifestMediaType"] == OCI
     details = ecr.describe_images(repositoryName="ferry")["imageDetails"]
     assert len(details) == 1 and set(details[0]["imageTags"]) == {"sha-1", "prod-1"}
 
-    again = ferry(
-        moto_url, "promote", "--repository", "ferry", "--from-tag", "sha-1", "--to-tag", "prod-1"
-    )
+    again = ferry(moto_url, promote)
     assert again.returncode == 0, again.stderr
     assert "already tagged" in again.stdout
     assert len(ecr.describe_images(repositoryName="ferry")["imageDetails"]) == 1
 
 
 def test_a_missing_source_is_named_and_nothing_changes(ecr, moto_url):
-    result = ferry(
-        moto_url,
-        "promote",
-        "--repository",
-        "ferry",
-        "--from-tag",
-        "sha-nope",
-        "--to-tag",
-        "prod-nope",
-    )
+    result = ferry(moto_url, "promote --repository ferry --from-tag sha-nope --to-tag prod-nope")
     assert result.returncode == 1
     assert "source image ferry:sha-nope does not exist" in result.stderr
     assert ecr.describe_images(repositoryName="ferry")["imageDetails"] == []
 
 
 def test_other_bytes_are_never_promoted(ecr, moto_url):
-    tested = ecr.put_image(
-        repositoryName="ferry",
-        imageManifest=manifest("a"),
-        imageManifestMediaType=OCI,
-        imageTag="sha-1",
-    )["image"]["imageId"]
-    other = ecr.put_image(
-        repositoryName="ferry",
-        imageManifest=manifest("b", DOCKER),
-        imageManifestMediaType=DOCKER,
-        imageTag="sha-2",
-    )["image"]["imageId"]
-    assert tested["imageDigest"] != other["imageDigest"]
+    tested = push(ecr, "sha-1")
+    other = push(ecr, "sha-2", layer="b", media_type=DOCKER)
+    assert tested != other
 
     wrong_source = ferry(
         moto_url,
-        "promote",
-        "--repository",
-        "ferry",
-        "--from-tag",
-        "sha-2",
-        "--to-tag",
-        "prod-2",
-        "--expect-digest",
-        tested["imageDigest"],
+        f"promote --repository ferry --from-tag sha-2 --to-tag prod-2 --expect-digest {tested}",
     )
     assert wrong_source.returncode == 1
     assert "refusing to promote other bytes" in wrong_source.stderr
     assert image(ecr, "prod-2") == {}
 
-    ecr.put_image(
-        repositoryName="ferry",
-        imageManifest=manifest("b", DOCKER),
-        imageManifestMediaType=DOCKER,
-        imageTag="prod-1",
-    )
-    taken = ferry(
-        moto_url, "promote", "--repository", "ferry", "--from-tag", "sha-1", "--to-tag", "prod-1"
-    )
+    push(ecr, "prod-1", layer="b", media_type=DOCKER)
+    taken = ferry(moto_url, "promote --repository ferry --from-tag sha-1 --to-tag prod-1")
     assert taken.returncode == 1
     assert "already names" in taken.stderr and "immutable" in taken.stderr
-    assert image(ecr, "prod-1")["imageId"]["imageDigest"] == other["imageDigest"]
+    assert image(ecr, "prod-1")["imageId"]["imageDigest"] == other
 
 
 def test_the_scan_gate_blocks_at_the_chosen_severity(ecr, moto_url):
-    digest = ecr.put_image(
-        repositoryName="ferry",
-        imageManifest=manifest("a"),
-        imageManifestMediaType=OCI,
-        imageTag="sha-1",
-    )["image"]["imageId"]["imageDigest"]
+    digest = push(ecr, "sha-1")
     ecr.start_image_scan(repositoryName="ferry", imageId={"imageDigest": digest})
+    scan = f"scan --repository ferry --digest {digest} --timeout 30"
     # moto's scan reports a HIGH finding unless told otherwise
-    passes = ferry(
-        moto_url,
-        "scan",
-        "--repository",
-        "ferry",
-        "--digest",
-        digest,
-        "--fail-on",
-        "CRITICAL",
-        "--timeout",
-        "30",
-    )
+    passes = ferry(moto_url, f"{scan} --fail-on CRITICAL")
     assert passes.returncode == 0, passes.stderr
     assert "nothing at or above CRITICAL" in passes.stdout
-    blocks = ferry(
-        moto_url,
-        "scan",
-        "--repository",
-        "ferry",
-        "--digest",
-        digest,
-        "--fail-on",
-        "high",
-        "--timeout",
-        "30",
-    )
+    blocks = ferry(moto_url, f"{scan} --fail-on high")
     assert blocks.returncode == 1
     assert "blocks the release" in blocks.stdout and "HIGH" in blocks.stdout
 
 
 def test_the_scan_gate_gives_up_on_a_scan_that_never_completes(ecr, moto_url):
-    digest = ecr.put_image(
-        repositoryName="ferry",
-        imageManifest=manifest("a"),
-        imageManifestMediaType=OCI,
-        imageTag="sha-1",
-    )["image"]["imageId"]["imageDigest"]
-    result = ferry(moto_url, "scan", "--repository", "ferry", "--digest", digest, "--timeout", "0")
+    digest = push(ecr, "sha-1")
+    result = ferry(moto_url, f"scan --repository ferry --digest {digest} --timeout 0")
     assert result.returncode == 1
     assert "did not complete in 0 s" in result.stderr
