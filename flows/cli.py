@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from flows.ci import commands as ci_commands
 from flows.dbt.request import DbtCommand
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -43,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--artifacts", help="artifact store: s3://bucket/prefix or a folder")
     run.add_argument("--env", help="environment name for the artifact layout (default: local)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.add_argument(
+        "--defer", action="store_true", help="defer unselected refs to the state environment"
+    )
+    run.add_argument("--state-env", help="environment whose state --defer/state: use (prod)")
+    run.add_argument(
+        "--state-from", help="artifact store holding that state (default: --artifacts)"
+    )
+    run.add_argument("--target-schema", help="build into this schema instead of the target's")
+    run.add_argument(
+        "--no-prefect",
+        action="store_true",
+        help="run the same steps without a Prefect flow run or API (CI)",
+    )
 
     stack = sub.add_parser("stack", help="the local stack of make demo (127.0.0.1)")
     stack.add_argument("state", choices=["up", "down", "demo"])
@@ -50,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--port", type=int, default=4200, help="Prefect's port (receiver: +1)")
 
     _add_alert_commands(sub)
+    _add_bake_command(sub)
+    ci_commands.add_parsers(sub)
     return parser
 
 
@@ -59,6 +75,9 @@ _SETTING_FLAGS = {
     "profiles_dir": "FERRY_PROFILES_DIR",
     "artifacts": "FERRY_ARTIFACTS",
     "env": "FERRY_ENV",
+    "state_env": "FERRY_STATE_ENV",
+    "state_from": "FERRY_STATE_FROM",
+    "target_schema": "FERRY_TARGET_SCHEMA",
 }
 
 
@@ -72,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stack(args)
     if args.action in _ALERT_GROUPS:
         return _alerts(args)
+    if args.action in ci_commands.ACTIONS:
+        return ci_commands.dispatch(args)
+    if args.action == "bake":
+        return _bake(args)
     return _run(args)
 
 
@@ -147,6 +170,62 @@ def _alerts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- bake: dbt's parse state, made at image build (flows/dbt/bake.py, docs/image.md) ----------
+def _add_bake_command(sub: Any) -> None:
+    bake = sub.add_parser(
+        "bake",
+        help="parse the dbt project now and keep dbt's state for runs (image build)",
+        description="Parses the project as a run of each environment will, and keeps dbt's "
+        "parse state in FERRY_BAKED_DIR/<env>/<target>, so those runs parse only what changed.",
+    )
+    bake.add_argument("--project-dir", help="dbt project directory (default: dbt_project)")
+    bake.add_argument("--profiles-dir", help="directory of profiles.yml (default: as dbt)")
+    bake.add_argument("--env", help="FERRY_ENV of the runs (default: local)")
+    bake.add_argument(
+        "--target", help="profiles.yml target (default: FERRY_TARGET or the profile's)"
+    )
+    bake.add_argument("--baked-dir", help="where to keep the states (default: FERRY_BAKED_DIR)")
+    bake.add_argument(
+        "--spec",
+        help="JSON: one or a list of {env, target, environment, vars}, one state each; "
+        "environment holds the runs' non-secret connection values (host, user, schema...)",
+    )
+
+
+def _bake(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from flows.dbt.bake import BakeError, BakeSpec, bake
+    from flows.dbt.profiles import DbtProject
+    from flows.dbt.request import InvalidRunRequest
+    from flows.settings import FerrySettings
+
+    try:
+        settings = FerrySettings()
+        baked_dir = Path(args.baked_dir) if args.baked_dir else settings.baked_dir
+        if baked_dir is None:
+            raise InvalidRunRequest("set FERRY_BAKED_DIR or pass --baked-dir")
+        if args.spec and args.target:
+            raise InvalidRunRequest("--spec names the targets to bake; drop --target")
+        if args.spec:
+            specs = BakeSpec.parse_many(args.spec)
+        else:
+            specs = [BakeSpec(env=settings.env, target=args.target)]
+        project = DbtProject.load(settings.project_dir, settings.profiles_dir)
+        for spec in specs:
+            baked = bake(project, spec, baked_dir, default_target=settings.target)
+            print(f"ferry: baked {baked.describe()}")
+    except (ValidationError, InvalidRunRequest) as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except BakeError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -176,9 +255,37 @@ def _run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "fail_fast": args.fail_fast,
         "retry_of": args.retry_of,
+        "defer": args.defer,
     }
+    if args.no_prefect:
+        return _run_without_prefect(params, as_json=args.json)
     state = dbt_flow(**params, return_state=True)
     return _report(state, as_json=args.json)
+
+
+def _run_without_prefect(params: dict[str, Any], *, as_json: bool) -> int:
+    """The flow's steps in this process, no Prefect API: for CI jobs that have none."""
+    from flows.dbt.request import InvalidRunRequest
+    from flows.dbt_run import execute
+    from flows.settings import FerrySettings
+
+    try:
+        report = execute(params, FerrySettings())
+    except InvalidRunRequest as exc:
+        print(f"ferry: Invalid input: {exc}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"outcome": "invalid", "verdict": f"Invalid input: {exc}"}))
+        return EXIT_INVALID
+    return _print_summary(report.summary, as_json=as_json)
+
+
+def _print_summary(summary: Any, *, as_json: bool) -> int:
+    if as_json:
+        print(summary.model_dump_json())
+    else:
+        print(f"ferry: {summary.outcome.value}: {summary.verdict}")
+        print(f"ferry: artifacts: {summary.artifacts}")
+    return int(summary.exit_code)
 
 
 def _report(state: Any, *, as_json: bool) -> int:
@@ -189,12 +296,7 @@ def _report(state: Any, *, as_json: bool) -> int:
 
     data = state.result(raise_on_failure=False)
     if isinstance(data, RunSummary):
-        if as_json:
-            print(data.model_dump_json())
-        else:
-            print(f"ferry: {data.outcome.value}: {data.verdict}")
-            print(f"ferry: artifacts: {data.artifacts}")
-        return data.exit_code
+        return _print_summary(data, as_json=as_json)
     # No summary: the input was refused (ours or Prefect's parameter validation), or the run
     # ended without a verdict (timed out, crashed).
     invalid = isinstance(data, InvalidRunRequest | ParameterTypeError)

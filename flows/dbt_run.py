@@ -22,17 +22,19 @@ from flows.artifacts import (
     Publication,
     RunLayout,
     fetch_failed_run,
+    fetch_state_manifest,
     mark_retried,
     open_store,
     publish_run,
 )
+from flows.dbt.bake import seed as seed_parse_state
 from flows.dbt.invoke import ARTIFACT_FILES, DbtInvocation, DbtProjectError, NodeListener
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.dbt.profiles import DbtProject
 from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest
 from flows.dbt.transient import execute_with_retries
 from flows.settings import FerrySettings
-from flows.summary import Outcome, RunSummary, judge, summarize
+from flows.summary import Outcome, ParseLine, RunSummary, judge, summarize
 
 
 class NullListener:
@@ -83,6 +85,10 @@ def execute(
         request = request.model_copy(update={"target": settings.target})
     project = DbtProject.load(settings.project_dir, settings.profiles_dir)
     target = project.check_target(request.target)
+    if request.target is None and target and request.command is not DbtCommand.RETRY:
+        # dbt hashes whether --target was given into its parse state: always naming it (as
+        # `ferry bake` does) lets the default and an explicit target share the baked state.
+        request = request.model_copy(update={"target": target})
     try:
         store = open_store(settings.artifacts, settings.s3_endpoint_url)
     except ValueError as exc:
@@ -93,6 +99,9 @@ def execute(
     target_path = (settings.target_path or project.project_dir / "target").resolve()
     for name in ARTIFACT_FILES:  # never ship a previous run's results as this run's
         (target_path / name).unlink(missing_ok=True)
+    seeded = seed_parse_state(settings.baked_dir, settings.env, target, target_path)
+    if settings.baked_dir is not None:
+        log.info("%s", seeded.note)
 
     state_path = None
     if request.command is DbtCommand.RETRY:
@@ -105,8 +114,11 @@ def execute(
         request = request.model_copy(update={"retry_of": fetched.run_id})
         state_path = fetched.state_dir
         log.info("retrying failed run %s (%s)", fetched.run_id, fetched.pointer.get("prefix"))
+    elif request.needs_state:
+        state_path = _fetch_state(project.name, run_dir, settings, store)
+        log.info("comparing with / deferring to %s state (%s)", settings.state_env, state_path)
 
-    with project.rendered_profiles_dir() as profiles_dir:
+    with project.rendered_profiles_dir(target, settings.target_schema) as profiles_dir:
         invocation = DbtInvocation(
             project=project,
             request=request,
@@ -121,13 +133,19 @@ def execute(
         error: str | None = None
         dbt_ok = False
         dbt_elapsed = None
+        parse: ParseLine | None = None
         try:
             manifest = None
             if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
-                manifest = invocation.parse()
+                parsed = invocation.parse()
+                manifest = parsed.manifest
+                parse = ParseLine.of(parsed.report, seeded.name)
+                _log_parse(parse, log)
                 selected = invocation.check_selection(manifest) if request.has_selection else None
                 if selected is not None:
                     log.info("selection matches %d node(s)", len(selected))
+                if selected == []:  # a state: selection with nothing modified
+                    raise _NothingToRun
             remaining = _remaining(settings.flow_timeout_s, started_at)
             with Deadline(remaining) as deadline:
                 outcome, attempts = execute_with_retries(
@@ -143,6 +161,8 @@ def execute(
             dbt_elapsed = round(outcome.elapsed, 3)
         except DbtProjectError as exc:
             error = str(exc)
+        except _NothingToRun:
+            dbt_ok = True
 
     result, verdict = judge(request, nodes, dbt_ok, error)
     if attempts > 1:
@@ -169,6 +189,7 @@ def execute(
         started_at=started_at,
         finished_at=datetime.now(UTC),
         dbt_elapsed_s=dbt_elapsed,
+        parse=parse,
         dbt_version=_dbt_version(),
         git_sha=settings.git_sha,
         image_digest=settings.image_digest,
@@ -184,6 +205,43 @@ def execute(
         except Exception as exc:  # the retry's own verdict stands
             log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
     return RunReport(summary=summary, nodes=nodes, publication=publication)
+
+
+class _NothingToRun(Exception):
+    """The selection compares with a state and nothing differs: success, with nothing run."""
+
+
+def _fetch_state(project: str, run_dir: Path, settings: FerrySettings, store: Any) -> Path:
+    """The state environment's manifest, for `--state` (Slim CI, `--defer`)."""
+    try:
+        source = (
+            open_store(settings.state_from, settings.s3_endpoint_url)
+            if (settings.state_from)
+            else store
+        )
+        return fetch_state_manifest(source, project, settings.state_env, run_dir / "state")
+    except (LookupError, ValueError) as exc:
+        raise InvalidRunRequest(str(exc)) from None
+
+
+def _log_parse(parse: ParseLine, log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    if parse.partial:
+        source = f"the baked parse state {parse.baked}" if parse.baked else "its saved state"
+        log.info(
+            "dbt parsed from %s in %.1f s (%d file(s) re-parsed)",
+            source,
+            parse.elapsed_s,
+            parse.changed_files,
+        )
+    elif parse.baked:  # the image's state was there and dbt refused it: say why, loudly
+        log.warning(
+            "dbt parsed the project in full (%.1f s), not from the baked parse state %s: %s",
+            parse.elapsed_s,
+            parse.baked,
+            parse.reason,
+        )
+    else:
+        log.info("dbt parsed the project in full in %.1f s (%s)", parse.elapsed_s, parse.reason)
 
 
 def _remaining(timeout_s: float | None, started_at: datetime) -> float | None:

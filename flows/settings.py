@@ -10,7 +10,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,7 @@ class NodeReporting(StrEnum):
 
 
 _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class FerrySettings(BaseSettings):
@@ -100,6 +101,15 @@ class FerrySettings(BaseSettings):
         default=None,
         description="dbt's target directory. Default: <project_dir>/target, as dbt's own.",
     )
+    baked_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where `ferry bake` put dbt's parse state at image build, one folder per "
+            "<env>/<target>. A run whose target path holds no state of its own starts from the "
+            "matching one, so dbt parses only what changed; dbt's own state check decides "
+            "whether it still holds. Empty: every fresh run parses from scratch."
+        ),
+    )
     node_reporting: NodeReporting = Field(
         default=NodeReporting.LIVE,
         description="How dbt nodes appear in the Prefect UI: live, final or off.",
@@ -118,6 +128,44 @@ class FerrySettings(BaseSettings):
     image_digest: str | None = Field(
         default=None, description="Digest of the running image (set by the deployment)."
     )
+    target_schema: str | None = Field(
+        default=None,
+        description=(
+            "Build into this schema instead of the target's own (profiles.yml is copied with "
+            "the target's schema replaced). Slim CI gives each pull request its own, e.g. "
+            "ci_pr_42; dbt's custom schemas become ci_pr_42_<name>."
+        ),
+    )
+    state_env: str = Field(
+        default="prod",
+        description=(
+            "Environment whose state manifest `--defer` and `state:` selectors compare against "
+            "(its last successful build)."
+        ),
+    )
+    state_from: str | None = Field(
+        default=None,
+        description=(
+            "Artifact store holding that state (s3://bucket/prefix or a folder). Default: the "
+            "artifact store itself. Slim CI reads production's store, writes its own locally."
+        ),
+    )
+
+    github_repository: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FERRY_GITHUB_REPOSITORY", "GITHUB_REPOSITORY"),
+        description="owner/name of the repository CI comments on (GitHub Actions sets it).",
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FERRY_GITHUB_TOKEN", "GITHUB_TOKEN"),
+        description="Token for GitHub's API: the workflow's own GITHUB_TOKEN, never a PAT.",
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        validation_alias=AliasChoices("FERRY_GITHUB_API_URL", "GITHUB_API_URL"),
+        description="GitHub's REST API (GitHub Actions sets it; GitHub Enterprise differs).",
+    )
 
     @field_validator("env")
     @classmethod
@@ -126,5 +174,15 @@ class FerrySettings(BaseSettings):
             raise ValueError(
                 f"FERRY_ENV={value!r} must be lowercase letters, digits, '-' or '_' (it becomes "
                 "a folder of the artifact store), e.g. 'prod' or 'ci-pr-42'"
+            )
+        return value
+
+    @field_validator("target_schema")
+    @classmethod
+    def _schema_is_an_identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEMA_NAME.match(value):
+            raise ValueError(
+                f"FERRY_TARGET_SCHEMA={value!r} must be a plain lowercase identifier (letters, "
+                "digits, '_', starting with a letter), e.g. 'ci_pr_42'"
             )
         return value

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from flows.dbt.invoke import ParseReport
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.dbt.request import RunRequest
 
@@ -53,6 +54,36 @@ class NodeLine(BaseModel):
         )
 
 
+class ParseLine(BaseModel):
+    """How this run's parse went: from saved state (the image's baked one) or from scratch."""
+
+    baked: str | None = None
+    """The baked parse state the run started from (`<env>/<target>`), if any."""
+    partial: bool
+    """dbt re-used saved state and parsed only the files that changed."""
+    reason: str | None = None
+    """Why dbt parsed in full, in dbt's words."""
+    changed_files: int = 0
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def of(cls, report: ParseReport, baked: str | None) -> ParseLine:
+        return cls(
+            baked=baked,
+            partial=report.partial,
+            reason=None if report.partial else report.reason,
+            changed_files=report.changed_files,
+            elapsed_s=report.elapsed_s,
+        )
+
+    def describe(self) -> str:
+        if self.partial:
+            source = f"baked state {self.baked}" if self.baked else "saved state"
+            return f"from {source} in {self.elapsed_s:.1f} s ({self.changed_files} files re-parsed)"
+        refused = f", baked state {self.baked} refused" if self.baked else ""
+        return f"in full in {self.elapsed_s:.1f} s{refused}: {self.reason}"
+
+
 class RunSummary(BaseModel):
     """What one run of the `dbt` flow did: written as summary.json beside dbt's artifacts."""
 
@@ -79,6 +110,7 @@ class RunSummary(BaseModel):
     error: str | None = None
     timed_out: bool = False
     attempts: int = 1
+    parse: ParseLine | None = None
     retry_of: str | None = None
     artifacts: str | None = None
     artifact_errors: list[str] = Field(default_factory=list)
@@ -109,6 +141,8 @@ def judge(
         return Outcome.FAILED, f"dbt {request.command.value} failed: {reason}"
     if total == 0:
         what = "nothing failed in that run" if request.command.value == "retry" else "no nodes"
+        if request.compares_state:
+            what = f"nothing selected by {' '.join(request.selection_args())} differs from state"
         return Outcome.SUCCESS, f"dbt {request.command.value} ran no nodes ({what})"
     if warned:
         return (
@@ -182,6 +216,8 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         + (", ".join(f"{k} {v}" for k, v in summary.counts.items()) or "none"),
         f"- artifacts: `{summary.artifacts or 'not stored'}`",
     ]
+    if summary.parse is not None:
+        lines.append(f"- dbt parsed {summary.parse.describe()}")
     if summary.artifact_errors:
         lines.append(f"- artifact store errors: {'; '.join(summary.artifact_errors)}")
     if summary.error:

@@ -52,6 +52,27 @@ class DbtOutcome:
 
 
 @dataclass(frozen=True)
+class ParseReport:
+    """How dbt parsed: from its saved state (partially) or from scratch, and why."""
+
+    partial: bool
+    """dbt re-used saved parse state, re-parsing only the files that changed (if any)."""
+    reason: str | None = None
+    """Why dbt parsed from scratch, in dbt's words (e.g. "profile has changed")."""
+    changed_files: int = 0
+    """Files dbt parsed again on top of the saved state (added, changed or deleted)."""
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """dbt's manifest and how it was made."""
+
+    manifest: Any
+    report: ParseReport
+
+
+@dataclass(frozen=True)
 class DbtInvocation:
     """The paths and flags shared by every dbt call of one run."""
 
@@ -87,6 +108,10 @@ class DbtInvocation:
             args += ["--state", str(self.state_path)]
             if req.vars:  # retry re-uses the failed run's vars unless told otherwise
                 args += ["--vars", json.dumps(req.vars)]
+        elif self.state_path is not None:  # production state: to compare and/or to defer to
+            args += ["--state", str(self.state_path)]
+            if req.defer:
+                args.append("--defer")
         if req.threads:
             args += ["--threads", str(req.threads)]
         if req.full_refresh:
@@ -95,8 +120,13 @@ class DbtInvocation:
             args.append("--fail-fast")
         return args
 
-    def parse(self) -> Any:
-        """Parses the project once (partial parsing applies), returning dbt's manifest.
+    def parse(self) -> Parsed:
+        """Parses the project once, returning dbt's manifest and how dbt went about it.
+
+        Partial parsing applies: when the target path holds dbt's saved state
+        (partial_parse.msgpack, e.g. the image's baked one) and dbt's state check accepts it,
+        only changed files are parsed. The report says which happened and, if dbt parsed in
+        full, dbt's reason.
 
         Raises:
             InvalidRunRequest: the profile or project configuration cannot load (a missing
@@ -107,9 +137,11 @@ class DbtInvocation:
         from dbt.exceptions import DbtProfileError
         from dbt.exceptions import DbtProjectError as DbtProjectConfigError
 
-        result = dbtRunner().invoke(["parse", *self.common_args(), "--quiet"])
+        watcher = _ParseStateCallback()
+        started = time.perf_counter()
+        result = dbtRunner(callbacks=[watcher]).invoke(["parse", *self.common_args(), "--quiet"])
         if result.success:
-            return result.result
+            return Parsed(result.result, watcher.report(time.perf_counter() - started))
         exc = result.exception
         message = _exception_message(exc)
         if isinstance(exc, DbtProfileError | DbtProjectConfigError) or "Env var required" in (
@@ -135,6 +167,7 @@ class DbtInvocation:
             "ls",
             *self.common_args(),
             *req.selection_args(),
+            *(["--state", str(self.state_path)] if self.state_path and req.compares_state else []),
             "--output",
             "json",
             "--output-keys",
@@ -153,6 +186,8 @@ class DbtInvocation:
         listed = [json.loads(line) for line in lines]
         wanted = set(req.command.resource_types)
         matched = [n["unique_id"] for n in listed if n["resource_type"] in wanted]
+        if req.has_selection and not matched and req.compares_state and not listed:
+            return []  # nothing differs from the compared state: a valid, empty run
         if req.has_selection and not matched:
             what = " ".join(req.selection_args())
             if listed:
@@ -190,6 +225,48 @@ class DbtInvocation:
             elapsed=elapsed,
             target_path=self.target_path,
             log_path=self.log_path,
+        )
+
+
+class _ParseStateCallback:
+    """dbt event callback: hears whether dbt accepted its saved parse state, and if not, why.
+
+    dbt decides silently (its reasons are info/debug events, and ferry parses with --quiet);
+    callbacks receive every event whatever the log level.
+    """
+
+    def __init__(self) -> None:
+        self.reused = False
+        self.changed_files = 0
+        self.reasons: list[str] = []
+
+    def __call__(self, msg: Any) -> None:
+        name = msg.info.name
+        if name == "PartialParsingEnabled":  # the saved state passed dbt's state check
+            self.reused = True
+            data = msg.data
+            self.changed_files = int(data.deleted) + int(data.added) + int(data.changed)
+        elif name == "PartialParsingSkipParsing":  # ... and no file changed
+            self.reused = True
+        elif name == "UnableToPartialParse":
+            self.reasons.append(str(msg.data.reason))
+        elif name == "ParsedFileLoadFailed":
+            self.reasons.append(f"the saved state could not be read ({msg.data.exc})")
+        elif name == "PartialParsingNotEnabled":
+            self.reasons.append(
+                "partial parsing is off (--no-partial-parse, DBT_PARTIAL_PARSE or the "
+                "project's flags)"
+            )
+
+    def report(self, elapsed_s: float) -> ParseReport:
+        reason = "; ".join(dict.fromkeys(self.reasons)) or None
+        if not self.reused and reason is None:
+            reason = "dbt did not say"
+        return ParseReport(
+            partial=self.reused and not self.reasons,
+            reason=reason,
+            changed_files=self.changed_files,
+            elapsed_s=round(elapsed_s, 3),
         )
 
 

