@@ -137,6 +137,8 @@ def test_production_promotes_the_digest_staging_tested_and_never_builds():
     assert '--from-tag "sha-$GITHUB_SHA"' in promote and '--to-tag "prod-$GITHUB_SHA"' in promote
     build = next(s for s in jobs["build"]["steps"] if "build-push-action" in s.get("uses", ""))
     assert build["with"]["tags"].endswith(":sha-${{ github.sha }}")
+    assert "FERRY_BAKE=${{ vars.FERRY_BAKE }}" in build["with"]["build-args"]
+    assert build["with"]["provenance"] is False  # one manifest: the digest that is promoted
     deploys = [
         s["run"]
         for j in ("staging", "production")
