@@ -7,10 +7,12 @@ process. Exit 0 on success (warnings allowed), 1 when dbt reports a failure, 2 o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flows.ci import commands as ci_commands
@@ -242,8 +244,6 @@ def _run(args: argparse.Namespace) -> int:
     except InvalidRunRequest:
         command = args.command  # the flow refuses it, so the refusal is recorded in Prefect
 
-    from flows.dbt_flow import dbt_flow
-
     params: dict[str, Any] = {
         "command": command,
         "select": " ".join(args.select) if args.select else None,
@@ -257,31 +257,53 @@ def _run(args: argparse.Namespace) -> int:
         "retry_of": args.retry_of,
         "defer": args.defer,
     }
+    # With --json, stdout carries the summary alone (CI redirects it into a file); dbt's and
+    # Prefect's own console output goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        if args.no_prefect:
+            summary = _run_without_prefect(params)
+        else:
+            from flows.dbt_flow import dbt_flow  # Prefect's import: only when a flow runs
+
+            state = dbt_flow(**params, return_state=True)
     if args.no_prefect:
-        return _run_without_prefect(params, as_json=args.json)
-    state = dbt_flow(**params, return_state=True)
+        return _print_summary(summary, as_json=args.json)
     return _report(state, as_json=args.json)
 
 
-def _run_without_prefect(params: dict[str, Any], *, as_json: bool) -> int:
-    """The flow's steps in this process, no Prefect API: for CI jobs that have none."""
+def _run_without_prefect(params: dict[str, Any]) -> Any:
+    """The flow's steps in this process, no Prefect API: for CI jobs that have none.
+
+    Returns:
+        The run's summary, or a summary of the refusal when the input was invalid.
+    """
     from flows.dbt.request import InvalidRunRequest
     from flows.dbt_run import execute
     from flows.settings import FerrySettings
 
     try:
-        report = execute(params, FerrySettings())
+        return execute(params, FerrySettings()).summary
     except InvalidRunRequest as exc:
         print(f"ferry: Invalid input: {exc}", file=sys.stderr)
-        if as_json:
-            print(json.dumps({"outcome": "invalid", "verdict": f"Invalid input: {exc}"}))
-        return EXIT_INVALID
-    return _print_summary(report.summary, as_json=as_json)
+        return _Refused(f"Invalid input: {exc}")
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """What --json prints for a request refused before dbt ran."""
+
+    verdict: str
+    exit_code: int = EXIT_INVALID
+
+    def model_dump_json(self) -> str:
+        return json.dumps({"outcome": "invalid", "verdict": self.verdict})
 
 
 def _print_summary(summary: Any, *, as_json: bool) -> int:
     if as_json:
         print(summary.model_dump_json())
+    elif isinstance(summary, _Refused):
+        pass  # already said on stderr
     else:
         print(f"ferry: {summary.outcome.value}: {summary.verdict}")
         print(f"ferry: artifacts: {summary.artifacts}")

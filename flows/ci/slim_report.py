@@ -57,8 +57,10 @@ def render(
         + f" · {summary.get('duration_s', 0):.0f} s"
         + (f" · commit `{str(summary['git_sha'])[:12]}`" if summary.get("git_sha") else ""),
     ]
-    if not results:
+    if not results and outcome in ("success", "warnings"):
         lines += ["", "No node was built: nothing in this pull request changes the dbt project."]
+    elif not results:
+        lines += ["", "dbt stopped before any node ran; the verdict above says why."]
     else:
         counts = ", ".join(f"{n} {status}" for status, n in (summary.get("counts") or {}).items())
         lines += ["", f"**{len(results)} nodes**: {counts}", ""]

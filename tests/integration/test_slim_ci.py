@@ -5,6 +5,11 @@ pull request's schema and nothing else."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -107,3 +112,25 @@ def test_deferring_without_production_state_is_refused_before_dbt_starts(shop_pr
 def test_a_bad_target_schema_is_refused(shop_project, tmp_path):
     with pytest.raises(ValueError, match="FERRY_TARGET_SCHEMA"):
         make_settings(shop_project, tmp_path, target_schema="ci-pr-5; drop")
+
+
+def test_the_ci_run_prints_only_its_summary_on_stdout(shop_duckdb, tmp_path):
+    """pr.yml redirects `ferry run --no-prefect --json` into the file the comment is made from."""
+    ferry = [
+        str(Path(sys.executable).with_name("ferry")), "run", "--no-prefect", "--json",
+        "--project-dir", str(shop_duckdb), "--profiles-dir", str(shop_duckdb),
+        "--artifacts", str(tmp_path / "ci"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [*ferry, "--command", "seed"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)  # the whole of stdout: nothing else is printed there
+    assert summary["outcome"] == "success" and summary["nodes_total"] >= 2
+    assert "Running with dbt=" in done.stderr  # dbt's own log still reaches the job's log
+
+    refused = subprocess.run(
+        [*ferry, "--select", "nope"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["outcome"] == "invalid"

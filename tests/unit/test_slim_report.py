@@ -48,6 +48,13 @@ def test_a_pull_request_that_changes_no_node_says_so():
     assert "✅" in body and "nothing in this pull request changes the dbt project" in body
 
 
+def test_a_run_that_failed_before_any_node_does_not_claim_nothing_changed():
+    summary = dict(SUMMARY, verdict="dbt build failed: IO Error: cannot open the database")
+    body = render(summary, [])
+    assert "❌ Slim CI: dbt build failed: IO Error" in body
+    assert "dbt stopped before any node ran" in body and "nothing in this pull" not in body
+
+
 def test_long_runs_are_cut_with_a_count(tmp_path):
     results = [
         {"unique_id": f"model.p.m{i:03}", "status": "success", "execution_time": 0.1}
