@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from flows.ci import commands as ci_commands
@@ -235,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
     from flows.settings import FerrySettings
 
     try:
-        FerrySettings()
+        settings = FerrySettings()
     except ValidationError as exc:
         print(f"ferry: invalid setting: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -259,51 +258,29 @@ def _run(args: argparse.Namespace) -> int:
     }
     # With --json, stdout carries the summary alone (CI redirects it into a file); dbt's and
     # Prefect's own console output goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        if args.no_prefect:
-            summary = _run_without_prefect(params)
-        else:
-            from flows.dbt_flow import dbt_flow  # Prefect's import: only when a flow runs
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            if args.no_prefect:  # the flow's steps without a Prefect API: CI jobs have none
+                from flows.dbt_run import execute
 
-            state = dbt_flow(**params, return_state=True)
+                summary = execute(params, settings).summary
+            else:
+                from flows.dbt_flow import dbt_flow  # Prefect's import: only when a flow runs
+
+                state = dbt_flow(**params, return_state=True)
+    except InvalidRunRequest as exc:  # --no-prefect only: the flow returns its refusal
+        print(f"ferry: Invalid input: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"outcome": "invalid", "verdict": f"Invalid input: {exc}"}))
+        return EXIT_INVALID
     if args.no_prefect:
-        return _print_summary(summary, as_json=args.json)
+        return _print_summary(summary, args.json)
     return _report(state, as_json=args.json)
 
 
-def _run_without_prefect(params: dict[str, Any]) -> Any:
-    """The flow's steps in this process, no Prefect API: for CI jobs that have none.
-
-    Returns:
-        The run's summary, or a summary of the refusal when the input was invalid.
-    """
-    from flows.dbt.request import InvalidRunRequest
-    from flows.dbt_run import execute
-    from flows.settings import FerrySettings
-
-    try:
-        return execute(params, FerrySettings()).summary
-    except InvalidRunRequest as exc:
-        print(f"ferry: Invalid input: {exc}", file=sys.stderr)
-        return _Refused(f"Invalid input: {exc}")
-
-
-@dataclass(frozen=True)
-class _Refused:
-    """What --json prints for a request refused before dbt ran."""
-
-    verdict: str
-    exit_code: int = EXIT_INVALID
-
-    def model_dump_json(self) -> str:
-        return json.dumps({"outcome": "invalid", "verdict": self.verdict})
-
-
-def _print_summary(summary: Any, *, as_json: bool) -> int:
+def _print_summary(summary: Any, as_json: bool) -> int:
     if as_json:
         print(summary.model_dump_json())
-    elif isinstance(summary, _Refused):
-        pass  # already said on stderr
     else:
         print(f"ferry: {summary.outcome.value}: {summary.verdict}")
         print(f"ferry: artifacts: {summary.artifacts}")
@@ -318,7 +295,7 @@ def _report(state: Any, *, as_json: bool) -> int:
 
     data = state.result(raise_on_failure=False)
     if isinstance(data, RunSummary):
-        return _print_summary(data, as_json=as_json)
+        return _print_summary(data, as_json)
     # No summary: the input was refused (ours or Prefect's parameter validation), or the run
     # ended without a verdict (timed out, crashed).
     invalid = isinstance(data, InvalidRunRequest | ParameterTypeError)

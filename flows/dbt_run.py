@@ -135,7 +135,7 @@ def execute(
         dbt_elapsed = None
         parse: ParseLine | None = None
         try:
-            manifest = None
+            manifest, selected = None, None
             if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
                 parsed = invocation.parse()
                 manifest = parsed.manifest
@@ -144,25 +144,24 @@ def execute(
                 selected = invocation.check_selection(manifest) if request.has_selection else None
                 if selected is not None:
                     log.info("selection matches %d node(s)", len(selected))
-                if selected == []:  # a state: selection with nothing modified
-                    raise _NothingToRun
-            remaining = _remaining(settings.flow_timeout_s, started_at)
-            with Deadline(remaining) as deadline:
-                outcome, attempts = execute_with_retries(
-                    invocation,
-                    manifest,
-                    listener,
-                    retries=settings.transient_retries,
-                    delay_s=settings.transient_retry_delay_s,
-                    log=log,
-                )
-            timed_out = deadline.expired
-            nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
-            dbt_elapsed = round(outcome.elapsed, 3)
+            if selected == []:  # a state: selection with nothing modified: success, nothing run
+                dbt_ok = True
+            else:
+                remaining = _remaining(settings.flow_timeout_s, started_at)
+                with Deadline(remaining) as deadline:
+                    outcome, attempts = execute_with_retries(
+                        invocation,
+                        manifest,
+                        listener,
+                        retries=settings.transient_retries,
+                        delay_s=settings.transient_retry_delay_s,
+                        log=log,
+                    )
+                timed_out = deadline.expired
+                nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
+                dbt_elapsed = round(outcome.elapsed, 3)
         except DbtProjectError as exc:
             error = str(exc)
-        except _NothingToRun:
-            dbt_ok = True
 
     result, verdict = judge(request, nodes, dbt_ok, error)
     if attempts > 1:
@@ -207,41 +206,20 @@ def execute(
     return RunReport(summary=summary, nodes=nodes, publication=publication)
 
 
-class _NothingToRun(Exception):
-    """The selection compares with a state and nothing differs: success, with nothing run."""
-
-
 def _fetch_state(project: str, run_dir: Path, settings: FerrySettings, store: Any) -> Path:
     """The state environment's manifest, for `--state` (Slim CI, `--defer`)."""
     try:
-        source = (
-            open_store(settings.state_from, settings.s3_endpoint_url)
-            if (settings.state_from)
-            else store
-        )
-        return fetch_state_manifest(source, project, settings.state_env, run_dir / "state")
+        if settings.state_from:
+            store = open_store(settings.state_from, settings.s3_endpoint_url)
+        return fetch_state_manifest(store, project, settings.state_env, run_dir / "state")
     except (LookupError, ValueError) as exc:
         raise InvalidRunRequest(str(exc)) from None
 
 
 def _log_parse(parse: ParseLine, log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    if parse.partial:
-        source = f"the baked parse state {parse.baked}" if parse.baked else "its saved state"
-        log.info(
-            "dbt parsed from %s in %.1f s (%d file(s) re-parsed)",
-            source,
-            parse.elapsed_s,
-            parse.changed_files,
-        )
-    elif parse.baked:  # the image's state was there and dbt refused it: say why, loudly
-        log.warning(
-            "dbt parsed the project in full (%.1f s), not from the baked parse state %s: %s",
-            parse.elapsed_s,
-            parse.baked,
-            parse.reason,
-        )
-    else:
-        log.info("dbt parsed the project in full in %.1f s (%s)", parse.elapsed_s, parse.reason)
+    # The image's state was there and dbt refused it: say why, loudly.
+    refused = parse.baked is not None and not parse.partial
+    log.log(logging.WARNING if refused else logging.INFO, "dbt parsed %s", parse.describe())
 
 
 def _remaining(timeout_s: float | None, started_at: datetime) -> float | None:

@@ -80,7 +80,7 @@ class ParseLine(BaseModel):
         if self.partial:
             source = f"baked state {self.baked}" if self.baked else "saved state"
             return f"from {source} in {self.elapsed_s:.1f} s ({self.changed_files} files re-parsed)"
-        refused = f", baked state {self.baked} refused" if self.baked else ""
+        refused = f", not from the baked parse state {self.baked}" if self.baked else ""
         return f"in full in {self.elapsed_s:.1f} s{refused}: {self.reason}"
 
 

@@ -52,15 +52,29 @@ def shop_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project
 
 
+def load_module(path: Path, name: str) -> ModuleType:
+    """A script that is no package (the generator, docker/image_recipe.py), loaded by path."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def load_generator(project: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"generate_raw_data_{uuid.uuid4().hex}", project / "scripts" / "generate_raw_data.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """The project copy's own raw-data generator (a fresh module per copy)."""
+    path = project / "scripts" / "generate_raw_data.py"
+    return load_module(path, f"generate_raw_data_{uuid.uuid4().hex}")
+
+
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+
+
+def load_recipe_module() -> ModuleType:
+    """docker/image_recipe.py, which performs the Dockerfile's steps without an engine."""
+    return load_module(REPO / "docker" / "image_recipe.py", "ferry_image_recipe")
 
 
 @pytest.fixture

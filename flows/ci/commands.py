@@ -59,9 +59,6 @@ def add_parsers(sub: Any) -> None:
     ci = sub.add_parser("ci", help="helpers of the GitHub workflows").add_subparsers(
         dest="verb", required=True
     )
-    schema = ci.add_parser("pr-schema", help="print the schema pull request N builds into")
-    schema.add_argument("--pr", type=int, required=True)
-    schema.add_argument("--prefix", default="ci")
     outputs = ci.add_parser("stack-env", help="CloudFormation outputs as FERRY_* variables")
     outputs.add_argument("--stack", action="append", required=True, help="stack name (repeat)")
     outputs.add_argument("--github-env", type=Path, help="append to this file ($GITHUB_ENV)")
@@ -139,21 +136,15 @@ def _smoke(args: argparse.Namespace) -> int:
 def _ci_schema(args: argparse.Namespace) -> int:
     from flows.ci.pr_schemas import orphaned, schemas_of_pr
     from flows.dbt.profiles import DbtProject
+    from flows.dbt.schemas import open_schemas
     from flows.settings import FerrySettings
 
-    settings = FerrySettings()
-    project_dir = Path(args.project_dir) if args.project_dir else settings.project_dir
-    profiles_dir = Path(args.profiles_dir) if args.profiles_dir else settings.profiles_dir
-    project = DbtProject.load(project_dir, profiles_dir)
+    settings = FerrySettings()  # --project-dir/--profiles-dir are in it (flows.cli.main)
+    project = DbtProject.load(settings.project_dir, settings.profiles_dir)
     target = args.target or settings.target
-    open_prs: list[int] = []
-    if args.verb == "sweep":
-        open_prs = (
-            _github(settings).open_pull_requests()
-            if args.open_prs_from_github
-            else (args.open_prs or [])
-        )
-    from flows.dbt.schemas import open_schemas
+    open_prs: list[int] = getattr(args, "open_prs", None) or []  # sweep's flags only
+    if getattr(args, "open_prs_from_github", False):
+        open_prs = _github(settings).open_pull_requests()
 
     work_dir = settings.work_dir.resolve() / "ci-schema"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -185,11 +176,7 @@ def _github(settings: Any) -> Any:
 
 
 def _ci(args: argparse.Namespace) -> int:
-    if args.verb == "pr-schema":
-        from flows.ci.pr_schemas import pr_schema
-
-        print(pr_schema(args.pr, args.prefix))
-    elif args.verb == "stack-env":
+    if args.verb == "stack-env":
         import boto3
 
         from flows.ci.stack_outputs import github_env_lines, stack_env

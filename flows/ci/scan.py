@@ -8,7 +8,6 @@ not have started yet), then judges the severity counts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,6 @@ def scan_gate(
     fail_on: str = "CRITICAL",
     timeout_s: float = 900,
     poll_s: float = 10,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> ScanVerdict:
     """Waits for the scan of `digest` and judges it.
 
@@ -71,7 +69,7 @@ def scan_gate(
             raise ScanError(f"scan of {digest}: {status.get('status')} {status.get('description')}")
         if time.monotonic() >= deadline:
             raise ScanError(f"scan of {digest} did not complete in {timeout_s:.0f} s")
-        sleep(poll_s)
+        time.sleep(poll_s)
     counts = dict(response.get("imageScanFindings", {}).get("findingSeverityCounts") or {})
     threshold = SEVERITIES.index(fail_on)
     blocking = {

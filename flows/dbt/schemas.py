@@ -30,10 +30,6 @@ class WarehouseSchemas:
         relation = self._adapter.Relation.create(database=self.database, schema=schema)
         self._adapter.drop_schema(relation)
 
-    def create(self, schema: str) -> None:
-        relation = self._adapter.Relation.create(database=self.database, schema=schema)
-        self._adapter.create_schema(relation)
-
 
 @contextlib.contextmanager
 def open_schemas(

@@ -20,9 +20,9 @@ def shop_ready(shop_project: Path, tmp_path: Path) -> dict[str, str]:
     return {"FERRY_DUCKDB_PATH": str(db)}
 
 
-def last_json(stdout: str) -> dict:
-    """`--json` prints the summary as the last line, after dbt's own output."""
-    return json.loads(stdout.strip().splitlines()[-1])
+def summary_of(stdout: str) -> dict:
+    """`--json` prints the summary alone on stdout; dbt's and Prefect's output go to stderr."""
+    return json.loads(stdout)
 
 
 def ferry_run(prefect_api, project, tmp_path, env, *extra):
@@ -46,7 +46,7 @@ def test_a_build_shows_every_node_as_a_task_run(
 ):
     proc = ferry_run(prefect_api, shop_project, tmp_path, shop_ready)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = last_json(proc.stdout)
+    summary = summary_of(proc.stdout)
     assert summary["outcome"] == "warnings"
 
     flow_run = api.flow_run(summary["flow_run_id"])
@@ -88,7 +88,7 @@ def test_a_failed_node_fails_the_flow_and_its_task_run(
         '{"fail_models": ["int_orders_enriched"]}',
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    summary = last_json(proc.stdout)
+    summary = summary_of(proc.stdout)
     flow_run = api.flow_run(summary["flow_run_id"])
     assert flow_run["state_type"] == "FAILED"
     message = flow_run["state"]["message"]
@@ -112,7 +112,7 @@ def test_a_run_past_its_timeout_ends_timed_out_with_exit_1(
         prefect_api, shop_project, tmp_path, {**shop_ready, "FERRY_FLOW_TIMEOUT_S": "2"}
     )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    out = last_json(proc.stdout)
+    out = summary_of(proc.stdout)
     assert out["verdict"].startswith("timed out after 2 s (FERRY_FLOW_TIMEOUT_S)")
     flow_run = api.flow_run(out["flow_run_id"])
     assert flow_run["state_name"] == "TimedOut" and flow_run["state_type"] == "FAILED"
@@ -134,7 +134,7 @@ def test_bad_input_exits_2_with_a_failed_flow_run(
     proc = ferry_run(prefect_api, shop_project, tmp_path, {}, *args)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert message in proc.stderr
-    out = last_json(proc.stdout)
+    out = summary_of(proc.stdout)
     flow_run = api.flow_run(out["flow_run_id"])
     assert flow_run["state_type"] == "FAILED"
     assert message in flow_run["state"]["message"]

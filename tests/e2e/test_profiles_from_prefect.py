@@ -40,7 +40,7 @@ def test_a_profile_can_take_its_settings_from_prefect_variables(prefect_api, api
         env={"FERRY_WORK_DIR": str(tmp_path / "runs")},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json.loads(proc.stdout)
     assert summary["outcome"] == "success" and summary["nodes_total"] == 2
     assert database.is_file(), "dbt did not use the path from the Prefect variable"
     assert "prefect.variables" in profiles.read_text(), "the project's profile was rewritten"

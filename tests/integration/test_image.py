@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.image_support import DOCKERFILE, REPO, load_recipe_module
+from tests.conftest import DOCKERFILE, REPO, load_recipe_module
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def load_raw_data(image: Image, duckdb_path: str) -> None:
 
 def summary_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert done.stdout.strip(), done.stderr[-3000:]
-    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(done.stdout)  # stdout holds the summary alone
     return summary
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image_support import DOCKERFILE, REPO, load_recipe_module
+from tests.conftest import DOCKERFILE, REPO, load_recipe_module
 
 image_recipe = load_recipe_module()
 Recipe = image_recipe.Recipe

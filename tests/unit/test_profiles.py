@@ -1,0 +1,58 @@
+"""profiles.yml checks, and the copy that builds into another schema (FERRY_TARGET_SCHEMA)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from flows.dbt.profiles import DbtProject
+from flows.dbt.request import InvalidRunRequest
+
+PROFILES = """\
+p:
+  target: "{{ env_var('P_TARGET', 'dev') }}"
+  outputs:
+    dev:
+      type: duckdb
+      path: "{{ env_var('P_PATH', 'p.duckdb') }}"
+      schema: main
+    ci:
+      type: postgres
+      schema: "{{ env_var('P_SCHEMA') }}"
+"""
+
+
+@pytest.fixture
+def project(tmp_path) -> DbtProject:
+    (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
+    (tmp_path / "profiles.yml").write_text(PROFILES)
+    return DbtProject.load(tmp_path)
+
+
+def test_the_target_is_checked_against_the_profile(project):
+    assert project.targets == ("dev", "ci")
+    assert project.check_target("ci") == "ci"
+    with pytest.raises(InvalidRunRequest, match=r"'prod' is not defined.*dev, ci"):
+        project.check_target("prod")
+
+
+def test_another_schema_replaces_that_one_value_and_nothing_else(project):
+    with project.rendered_profiles_dir("ci", "ci_pr_7") as profiles_dir:
+        assert profiles_dir != project.profiles_dir
+        copied = yaml.safe_load((profiles_dir / "profiles.yml").read_text())
+    assert copied["p"]["outputs"]["ci"]["schema"] == "ci_pr_7"
+    original = yaml.safe_load(PROFILES)
+    original["p"]["outputs"]["ci"]["schema"] = "ci_pr_7"
+    assert copied == original  # env_var() calls stay as written, for dbt to render
+    assert not profiles_dir.exists()  # the copy lives only as long as the run
+    with project.rendered_profiles_dir("ci") as untouched:
+        assert untouched == project.profiles_dir
+
+
+def test_another_schema_needs_a_target_the_profile_names(project):
+    # The default target is templated, so ferry cannot know which output to change.
+    with (
+        pytest.raises(InvalidRunRequest, match="no default target; pass the target"),
+        project.rendered_profiles_dir(None, "ci_pr_7"),
+    ):
+        pass
