@@ -17,7 +17,8 @@ DEMO_PORT ?= 4200
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
 	@echo "            build the example project on DuckDB, show the alert of a failing run"
-	@echo "make test   set up, lint, run every test (unit, integration, e2e)"
+	@echo "make test   set up, lint (code, SQL, Dockerfile, workflows), check the infrastructure,"
+	@echo "            run every test (unit, integration, e2e, infra)"
 	@echo "make down   stop what demo started"
 	@echo "make bench  per-node visibility overhead vs raw dbt (300-model synthetic project)"
 	@echo "make bench-startup  the image's start-up: baked vs cold parse, runtime closure size"
