@@ -17,8 +17,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from flows import prefect_server
 
 LOCAL_DEPLOYMENTS = ("run-local", "build-local", "freshness-local", "retry-local")
@@ -153,7 +151,7 @@ def down(home: Path) -> list[str]:
 
 def run_deployment(stack: Stack, name: str, params: dict[str, Any], timeout: float = 600) -> dict:
     """Starts a flow run of `dbt/<name>` and waits for its final state."""
-    client = httpx.Client(base_url=stack.api_url, timeout=10)
+    client = prefect_server.api_client(stack.api_url)
     deployment = client.get(f"/deployments/name/dbt/{name}").raise_for_status().json()
     run = (
         client.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params})

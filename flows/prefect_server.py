@@ -40,6 +40,29 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+# A server on SQLite answers 503 while its database is locked by another write (it asks clients
+# to retry, as Prefect's own client does for 429, 502 and 503): the REST calls below do the same.
+_RETRY_STATUS = frozenset({429, 502, 503})
+_RETRIES = 6
+
+
+class _RetryingTransport(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(_RETRIES):
+            response = super().handle_request(request)
+            if response.status_code not in _RETRY_STATUS or attempt == _RETRIES - 1:
+                return response
+            response.read()
+            response.close()
+            time.sleep(float(response.headers.get("Retry-After") or 0.25 * 2**attempt))
+        raise AssertionError("unreachable")
+
+
+def api_client(api_url: str, timeout: float = 10.0) -> httpx.Client:
+    """An HTTP client of a Prefect API that retries what the server asks to be retried."""
+    return httpx.Client(base_url=api_url, timeout=timeout, transport=_RetryingTransport())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from flows import prefect_server
@@ -39,7 +38,7 @@ class Api:
     """The few Prefect REST calls the tests read the outcome with."""
 
     def __init__(self, url: str):
-        self.client = httpx.Client(base_url=url, timeout=10)
+        self.client = prefect_server.api_client(url)
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         return self.client.get(f"/flow_runs/{flow_run_id}").raise_for_status().json()

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
+from flows import prefect_server
 from tests.conftest import REPO
 from tests.e2e.conftest import run_ferry
 
@@ -61,7 +61,7 @@ def ecs_pool(prefect_api):
 
 
 def deployment(api: str, name: str) -> dict | None:
-    response = httpx.get(f"{api}/deployments/name/dbt/{name}", timeout=10)
+    response = prefect_server.api_client(api).get(f"/deployments/name/dbt/{name}")
     return None if response.status_code == 404 else response.raise_for_status().json()
 
 

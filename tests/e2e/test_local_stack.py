@@ -8,10 +8,9 @@ import subprocess
 import time
 from datetime import datetime
 
-import httpx
 import pytest
 
-from flows import local_stack
+from flows import local_stack, prefect_server
 from flows.prefect_server import free_port
 from tests.conftest import REPO, load_generator
 from tests.e2e.conftest import FERRY
@@ -51,7 +50,7 @@ def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
     started = time.monotonic()
     ok = local_stack.run_deployment(stack, "run-local", {"selector": "daily"})
     assert ok["state_type"] == "COMPLETED", ok["state"]
-    api = httpx.Client(base_url=stack.api_url, timeout=10)
+    api = prefect_server.api_client(stack.api_url)
     body = {"flow_runs": {"id": {"any_": [ok["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
     tasks = api.post("/task_runs/filter", json=body).raise_for_status().json()
     first_node = min(_time(t["start_time"]) for t in tasks if t["start_time"])
@@ -90,13 +89,14 @@ def test_applying_automations_twice_leaves_one_of_each(stack):
         check=True,
     ).stdout
     assert out.strip() and "created" not in out and "updated" not in out, out
-    automations = httpx.post(f"{stack.api_url}/automations/filter", json={}).json()
+    automations = prefect_server.api_client(stack.api_url).post("/automations/filter", json={})
+    automations = automations.raise_for_status().json()
     names = [a["name"] for a in automations]
     assert len(names) == len(set(names)) and names
 
 
 def test_a_second_build_waits_for_the_first(stack):
-    api = httpx.Client(base_url=stack.api_url, timeout=10)
+    api = prefect_server.api_client(stack.api_url)
     deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()
     runs = [
         api.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
