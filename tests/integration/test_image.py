@@ -171,7 +171,10 @@ def test_a_run_starts_from_the_baked_parse_and_writes_only_under_tmp(image):
     load_raw_data(image, image.env()["FERRY_DUCKDB_PATH"])
     before = files_of(image.app)
 
-    done = image.run("ferry", "run", "--json")  # through the dbt flow (a temporary Prefect API)
+    # Through the dbt flow, on a temporary Prefect API. Its SQLite database sometimes stays
+    # locked under the per-node events ("database is locked"); this test is about the parse and
+    # the filesystem, so the nodes are not reported as task runs here.
+    done = image.run("ferry", "run", "--json", FERRY_NODE_REPORTING="off")
 
     assert done.returncode == 0, done.stderr[-3000:]
     summary = summary_of(done)
