@@ -7,6 +7,7 @@ the run's verdict.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -19,6 +20,7 @@ from flows.dbt_run import RunReport, execute
 from flows.node_runs import PrefectNodeReporter
 from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
 from flows.settings import FerrySettings
+from flows.writer_slot import writer_slot
 from flows.summary import Outcome, markdown_report
 
 # The values of flows.dbt.request.DbtCommand, spelled out so the Prefect UI offers a dropdown
@@ -97,7 +99,12 @@ def dbt_flow(
     try:
         with reporter:
             report = execute(
-                params, settings, flow_run_id=flow_run_id, listener=reporter, log=logger
+                params,
+                settings,
+                flow_run_id=flow_run_id,
+                listener=reporter,
+                log=logger,
+                writer_slot=functools.partial(writer_slot, settings.env),
             )
     except InvalidRunRequest as exc:
         logger.error("invalid input, nothing was run: %s", exc)

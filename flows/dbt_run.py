@@ -13,6 +13,8 @@ import shutil
 import signal
 import threading
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +49,10 @@ class NullListener:
         pass
 
 
+WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
+"""Given the command and the warehouse's adapter type, what to hold while dbt executes."""
+
+
 @dataclass
 class RunReport:
     """A finished run: its summary and the nodes behind it."""
@@ -64,6 +70,7 @@ def execute(
     flow_run_id: str | None = None,
     listener: NodeListener | None = None,
     log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    writer_slot: WriterSlot | None = None,
 ) -> RunReport:
     """Runs dbt once as `params` ask and stores its artifacts. Raises only for bad input.
 
@@ -71,6 +78,8 @@ def execute(
         params: the `dbt` flow's parameters (command, select, exclude, selector, vars,
             full_refresh, target, threads, fail_fast, retry_of).
         run_id: names the run in the artifact store; the flow run id when there is one.
+        writer_slot: held around dbt's execution (not its parse), so one invocation at a time
+            writes to the environment's warehouse (flows.writer_slot); none without Prefect.
 
     Raises:
         InvalidRunRequest: the request cannot run; nothing was executed or stored.
@@ -148,7 +157,9 @@ def execute(
                 dbt_ok = True
             else:
                 remaining = _remaining(settings.flow_timeout_s, started_at)
-                with Deadline(remaining) as deadline:
+                adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
+                slot = writer_slot(request.command, adapter_type) if writer_slot else nullcontext()
+                with slot, Deadline(remaining) as deadline:
                     outcome, attempts = execute_with_retries(
                         invocation,
                         manifest,
