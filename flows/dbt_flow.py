@@ -20,8 +20,8 @@ from flows.dbt_run import RunReport, execute
 from flows.node_runs import PrefectNodeReporter
 from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
 from flows.settings import FerrySettings
-from flows.writer_slot import writer_slot
 from flows.summary import Outcome, markdown_report
+from flows.writer_slot import writer_slot
 
 # The values of flows.dbt.request.DbtCommand, spelled out so the Prefect UI offers a dropdown
 # (tests/unit/test_request.py keeps the two equal).
