@@ -256,26 +256,111 @@ def _run(args: argparse.Namespace) -> int:
         "retry_of": args.retry_of,
         "defer": args.defer,
     }
-    # With --json, stdout carries the summary alone (CI redirects it into a file); dbt's and
-    # Prefect's own console output goes to stderr.
+    no_prefect = args.no_prefect
+    if not no_prefect:
+        from flows import prefect_api
+
+        api_url = prefect_api.configured_url()
+        if api_url is None:
+            # Prefect would start a temporary server of its own for this one run: tens of
+            # seconds, on SQLite, gone afterwards. The same steps without Prefect are faster and
+            # leave the same artifacts; the run's record is the artifact store.
+            print(
+                "ferry: no Prefect API configured (PREFECT_API_URL): running without Prefect; "
+                "set PREFECT_API_URL to see the run in Prefect",
+                file=sys.stderr,
+            )
+            no_prefect = True
+        elif reason := prefect_api.unreachable(api_url):
+            print(
+                f"ferry: the Prefect API at {api_url} is unreachable ({reason}); start it, point "
+                "PREFECT_API_URL at one that answers, or run without Prefect: --no-prefect",
+                file=sys.stderr,
+            )
+            if args.json:
+                print(
+                    json.dumps(
+                        {"outcome": "failed", "verdict": f"Prefect API unreachable: {api_url}"}
+                    )
+                )
+            return EXIT_FAILED
+    if no_prefect:
+        return _run_without_prefect(params, settings, as_json=args.json)
+    return _run_flow(params, as_json=args.json)
+
+
+def _console(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """With --json, stdout carries the summary alone (CI redirects it into a file): dbt's and
+    Prefect's own console output goes to stderr meanwhile."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+def _run_without_prefect(params: dict[str, Any], settings: Any, *, as_json: bool) -> int:
+    """The flow's steps without a Prefect API (CI jobs, or no API configured)."""
+    from flows.dbt.request import InvalidRunRequest
+    from flows.dbt_run import execute
+
     try:
-        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            if args.no_prefect:  # the flow's steps without a Prefect API: CI jobs have none
-                from flows.dbt_run import execute
+        with _console(as_json):
+            summary = execute(params, settings).summary
+    except InvalidRunRequest as exc:
+        return _refused(f"Invalid input: {exc}", as_json)
+    return _print_summary(summary, as_json)
 
-                summary = execute(params, settings).summary
-            else:
-                from flows.dbt_flow import dbt_flow  # Prefect's import: only when a flow runs
 
-                state = dbt_flow(**params, return_state=True)
-    except InvalidRunRequest as exc:  # --no-prefect only: the flow returns its refusal
-        print(f"ferry: Invalid input: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"outcome": "invalid", "verdict": f"Invalid input: {exc}"}))
+def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
+    """The `dbt` flow in this process; the exit code follows the run's verdict, not Prefect's
+    bookkeeping, so an API that fails after dbt ended cannot change it (or hold the process)."""
+    from flows import prefect_api
+    from flows.dbt_flow import Refusal, dbt_flow, finished_in_this_process
+
+    def farewell(outcome: Any) -> None:  # from the API's watchdog, while dbt's console is on
+        with contextlib.redirect_stdout(sys.__stdout__):
+            _say(outcome, as_json)
+
+    prefect_api.own_process_end(farewell)
+    state: Any = None
+    failure: Exception | None = None
+    try:
+        with _console(as_json):
+            state = dbt_flow(**params, return_state=True)
+    except Exception as exc:  # Prefect itself failed (its API went away mid-run, most often)
+        failure = exc
+    outcome = finished_in_this_process()
+    if outcome is None:  # refused by Prefect's parameter validation, or crashed before a verdict
+        message = (state.message if state is not None else None) or str(failure)
+        invalid = state is not None and _is_parameter_refusal(state)
+        print(f"ferry: {message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps(_state_json(state, message, invalid)))
+        return EXIT_INVALID if invalid else EXIT_FAILED
+    if failure is not None:
+        print(
+            f"ferry: the run ended, but Prefect could not record it ({type(failure).__name__}: "
+            f"{failure}); the verdict below and the stored artifacts stand",
+            file=sys.stderr,
+        )
+    prefect_api.said_farewell()
+    code = _say(outcome, as_json)
+    if isinstance(outcome, Refusal):
         return EXIT_INVALID
-    if args.no_prefect:
-        return _print_summary(summary, args.json)
-    return _report(state, as_json=args.json)
+    return code
+
+
+def _say(outcome: Any, as_json: bool) -> int:
+    from flows.dbt_flow import Refusal
+
+    if isinstance(outcome, Refusal):
+        return _refused(outcome.message, as_json, flow_run_id=outcome.flow_run_id)
+    return _print_summary(outcome, as_json)
+
+
+def _refused(message: str, as_json: bool, flow_run_id: str | None = None) -> int:
+    print(f"ferry: {message}", file=sys.stderr)
+    if as_json:
+        refusal = {"outcome": "invalid", "verdict": message}
+        print(json.dumps({**refusal, "flow_run_id": flow_run_id} if flow_run_id else refusal))
+    return EXIT_INVALID
 
 
 def _print_summary(summary: Any, as_json: bool) -> int:
@@ -287,33 +372,27 @@ def _print_summary(summary: Any, as_json: bool) -> int:
     return int(summary.exit_code)
 
 
-def _report(state: Any, *, as_json: bool) -> int:
+def _is_parameter_refusal(state: Any) -> bool:
+    """Prefect refused the parameters before the flow began (a wrong type)."""
     from prefect.exceptions import ParameterTypeError
 
-    from flows.dbt.request import InvalidRunRequest
-    from flows.summary import RunSummary
+    if (state.message or "").startswith("Validation of flow parameters failed"):
+        return True
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:
+        return False
+    return isinstance(data, ParameterTypeError)
 
-    data = state.result(raise_on_failure=False)
-    if isinstance(data, RunSummary):
-        return _print_summary(data, as_json)
-    # No summary: the input was refused (ours or Prefect's parameter validation), or the run
-    # ended without a verdict (timed out, crashed).
-    invalid = isinstance(data, InvalidRunRequest | ParameterTypeError)
-    message = state.message or str(data)
-    print(f"ferry: {message}", file=sys.stderr)
-    if as_json:
-        flow_run_id = state.state_details.flow_run_id
-        print(
-            json.dumps(
-                {
-                    "outcome": "invalid" if invalid else "failed",
-                    "verdict": message,
-                    "state": state.name,
-                    "flow_run_id": str(flow_run_id) if flow_run_id else None,
-                }
-            )
-        )
-    return EXIT_INVALID if invalid else EXIT_FAILED
+
+def _state_json(state: Any, message: str, invalid: bool) -> dict[str, Any]:
+    flow_run_id = state.state_details.flow_run_id if state is not None else None
+    return {
+        "outcome": "invalid" if invalid else "failed",
+        "verdict": message,
+        "state": state.name if state is not None else None,
+        "flow_run_id": str(flow_run_id) if flow_run_id else None,
+    }
 
 
 if __name__ == "__main__":

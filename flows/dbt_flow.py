@@ -8,19 +8,22 @@ the run's verdict.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
+from flows import prefect_api
 from flows.dbt.request import InvalidRunRequest
 from flows.dbt_run import RunReport, execute
 from flows.node_runs import PrefectNodeReporter
 from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
 from flows.settings import FerrySettings
-from flows.summary import Outcome, markdown_report
+from flows.summary import Outcome, RunSummary, markdown_report
 from flows.writer_slot import writer_slot
 
 # The values of flows.dbt.request.DbtCommand, spelled out so the Prefect UI offers a dropdown
@@ -108,14 +111,19 @@ def dbt_flow(
             )
     except InvalidRunRequest as exc:
         logger.error("invalid input, nothing was run: %s", exc)
+        refusal = Refusal(message=f"Invalid input: {exc}", flow_run_id=str(flow_run_id))
+        _finish(refusal, settings)
         emit_invalid(settings, command, str(exc))
-        return Failed(message=f"Invalid input: {exc}", data=exc)
+        # The state carries the message, never the exception: its traceback would keep dbt's
+        # objects alive until interpreter exit (and the CLI decides on the state, not on it).
+        return Failed(message=refusal.message, data=refusal)
     except Exception as exc:
         emit_crash(settings, command, exc)
         raise
 
-    _publish_report(report)
     summary = report.summary
+    _finish(summary, settings)
+    _publish_report(report)
     for line in summary.failed:
         logger.error("%s %s: %s", line.status, line.unique_id, line.message)
     for line in summary.warned:
@@ -130,6 +138,39 @@ def dbt_flow(
     if summary.outcome is Outcome.FAILED:
         return Failed(message=summary.verdict, data=summary)
     return Completed(message=summary.verdict, data=summary)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the flow refused before anything ran (exit code 2)."""
+
+    message: str
+    flow_run_id: str | None = None
+    exit_code: int = 2
+    artifacts: str | None = None
+
+
+_finished: list[RunSummary | Refusal] = []
+
+
+def finished_in_this_process() -> RunSummary | Refusal | None:
+    """What the latest `dbt` flow run of this process ended with, even if Prefect could not
+    record its final state (the `ferry` CLI runs the flow in its own process and reads it)."""
+    return _finished[-1] if _finished else None
+
+
+def _finish(outcome: RunSummary | Refusal, settings: FerrySettings) -> None:
+    """The verdict is known and the artifacts stored: from here the Prefect API gets a bounded
+    time (FERRY_PREFECT_API_WAIT_S) for the rest."""
+    _finished.append(outcome)
+    if settings.worker_flow_run_id:
+        prefect_api.owned_by_a_worker()
+    prefect_api.bound_the_wait(
+        settings.prefect_api_wait_s,
+        get_current_settings().api.url,
+        exit_code=outcome.exit_code,
+        outcome=outcome,
+    )
 
 
 def _publish_report(report: RunReport) -> None:

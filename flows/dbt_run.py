@@ -7,15 +7,13 @@ warehouse connections, so bad input is refused before anything is touched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import shutil
-import signal
-import threading
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from flows.artifacts import (
     publish_run,
 )
 from flows.dbt.bake import seed as seed_parse_state
+from flows.dbt.deadline import Deadline, TimeUp
 from flows.dbt.invoke import ARTIFACT_FILES, DbtInvocation, DbtProjectError, NodeListener
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.dbt.profiles import DbtProject
@@ -103,6 +102,89 @@ def execute(
     except ValueError as exc:
         raise InvalidRunRequest(str(exc)) from None
 
+    with Deadline(_remaining(settings.flow_timeout_s, started_at), log) as deadline:
+        run = _run_dbt(
+            request, project, target, store, run_id, settings, listener, log, writer_slot, deadline
+        )
+        request, nodes = run.request, run.nodes
+        result, verdict = judge(request, nodes, run.dbt_ok, run.error)
+        if run.attempts > 1:
+            verdict += f" (after {run.attempts} attempts: transient failures were retried)"
+        timed_out = deadline.expired
+        if timed_out:
+            result, verdict = Outcome.FAILED, _timed_out(deadline, nodes, verdict)
+        layout = RunLayout(project.name, settings.env, run_id, started_at)
+        summary = summarize(
+            run_id=run_id,
+            flow_run_id=flow_run_id,
+            project=project.name,
+            env=settings.env,
+            request=request,
+            target=target,
+            nodes=nodes,
+            outcome=result,
+            verdict=verdict,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            dbt_elapsed_s=run.dbt_elapsed,
+            parse=run.parse,
+            dbt_version=_dbt_version(),
+            git_sha=settings.git_sha,
+            image_digest=settings.image_digest,
+            error=run.error,
+            timed_out=timed_out,
+            attempts=run.attempts,
+            artifacts=f"{store.url}/{layout.run_prefix}",
+        )
+        with deadline.shielded("storing the artifacts"):  # never lost to the time limit
+            publication = _store_artifacts(
+                summary, layout, store, run.target_path, run.run_dir, settings, log
+            )
+            if deadline.expired and not timed_out:  # the limit passed while they were stored
+                summary.timed_out = True
+                summary.outcome = Outcome.FAILED
+                summary.verdict = _timed_out(deadline, nodes, summary.verdict)
+                _restore_summary(summary, layout, store, run.run_dir, log)
+    if request.command is DbtCommand.RETRY and request.retry_of and result is not Outcome.FAILED:
+        try:
+            mark_retried(store, project.name, settings.env, request.retry_of, run_id)
+        except Exception as exc:  # the retry's own verdict stands
+            log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
+    return RunReport(summary=summary, nodes=nodes, publication=publication)
+
+
+@dataclass
+class _DbtRun:
+    """What dbt did in one run, before judging."""
+
+    request: RunRequest
+    run_dir: Path
+    target_path: Path
+    nodes: list[NodeResult] = field(default_factory=list)
+    dbt_ok: bool = False
+    error: str | None = None
+    attempts: int = 1
+    dbt_elapsed: float | None = None
+    parse: ParseLine | None = None
+
+
+def _run_dbt(
+    request: RunRequest,
+    project: DbtProject,
+    target: str | None,
+    store: Any,
+    run_id: str,
+    settings: FerrySettings,
+    listener: NodeListener,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    writer_slot: WriterSlot | None,
+    deadline: Deadline,
+) -> _DbtRun:
+    """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
+
+    Raises:
+        InvalidRunRequest: the request cannot run; nothing was executed.
+    """
     run_dir = (settings.work_dir / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     target_path = (settings.target_path or project.project_dir / "target").resolve()
@@ -127,6 +209,7 @@ def execute(
         state_path = _fetch_state(project.name, run_dir, settings, store)
         log.info("comparing with / deferring to %s state (%s)", settings.state_env, state_path)
 
+    run = _DbtRun(request=request, run_dir=run_dir, target_path=target_path)
     with project.rendered_profiles_dir(target, settings.target_schema) as profiles_dir:
         invocation = DbtInvocation(
             project=project,
@@ -136,85 +219,70 @@ def execute(
             log_path=run_dir,
             state_path=state_path,
         )
-        nodes: list[NodeResult] = []
-        timed_out = False
-        attempts = 1
-        error: str | None = None
-        dbt_ok = False
-        dbt_elapsed = None
-        parse: ParseLine | None = None
         try:
             manifest, selected = None, None
             if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
-                parsed = invocation.parse()
+                with deadline.dbt("dbt parse"):
+                    parsed = invocation.parse()
                 manifest = parsed.manifest
-                parse = ParseLine.of(parsed.report, seeded.name)
-                _log_parse(parse, log)
-                selected = invocation.check_selection(manifest) if request.has_selection else None
-                if selected is not None:
+                run.parse = ParseLine.of(parsed.report, seeded.name)
+                _log_parse(run.parse, log)
+                if request.has_selection:
+                    with deadline.dbt("checking the selection"):
+                        selected = invocation.check_selection(manifest)
                     log.info("selection matches %d node(s)", len(selected))
             if selected == []:  # a state: selection with nothing modified: success, nothing run
-                dbt_ok = True
-            else:
-                remaining = _remaining(settings.flow_timeout_s, started_at)
-                adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
-                slot = writer_slot(request.command, adapter_type) if writer_slot else nullcontext()
-                with slot, Deadline(remaining) as deadline:
-                    outcome, attempts = execute_with_retries(
-                        invocation,
-                        manifest,
-                        listener,
-                        retries=settings.transient_retries,
-                        delay_s=settings.transient_retry_delay_s,
-                        log=log,
-                    )
-                timed_out = deadline.expired
-                nodes, error, dbt_ok = outcome.nodes, outcome.error, outcome.success
-                dbt_elapsed = round(outcome.elapsed, 3)
+                run.dbt_ok = True
+                return run
+            adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
+            with contextlib.ExitStack() as held:
+                if writer_slot is not None:  # waiting in line is not the run's own time
+                    with deadline.paused():
+                        held.enter_context(writer_slot(request.command, adapter_type))
+                outcome, run.attempts = execute_with_retries(
+                    invocation,
+                    manifest,
+                    listener,
+                    retries=settings.transient_retries,
+                    delay_s=settings.transient_retry_delay_s,
+                    deadline=deadline,
+                    log=log,
+                )
+            run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
+            run.dbt_elapsed = round(outcome.elapsed, 3)
         except DbtProjectError as exc:
-            error = str(exc)
+            run.error = str(exc)
+        except TimeUp:
+            run.error = None  # the verdict says where the time ran out
+    return run
 
-    result, verdict = judge(request, nodes, dbt_ok, error)
-    if attempts > 1:
-        verdict += f" (after {attempts} attempts: transient failures were retried)"
-    if timed_out:
-        result = Outcome.FAILED
+
+def _timed_out(deadline: Deadline, nodes: list[NodeResult], verdict: str) -> str:
+    """The verdict of a run past its limit: where the limit fired and what dbt finished."""
+    where = deadline.fired_in or "the run"
+    said = f"timed out after {deadline.seconds:g} s (FERRY_FLOW_TIMEOUT_S) during {where}"
+    if where.startswith("dbt ") and where != "dbt parse":
         done = sum(1 for n in nodes if n.status.value != "skipped")
-        verdict = (
-            f"timed out after {settings.flow_timeout_s:g} s (FERRY_FLOW_TIMEOUT_S); dbt cancelled "
-            f"its queries after {done} node(s) finished"
-            + (f"; {verdict}" if any(n.failed for n in nodes) else "")
-        )
-    layout = RunLayout(project.name, settings.env, run_id, started_at)
-    summary = summarize(
-        run_id=run_id,
-        flow_run_id=flow_run_id,
-        project=project.name,
-        env=settings.env,
-        request=request,
-        target=target,
-        nodes=nodes,
-        outcome=result,
-        verdict=verdict,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-        dbt_elapsed_s=dbt_elapsed,
-        parse=parse,
-        dbt_version=_dbt_version(),
-        git_sha=settings.git_sha,
-        image_digest=settings.image_digest,
-        error=error,
-        timed_out=timed_out,
-        attempts=attempts,
-        artifacts=f"{store.url}/{layout.run_prefix}",
-    )
-    publication = _store_artifacts(summary, layout, store, target_path, run_dir, settings, log)
-    if request.command is DbtCommand.RETRY and request.retry_of and result is not Outcome.FAILED:
-        try:
-            mark_retried(store, project.name, settings.env, request.retry_of, run_id)
-        except Exception as exc:  # the retry's own verdict stands
-            log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
-    return RunReport(summary=summary, nodes=nodes, publication=publication)
+        said += f"; dbt cancelled its queries after {done} node(s) finished"
+    if nodes:
+        return f"{said}; {verdict}"
+    return said
+
+
+def _restore_summary(
+    summary: RunSummary,
+    layout: RunLayout,
+    store: Any,
+    run_dir: Path,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Writes the timed-out summary again, locally and to the store, over the one just stored."""
+    local = run_dir / "artifacts" / "summary.json"
+    local.write_text(summary.model_dump_json(indent=2))
+    try:
+        store.put_file(f"{layout.run_prefix}/summary.json", local)
+    except Exception as exc:  # the local copy holds it
+        log.warning("could not store the timed-out summary: %s", exc)
 
 
 def _fetch_state(project: str, run_dir: Path, settings: FerrySettings, store: Any) -> Path:
@@ -237,35 +305,6 @@ def _remaining(timeout_s: float | None, started_at: datetime) -> float | None:
     if timeout_s is None:
         return None
     return max(timeout_s - (datetime.now(UTC) - started_at).total_seconds(), 0.01)
-
-
-class Deadline:
-    """Interrupts dbt when the run's time is up, the way Ctrl-C does.
-
-    dbt answers SIGINT by cancelling its open warehouse queries and returning its partial
-    results, so a timed-out run leaves nothing running in the warehouse and still stores its
-    artifacts. (Prefect's own flow timeout cannot stop dbt: dbt swallows the cancellation.)
-    """
-
-    def __init__(self, seconds: float | None):
-        self._seconds = seconds
-        self._timer: threading.Timer | None = None
-        self.expired = False
-
-    def __enter__(self) -> Deadline:
-        if self._seconds is not None and threading.current_thread() is threading.main_thread():
-            self._timer = threading.Timer(self._seconds, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-        return self
-
-    def _expire(self) -> None:
-        self.expired = True
-        os.kill(os.getpid(), signal.SIGINT)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 def _store_artifacts(

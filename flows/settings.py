@@ -53,6 +53,24 @@ class FerrySettings(BaseSettings):
         gt=0,
         description="Fail a run as TimedOut after this many seconds (None: no limit).",
     )
+    prefect_api_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Once dbt has ended and the artifacts are stored, the longest a run waits on the "
+            "Prefect API (its report, outcome event, final state, queued task-run events and "
+            "logs). Past it the process ends with the run's exit code and says how many "
+            "updates it dropped; run_results.json in the artifact store stays the record."
+        ),
+    )
+    worker_flow_run_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PREFECT__FLOW_RUN_ID"),
+        description=(
+            "Set by a Prefect worker in the process it starts for a deployment's flow run: the "
+            "run then owns its process's end (FERRY_PREFECT_API_WAIT_S applies)."
+        ),
+    )
     transient_retries: int = Field(
         default=2,
         ge=0,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from flows.dbt.deadline import Deadline, TimeUp
 from flows.dbt.invoke import DbtInvocation, DbtOutcome, NodeListener
 from flows.dbt.request import DbtCommand
 
@@ -50,15 +49,19 @@ def execute_with_retries(
     *,
     retries: int,
     delay_s: float,
+    deadline: Deadline,
     log: logging.Logger | logging.LoggerAdapter[Any] = logger,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[DbtOutcome, int]:
     """Runs the invocation, retrying transient failures up to `retries` times.
+
+    The back-off between attempts ends early when the run's time is up; the outcome so far is
+    then the run's outcome.
 
     Returns:
         The merged outcome (a node's latest result wins) and the number of attempts.
     """
-    outcome = invocation.execute(manifest, listener)
+    with deadline.dbt(f"dbt {invocation.request.command.value}"):
+        outcome = invocation.execute(manifest, listener)
     attempts = 1
     while attempts <= retries and (reason := transient_reason(outcome)):
         wait = delay_s * attempts
@@ -69,26 +72,41 @@ def execute_with_retries(
             retries + 1,
             wait,
         )
-        sleep(wait)
-        if outcome.nodes:  # retry only what failed or was skipped
-            state = invocation.log_path / f"attempt-{attempts}"
-            state.mkdir(parents=True, exist_ok=True)
-            for name in ("run_results.json", "manifest.json"):
-                if (invocation.target_path / name).is_file():
-                    shutil.copyfile(invocation.target_path / name, state / name)
-            retry = replace(
-                invocation,
-                request=invocation.request.model_copy(update={"command": DbtCommand.RETRY}),
-                state_path=state,
-            )
-            again = retry.execute(None, listener)
-            merged = {n.unique_id: n for n in outcome.nodes}
-            merged.update({n.unique_id: n for n in again.nodes})
-            outcome = replace(
-                again, nodes=list(merged.values()), elapsed=outcome.elapsed + again.elapsed
-            )
-        else:  # nothing ran: the same command again is no re-run of anything
-            again = invocation.execute(manifest, listener)
-            outcome = replace(again, elapsed=outcome.elapsed + again.elapsed)
+        if not deadline.wait(wait):
+            break
+        try:
+            outcome = _attempt_again(invocation, manifest, listener, outcome, attempts, deadline)
+        except TimeUp:  # the time ran out as the attempt was about to start
+            break
         attempts += 1
     return outcome, attempts
+
+
+def _attempt_again(
+    invocation: DbtInvocation,
+    manifest: Any,
+    listener: NodeListener,
+    outcome: DbtOutcome,
+    attempts: int,
+    deadline: Deadline,
+) -> DbtOutcome:
+    """One more attempt: `dbt retry` of what failed or was skipped, or the command again."""
+    if not outcome.nodes:  # nothing ran: the same command again is no re-run of anything
+        with deadline.dbt(f"dbt {invocation.request.command.value}"):
+            again = invocation.execute(manifest, listener)
+        return replace(again, elapsed=outcome.elapsed + again.elapsed)
+    state = invocation.log_path / f"attempt-{attempts}"
+    state.mkdir(parents=True, exist_ok=True)
+    for name in ("run_results.json", "manifest.json"):
+        if (invocation.target_path / name).is_file():
+            shutil.copyfile(invocation.target_path / name, state / name)
+    retry = replace(
+        invocation,
+        request=invocation.request.model_copy(update={"command": DbtCommand.RETRY}),
+        state_path=state,
+    )
+    with deadline.dbt("dbt retry"):
+        again = retry.execute(None, listener)
+    merged = {n.unique_id: n for n in outcome.nodes}
+    merged.update({n.unique_id: n for n in again.nodes})
+    return replace(again, nodes=list(merged.values()), elapsed=outcome.elapsed + again.elapsed)
