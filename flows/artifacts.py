@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -115,15 +116,82 @@ class S3Store:
 
 
 def open_store(url: str, endpoint_url: str | None = None) -> ArtifactStore:
-    """An S3 store for `s3://...`, else a local folder."""
-    if url.startswith("s3://"):
-        parsed = urlparse(url)
-        if not parsed.netloc:
+    """An S3 store for `s3://bucket/prefix`, else a local folder; checked, never touched.
+
+    Everything that can be judged from the location alone is judged here, so a run never
+    builds the warehouse only to find that its artifacts have nowhere to go.
+
+    Raises:
+        ValueError: the location cannot be a store; the message says what to pass instead.
+    """
+    location = url.strip()
+    if not location:
+        raise ValueError(
+            "the artifact location is empty; pass s3://bucket/prefix or a folder "
+            "(--artifacts / FERRY_ARTIFACTS)"
+        )
+    scheme = _scheme(location)
+    if scheme == "s3" and location.startswith("s3://"):
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        if not bucket:
             raise ValueError(f"artifact URL {url!r} has no bucket; use s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint_url)
-    if "://" in url:
-        raise ValueError(f"artifact location {url!r}: only s3:// URLs and local folders work")
-    return LocalStore(Path(url))
+        if not _BUCKET_NAME.match(bucket):
+            raise ValueError(
+                f"artifact URL {url!r}: {bucket!r} is not an S3 bucket name (lowercase letters, "
+                "digits, '.' and '-'); use s3://bucket/prefix"
+            )
+        return S3Store(bucket, prefix, endpoint_url=_checked_endpoint(endpoint_url))
+    if scheme == "s3":  # s3:/x, s3:bucket/x, S3://bucket: a typo of an S3 URL, not a folder
+        raise ValueError(
+            f"artifact URL {url!r} is not an S3 URL; write it as s3://bucket/prefix (lowercase)"
+        )
+    if scheme is not None:
+        raise ValueError(
+            f"artifact location {url!r}: {scheme}:// is not supported; only s3:// URLs and "
+            "local folders work (pass a folder as a plain path)"
+        )
+    root = Path(location).expanduser()
+    blocker = _file_in_the_way(root)
+    if blocker is not None:
+        raise ValueError(
+            f"artifact folder {location!r} cannot be created: {blocker} is a file; pass a folder"
+        )
+    return LocalStore(root)
+
+
+# boto3's own check (legacy us-east-1 buckets may hold capitals and '_'); anything else fails
+# only when the first artifact is written, after the warehouse was built.
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# `scheme:` then a slash (`http://x`, `file:/x`), or `s3:` in any form. One letter would be a
+# Windows drive; a folder named `a:b` stays a folder.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?=/)|^(s3):", re.IGNORECASE)
+
+
+def _scheme(location: str) -> str | None:
+    match = _SCHEME.match(location)
+    if match is None:
+        return None
+    return (match.group(1) or match.group(2)).lower()
+
+
+def _checked_endpoint(endpoint_url: str | None) -> str | None:
+    if not endpoint_url:
+        return None
+    parsed = urlparse(endpoint_url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise ValueError(
+            f"S3 endpoint {endpoint_url!r} is not an http(s) URL; set FERRY_S3_ENDPOINT_URL to "
+            "e.g. http://127.0.0.1:9000, or unset it for AWS"
+        )
+    return endpoint_url
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file that would stop `folder` from being created (itself or a parent), if any."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
 
 
 @dataclass(frozen=True)

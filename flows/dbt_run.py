@@ -112,7 +112,8 @@ def execute(
             verdict += f" (after {run.attempts} attempts: transient failures were retried)"
         timed_out = deadline.expired
         if timed_out:
-            result, verdict = Outcome.FAILED, _timed_out(deadline, nodes, verdict)
+            said = verdict if nodes or run.error else None
+            result, verdict = Outcome.FAILED, _timed_out(settings, deadline, nodes, said)
         layout = RunLayout(project.name, settings.env, run_id, started_at)
         summary = summarize(
             run_id=run_id,
@@ -143,7 +144,7 @@ def execute(
             if deadline.expired and not timed_out:  # the limit passed while they were stored
                 summary.timed_out = True
                 summary.outcome = Outcome.FAILED
-                summary.verdict = _timed_out(deadline, nodes, summary.verdict)
+                summary.verdict = _timed_out(settings, deadline, nodes, summary.verdict)
                 _restore_summary(summary, layout, store, run.run_dir, log)
     if request.command is DbtCommand.RETRY and request.retry_of and result is not Outcome.FAILED:
         try:
@@ -257,16 +258,16 @@ def _run_dbt(
     return run
 
 
-def _timed_out(deadline: Deadline, nodes: list[NodeResult], verdict: str) -> str:
-    """The verdict of a run past its limit: where the limit fired and what dbt finished."""
+def _timed_out(
+    settings: FerrySettings, deadline: Deadline, nodes: list[NodeResult], verdict: str | None
+) -> str:
+    """The verdict of a run past its limit: where the limit fired, then what dbt did."""
     where = deadline.fired_in or "the run"
-    said = f"timed out after {deadline.seconds:g} s (FERRY_FLOW_TIMEOUT_S) during {where}"
+    said = f"timed out after {settings.flow_timeout_s:g} s (FERRY_FLOW_TIMEOUT_S) during {where}"
     if where.startswith("dbt ") and where != "dbt parse":
         done = sum(1 for n in nodes if n.status.value != "skipped")
         said += f"; dbt cancelled its queries after {done} node(s) finished"
-    if nodes:
-        return f"{said}; {verdict}"
-    return said
+    return f"{said}; {verdict}" if verdict else said
 
 
 def _restore_summary(

@@ -10,7 +10,14 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +34,10 @@ class NodeReporting(StrEnum):
 
 _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class InvalidSettings(ValueError):
+    """A FERRY_* variable holds a value ferry cannot use; the message names it. Exit code 2."""
 
 
 class FerrySettings(BaseSettings):
@@ -185,13 +196,38 @@ class FerrySettings(BaseSettings):
         description="GitHub's REST API (GitHub Actions sets it; GitHub Enterprise differs).",
     )
 
-    @field_validator("env")
     @classmethod
-    def _env_is_a_path_segment(cls, value: str) -> str:
+    def from_env(cls) -> FerrySettings:
+        """The settings of this process, checked: what the CLI and the flow start from.
+
+        Raises:
+            InvalidSettings: naming each variable to fix, e.g.
+                "FERRY_FLOW_TIMEOUT_S='-1': Input should be greater than 0".
+        """
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise InvalidSettings(_describe(exc)) from None
+
+    @field_validator("env", "state_env")
+    @classmethod
+    def _env_is_a_path_segment(cls, value: str, info: ValidationInfo) -> str:
         if not _ENV_NAME.match(value):
             raise ValueError(
-                f"FERRY_ENV={value!r} must be lowercase letters, digits, '-' or '_' (it becomes "
-                "a folder of the artifact store), e.g. 'prod' or 'ci-pr-42'"
+                f"{_variable(info.field_name)}={value!r} must be lowercase letters, digits, '-' "
+                "or '_' (it becomes a folder of the artifact store), e.g. 'prod' or 'ci-pr-42'"
+            )
+        return value
+
+    @field_validator("work_dir", "target_path")
+    @classmethod
+    def _can_be_a_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Checked here, not when the run first writes there (after the project was parsed).
+        blocker = _file_in_the_way(value) if value is not None else None
+        if blocker is not None:
+            raise ValueError(
+                f"{_variable(info.field_name)}={str(value)!r} must be a folder, but {blocker} "
+                "is a file; point it at a folder (it is created if missing)"
             )
         return value
 
@@ -204,3 +240,32 @@ class FerrySettings(BaseSettings):
                 "digits, '_', starting with a letter), e.g. 'ci_pr_42'"
             )
         return value
+
+
+def _variable(field_name: str | None) -> str:
+    """The environment variable a field is read from (its first alias, if it has any)."""
+    field = FerrySettings.model_fields.get(field_name or "")
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"FERRY_{(field_name or '').upper()}"
+
+
+def _describe(exc: ValidationError) -> str:
+    """pydantic's report as one line per variable, without its URLs and type codes."""
+    problems = []
+    for error in exc.errors():
+        variable = _variable(str(error["loc"][0]) if error["loc"] else None)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not message.startswith(variable):
+            message = f"{variable}={error['input']!r}: {message}"
+        problems.append(message)
+    return "; ".join(problems)
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file that would stop `folder` from being created (itself or a parent), if any."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None

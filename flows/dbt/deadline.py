@@ -20,6 +20,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+# dbt's console logger (dbt_common's stdout_log) and what it prints for an interrupt.
+_DBT_CONSOLE = "stdout_log"
+_INTERRUPT_MARKERS = ("Traceback (most recent call last)", "Encountered an error:")
+
 
 class TimeUp(Exception):
     """The run's time ran out before (or while) a step started; the run ends TimedOut."""
@@ -54,6 +58,7 @@ class Deadline:
     def __enter__(self) -> Deadline:
         if self.seconds is None:
             return self
+        logging.getLogger(_DBT_CONSOLE).addFilter(self._quiet_interrupt)
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
             self.can_interrupt = True
@@ -76,9 +81,19 @@ class Deadline:
     def __exit__(self, *exc: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        logging.getLogger(_DBT_CONSOLE).removeFilter(self._quiet_interrupt)
         if self.can_interrupt:
             signal.signal(signal.SIGINT, self._previous_handler)
             self.can_interrupt = False
+
+    def _quiet_interrupt(self, record: logging.LogRecord) -> bool:
+        """dbt prints the stack of the interrupt it was sent, as for any error: once the limit
+        has fired, that is the limit, not a crash, so the console leaves it out (dbt.log keeps
+        it)."""
+        if not self.expired:
+            return True
+        text = record.getMessage()
+        return not any(marker in text for marker in _INTERRUPT_MARKERS)
 
     def _expire(self) -> None:
         with self._lock:
@@ -114,7 +129,7 @@ class Deadline:
             self._step = step
         try:
             yield
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:  # an interrupt outside dbt's own handling
             if self.expired:
                 raise TimeUp(step) from exc
             raise

@@ -38,6 +38,9 @@ class DbtProject:
             InvalidRunRequest: when a directory, file or profile is missing.
         """
         project_dir = project_dir.expanduser().resolve()
+        _check_dir(
+            project_dir, "dbt project", "dbt_project.yml", "--project-dir / FERRY_PROJECT_DIR"
+        )
         project_file = project_dir / "dbt_project.yml"
         if not project_file.is_file():
             raise InvalidRunRequest(
@@ -57,7 +60,12 @@ class DbtProject:
                 f"profile {profile_name!r} (named in dbt_project.yml) is not in "
                 f"{profiles_dir / 'profiles.yml'}; profiles there: {known}"
             )
-        outputs = profile.get("outputs") or {}
+        outputs = profile.get("outputs")
+        if not isinstance(outputs, dict) or not outputs:
+            raise InvalidRunRequest(
+                f"profile {profile_name!r} in {profiles_dir / 'profiles.yml'} defines no "
+                "targets; add them under its `outputs:`"
+            )
         default = profile.get("target")
         return cls(
             project_dir=project_dir,
@@ -75,7 +83,14 @@ class DbtProject:
             InvalidRunRequest: naming the targets that exist.
         """
         if target is None:
-            return self.default_target
+            target = self.default_target
+            if target is None or target in self.targets:
+                return target
+            raise InvalidRunRequest(
+                f"profile {self.profile_name!r} ({self.profiles_dir / 'profiles.yml'}) names "
+                f"{target!r} as its default target, but defines only "
+                f"{', '.join(self.targets)}; fix its `target:` or pass --target"
+            )
         if target not in self.targets:
             raise InvalidRunRequest(
                 f"target {target!r} is not defined in profile {self.profile_name!r} "
@@ -128,6 +143,7 @@ class DbtProject:
 def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
     if profiles_dir is not None:
         profiles_dir = profiles_dir.expanduser().resolve()
+        _check_dir(profiles_dir, "profiles", "profiles.yml", "--profiles-dir / FERRY_PROFILES_DIR")
         if not (profiles_dir / "profiles.yml").is_file():
             raise InvalidRunRequest(
                 f"no profiles.yml in {profiles_dir}; pass the directory that holds it "
@@ -142,11 +158,26 @@ def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
     )
 
 
+def _check_dir(path: Path, what: str, holds: str, flag: str) -> None:
+    """Refuses a directory that is missing or is a file, saying which (the common typos)."""
+    if not path.exists():
+        raise InvalidRunRequest(
+            f"the {what} directory {path} does not exist; pass the directory that holds "
+            f"{holds} ({flag})"
+        )
+    if not path.is_dir():
+        raise InvalidRunRequest(
+            f"the {what} directory {path} is a file; pass the directory that holds {holds} ({flag})"
+        )
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise InvalidRunRequest(f"{path} is not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRunRequest(f"cannot read {path} as a YAML text file: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRunRequest(f"{path} must hold a mapping")
     return data

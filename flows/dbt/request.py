@@ -8,6 +8,7 @@ is judged here, so a typo fails in milliseconds with a message that says what to
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -68,6 +69,9 @@ _RESOURCE_TYPES: dict[DbtCommand, tuple[str, ...]] = {
     DbtCommand.COMPILE: ("model", "test", "unit_test", "snapshot", "analysis"),
     DbtCommand.DOCS_GENERATE: ("model", "seed", "snapshot", "source"),
 }
+
+# A run id names a folder of the artifact store (a Prefect flow-run id, a UUID): never a path.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 _COMMAND_ALIASES = {"freshness": DbtCommand.SOURCE_FRESHNESS, "docs": DbtCommand.DOCS_GENERATE}
 
@@ -184,10 +188,18 @@ class RunRequest(BaseModel):
             raise InvalidRunRequest(
                 f"full_refresh applies to build, run and seed, not to {cmd.value!r}"
             )
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+            raise InvalidRunRequest(f"threads must be a whole number, got {threads!r}")
         if threads is not None and not 1 <= threads <= 64:
             raise InvalidRunRequest(f"threads must be between 1 and 64, got {threads}")
+        retry_of = (retry_of or "").strip() or None
         if retry_of and cmd is not DbtCommand.RETRY:
             raise InvalidRunRequest("retry_of is only meaningful with command 'retry'")
+        if retry_of and not _RUN_ID.match(retry_of):
+            raise InvalidRunRequest(
+                f"retry_of {retry_of!r} is not a run id; pass the failed run's id as its summary "
+                "shows it (letters, digits, '-' and '_'), or leave it out for the latest failure"
+            )
         if defer and not cmd.accepts_selection:
             raise InvalidRunRequest(
                 "retry runs with the failed run's own state; it cannot defer to production"
@@ -203,7 +215,7 @@ class RunRequest(BaseModel):
             target=target,
             threads=threads,
             fail_fast=fail_fast,
-            retry_of=(retry_of or "").strip() or None,
+            retry_of=retry_of,
             defer=defer,
         )
 

@@ -1,0 +1,198 @@
+"""FERRY_FLOW_TIMEOUT_S wherever it fires: parse, back-off, dbt, storing the artifacts.
+
+Each time the run ends TimedOut with its verdict, its artifacts stored and exit 1 - never a
+`KeyboardInterrupt` traceback. PostgreSQL plays the warehouse (its queries can be cancelled);
+a port nobody listens on plays a warehouse that refuses connections; moto behind a proxy that
+holds every connection for a while plays a slow S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from flows.dbt_run import execute
+from flows.prefect_server import free_port
+from flows.summary import Outcome
+from tests.conftest import FIXTURES, copy_project, make_settings
+
+pytestmark = pytest.mark.integration
+
+FERRY = Path(sys.executable).with_name("ferry")
+
+
+def lighthouse(tmp_path: Path, *, port: int = 5432, slow: bool = False) -> Path:
+    """The lighthouse project on PostgreSQL (at `port`); `slow` adds a model that sleeps 120 s."""
+    project = copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
+    profiles = project / "profiles.yml"
+    text = profiles.read_text().replace("port: 5432", f"port: {port}")
+    # dbt-postgres retries a failed connect once by itself; off here, so ferry's retry shows.
+    profiles.write_text(text.replace("      threads: 2\n", "      threads: 2\n      retries: 0\n"))
+    if slow:
+        (project / "models" / "marts" / "slow_beam.sql").write_text(
+            "select 1 as beam from (select pg_sleep(120)) as slept\n"
+        )
+    return project
+
+
+def ferry_run(project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(FERRY), "run", "--no-prefect", "--json", "--target", "pg", *args],
+        env={
+            **os.environ,
+            "FERRY_PROJECT_DIR": str(project),
+            "FERRY_PROFILES_DIR": str(project),
+            "FERRY_ARTIFACTS": str(tmp_path / "artifacts"),
+            "FERRY_WORK_DIR": str(tmp_path / "runs"),
+            "FERRY_FLOW_TIMEOUT_S": str(timeout_s),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc, time.monotonic() - started
+
+
+def assert_timed_out_cleanly(
+    proc: subprocess.CompletedProcess[str], where: str, stored: set[str] | None = None
+) -> dict:
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["timed_out"] and summary["outcome"] == "failed"
+    assert f"(FERRY_FLOW_TIMEOUT_S) during {where}" in summary["verdict"], summary["verdict"]
+    expected = stored or {"summary.json", "dbt.log", "manifest.json"}
+    present = {p.name for p in Path(summary["artifacts"]).iterdir()}
+    assert expected <= present, present
+    return summary
+
+
+def test_a_limit_during_the_parse_ends_timed_out(tmp_path, pg_schema):
+    proc, _ = ferry_run(lighthouse(tmp_path), tmp_path, 0.5)
+    assert_timed_out_cleanly(proc, "dbt parse", stored={"summary.json"})  # dbt had no log yet
+
+
+def test_a_limit_during_the_back_off_between_retries_ends_timed_out(tmp_path, pg_schema):
+    with socket.socket() as sock:  # a port nobody listens on: the warehouse refuses
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc, elapsed = ferry_run(
+        lighthouse(tmp_path, port=port),
+        tmp_path,
+        15,
+        FERRY_TRANSIENT_RETRY_DELAY_S="120",
+    )
+    summary = assert_timed_out_cleanly(proc, "the back-off between transient retries")
+    assert "onnection refused" in summary["verdict"]  # what dbt saw before the limit
+    assert elapsed < 60, elapsed  # the limit, not the 120 s back-off
+
+
+def test_a_limit_while_dbt_runs_cancels_the_query(tmp_path, pg_schema):
+    project = lighthouse(tmp_path, slow=True)
+    proc, elapsed = ferry_run(project, tmp_path, 15, "--command", "run", "--select", "slow_beam")
+    summary = assert_timed_out_cleanly(
+        proc, "dbt run", stored={"summary.json", "dbt.log", "manifest.json", "run_results.json"}
+    )
+    assert "dbt cancelled its queries" in summary["verdict"]
+    assert elapsed < 60, elapsed  # the query was cancelled, not waited for (120 s)
+
+
+class HoldingProxy:
+    """Forwards 127.0.0.1:<port> to `upstream`, holding every connection until `release_at`."""
+
+    def __init__(self, upstream: tuple[str, int], release_at: float):
+        self.upstream = upstream
+        self.release_at = release_at
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._hold_then_pipe, args=(client,), daemon=True).start()
+
+    def _hold_then_pipe(self, client: socket.socket) -> None:
+        time.sleep(max(self.release_at - time.monotonic(), 0))
+        upstream = socket.create_connection(self.upstream)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_schema):
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    # S3 answers nothing for the first 20 s: the run's 10 s limit passes while it stores.
+    proxy = HoldingProxy(("127.0.0.1", port), release_at=time.monotonic() + 20)
+    try:
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
+        s3.create_bucket(Bucket="ferry-artifacts")
+        settings = make_settings(
+            lighthouse(tmp_path),
+            tmp_path,
+            artifacts="s3://ferry-artifacts/dbt",
+            s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            flow_timeout_s=10,
+        )
+        summary = execute(
+            {"command": "seed", "target": "pg", "select": "keepers"}, settings, run_id="r1"
+        ).summary
+    finally:
+        proxy.close()
+        moto.stop()
+    assert summary.timed_out and summary.outcome is Outcome.FAILED
+    assert "during storing the artifacts" in summary.verdict, summary.verdict
+    assert "1 of 1 nodes passed" in summary.verdict  # what dbt did is still said
+    assert not summary.artifact_errors, summary.artifact_errors
+    stored = json.loads((tmp_path / "runs" / "r1" / "artifacts" / "summary.json").read_text())
+    assert stored["timed_out"] and stored["verdict"] == summary.verdict
+
+
+def test_a_limit_off_the_main_thread_says_it_cannot_interrupt_dbt(tmp_path, pg_schema, caplog):
+    settings = make_settings(lighthouse(tmp_path), tmp_path, flow_timeout_s=0.5)
+    reports = []
+    with caplog.at_level(logging.WARNING):
+        worker = threading.Thread(
+            target=lambda: reports.append(
+                execute({"command": "run", "target": "pg"}, settings).summary
+            )
+        )
+        worker.start()
+        worker.join(timeout=120)
+    assert "cannot interrupt dbt" in caplog.text and "main thread" in caplog.text
+    [summary] = reports
+    # checked between steps: the parse finishes, then nothing more starts
+    assert summary.timed_out and summary.nodes_total == 0, summary.verdict
