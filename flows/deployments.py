@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,7 +79,10 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 
     Placeholders are left as written; `job_variables` resolves them.
     """
-    document = yaml.safe_load(path.read_text())
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DeploymentConfigError(f"{path}: no such file") from None
     deployments = document.get("deployments") if isinstance(document, dict) else None
     if not isinstance(deployments, list):
         raise DeploymentConfigError(f"{path.name} has no list of `deployments`.")
@@ -250,6 +253,42 @@ def names_of_env(env_name: str, path: Path = PREFECT_YAML) -> list[str]:
     return names
 
 
+def environments(path: Path = PREFECT_YAML, names: Iterable[str] | None = None) -> list[str]:
+    """The environments the deployments run in (their FERRY_ENV), in file order, each once.
+
+    Args:
+        names: Only these deployments (default: all).
+    """
+    from flows.settings import FerrySettings
+
+    default = str(FerrySettings.model_fields["env"].default)
+    wanted = None if names is None else set(names)
+    found: dict[str, None] = {}
+    for deployment in load_deployments(path):
+        if wanted is None or deployment["name"] in wanted:
+            env = ((deployment.get("work_pool") or {}).get("job_variables") or {}).get("env")
+            found[str((env or {}).get("FERRY_ENV") or default)] = None
+    return list(found)
+
+
+def check_deployable(env_name: str, env: Mapping[str, str], path: Path = PREFECT_YAML) -> list[str]:
+    """The names of one environment's deployments, once everything they need is in `env`.
+
+    Raises:
+        DeploymentConfigError: a variable is missing or the image is not pinned.
+    """
+    names = names_of_env(env_name, path)
+    chosen = [d for d in load_deployments(path) if d["name"] in names]
+    missing: set[str] = set()
+    for deployment in chosen:
+        missing |= missing_env_placeholders(deployment, env)
+    if missing:
+        raise MissingDeployVariablesError(sorted(missing))
+    for deployment in chosen:
+        job_variables(deployment, env)
+    return names
+
+
 def deploy(env_name: str, env: Mapping[str, str], path: Path = PREFECT_YAML) -> list[str]:
     """`prefect deploy` of one environment's deployments, after checking what they need.
 
@@ -263,15 +302,7 @@ def deploy(env_name: str, env: Mapping[str, str], path: Path = PREFECT_YAML) -> 
         DeploymentConfigError: a variable is missing or the image is not pinned.
         subprocess.CalledProcessError: `prefect deploy` failed (its output is on stderr).
     """
-    names = names_of_env(env_name, path)
-    chosen = [d for d in load_deployments(path) if d["name"] in names]
-    missing: set[str] = set()
-    for deployment in chosen:
-        missing |= missing_env_placeholders(deployment, env)
-    if missing:
-        raise MissingDeployVariablesError(sorted(missing))
-    for deployment in chosen:
-        job_variables(deployment, env)
+    names = check_deployable(env_name, env, path)
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     subprocess.run(
         [prefect, "--no-prompt", "deploy", "--prefect-file", str(path)]

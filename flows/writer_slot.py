@@ -102,16 +102,26 @@ def writer_slot(
 
 @contextlib.contextmanager
 def _held(name: str) -> Iterator[None]:
+    log = _logger()
+    slot = _enter(name, log)
+    try:
+        yield
+    finally:
+        # The slot goes only once this process no longer holds the warehouse's file.
+        close_local_databases()
+        if slot is not None:
+            _release(slot, name, log)
+
+
+def _enter(name: str, log: Any) -> AbstractContextManager[None] | None:
+    """The slot, entered; None when there is no queue to wait in."""
+    from prefect.exceptions import ObjectNotFound
     from prefect.settings import get_current_settings
 
-    log = _logger()
     if not get_current_settings().api.url:
         # A temporary server lives and dies with this one run: no other writer can queue on it.
         log.info("no Prefect API configured: %s is not used", name)
-        yield
-        return
-    from prefect.exceptions import ObjectNotFound
-
+        return None
     try:
         limit: GlobalConcurrencyLimitResponse | None = _read_limit(name)
     except ObjectNotFound:
@@ -121,22 +131,14 @@ def _held(name: str) -> Iterator[None]:
             "`ferry deploy`)",
             name,
         )
-        yield
-        return
-    except Exception as exc:  # asking for the slot below retries until the API answers
+        return None
+    except Exception as exc:  # asking for the slot retries until the API answers
         log.warning("could not read global concurrency limit %r: %s", name, exc)
         limit = None
     if limit is not None and not limit.active:
         log.warning("global concurrency limit %r is inactive: not waiting for it", name)
-        yield
-        return
-    slot = _acquire(name, limit.id if limit is not None else None, log)
-    try:
-        yield
-    finally:
-        # The slot goes only once this process no longer holds the warehouse's file.
-        close_local_databases()
-        _release(slot, name, log)
+        return None
+    return _acquire(name, limit.id if limit is not None else None, log)
 
 
 def _acquire(name: str, limit_id: UUID | None, log: Any) -> AbstractContextManager[None]:
@@ -331,11 +333,7 @@ async def apply_limits(
     Returns:
         One change per environment, in the order given.
     """
-    from prefect.client.schemas.actions import (
-        GlobalConcurrencyLimitCreate,
-        GlobalConcurrencyLimitUpdate,
-    )
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.exceptions import ObjectNotFound
 
     changes: list[Change] = []
     for env in dict.fromkeys(envs):
@@ -349,17 +347,29 @@ async def apply_limits(
             continue
         kind = ChangeKind.CREATED if existing is None else ChangeKind.UPDATED
         if not dry_run:
-            wanted = {"limit": WRITERS, "active": True, "slot_decay_per_second": 0.0}
-            try:
-                if existing is None:
-                    await client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=spec.name, **wanted)
-                    )
-            except ObjectAlreadyExists:  # created meanwhile by another apply: make it so
-                existing = await client.read_global_concurrency_limit_by_name(spec.name)
-            if existing is not None:
-                await client.update_global_concurrency_limit(
-                    spec.name, GlobalConcurrencyLimitUpdate(**wanted)
-                )
+            await _put(spec, client, create=existing is None)
         changes.append(Change(kind, spec.change_name))
     return changes
+
+
+async def _put(spec: WriterLimit, client: PrefectClient, *, create: bool) -> None:
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectAlreadyExists
+
+    if create:
+        try:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(
+                    name=spec.name, limit=WRITERS, active=True, slot_decay_per_second=0.0
+                )
+            )
+            return
+        except ObjectAlreadyExists:  # created meanwhile by another apply: update it instead
+            pass
+    await client.update_global_concurrency_limit(
+        spec.name,
+        GlobalConcurrencyLimitUpdate(limit=WRITERS, active=True, slot_decay_per_second=0.0),
+    )
