@@ -141,6 +141,8 @@ def _alerts(args: argparse.Namespace) -> int:
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
+    from flows import writer_slot
+    from flows.deployments import DeploymentConfigError, environments
     from flows.notify import automations, channels
     from flows.notify.changes import Change, NotifyConfigError
 
@@ -156,11 +158,15 @@ def _alerts(args: argparse.Namespace) -> int:
                 return await channels.apply_channels(
                     spec.channels, client, os.environ, dry_run=args.dry_run
                 )
-            return await automations.apply(spec, client, dry_run=args.dry_run)
+            # One writer at a time per environment the deployments beside this file run in
+            # (flows/writer_slot.py): their global concurrency limits go with the automations.
+            envs = environments(Path(args.file).resolve().with_name("prefect.yaml"))
+            changes = await automations.apply(spec, client, dry_run=args.dry_run)
+            return changes + await writer_slot.apply_limits(envs, client, dry_run=args.dry_run)
 
     try:
         changes = asyncio.run(apply())
-    except NotifyConfigError as exc:
+    except (NotifyConfigError, DeploymentConfigError) as exc:
         print(f"ferry: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except httpx.HTTPError as exc:

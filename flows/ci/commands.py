@@ -118,9 +118,33 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from flows.deployments import deploy
+    import asyncio
 
-    names = deploy(args.env, os.environ, args.prefect_file.resolve())
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from flows import writer_slot
+    from flows.deployments import check_deployable, deploy, environments
+
+    path = args.prefect_file.resolve()
+    names = check_deployable(args.env, os.environ, path)  # nothing changes before this passes
+    api_url = get_current_settings().api.url
+    if not api_url:  # Prefect would deploy to a throwaway in-process server instead
+        raise ValueError("set PREFECT_API_URL to the Prefect API to deploy to")
+
+    async def apply_limits() -> list[Any]:
+        # Before the deployments: their first run finds its environment's writer limit.
+        async with get_client() as client:
+            return await writer_slot.apply_limits(environments(path, names), client)
+
+    try:
+        changes = asyncio.run(apply_limits())
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"the Prefect API at {api_url} failed: {exc}") from exc
+    for change in changes:
+        print(change)
+    deploy(args.env, os.environ, path)
     print(f"deployed {', '.join(names)}")
     return EXIT_OK
 
