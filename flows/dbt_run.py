@@ -250,6 +250,8 @@ def _run_dbt(
                     log=log,
                 )
             run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
+            if deadline.expired and run.error == "KeyboardInterrupt":
+                run.error = None  # the limit's own interrupt: the verdict says so in words
             run.dbt_elapsed = round(outcome.elapsed, 3)
         except DbtProjectError as exc:
             run.error = str(exc)

@@ -61,8 +61,14 @@ class Api:
             time.sleep(0.5)
         return runs
 
-    def events(self, flow_run_id: str, prefix: str = "ferry.", timeout: float = 30):
-        """Events about a flow run, waiting until at least one whose name starts with prefix."""
+    def events(
+        self, flow_run_id: str, prefix: str = "ferry.", timeout: float = 30, quiet: float = 3.0
+    ) -> list[dict[str, Any]]:
+        """Events about a flow run whose names start with `prefix`, once the stream is quiet.
+
+        Waits for the first, then until no new one has arrived for `quiet` seconds, so a test
+        asserting "exactly one" sees a second one that arrives late.
+        """
         body = {
             "filter": {
                 "event": {"prefix": [prefix]},
@@ -73,11 +79,12 @@ class Api:
         }
         deadline = time.monotonic() + timeout
         found: list[dict[str, Any]] = []
+        changed = time.monotonic()
         while time.monotonic() < deadline:
-            found = (
-                self.client.post("/events/filter", json=body).raise_for_status().json()["events"]
-            )
-            if found:
+            now = self.client.post("/events/filter", json=body).raise_for_status().json()["events"]
+            if len(now) != len(found):
+                found, changed = now, time.monotonic()
+            elif found and time.monotonic() - changed >= quiet:
                 return found
             time.sleep(0.5)
         return found
