@@ -46,6 +46,7 @@ def test_a_build_shows_every_node_as_a_task_run(
 ):
     proc = ferry_run(prefect_api, shop_project, tmp_path, shop_ready)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-3000:]
     summary = summary_of(proc.stdout)
     assert summary["outcome"] == "warnings"
 
@@ -136,6 +137,8 @@ def test_bad_input_exits_2_with_a_failed_flow_run(
     proc = ferry_run(prefect_api, shop_project, tmp_path, {}, *args)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert message in proc.stderr
+    # a clean terminal: no traceback, and no "nanobind: leaked ..." from DuckDB at exit
+    assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-3000:]
     out = summary_of(proc.stdout)
     flow_run = api.flow_run(out["flow_run_id"])
     assert flow_run["state_type"] == "FAILED"
