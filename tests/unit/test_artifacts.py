@@ -109,6 +109,43 @@ def test_open_store_refuses_unknown_schemes():
         open_store("s3:///x")
 
 
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("", "the artifact location is empty"),
+        ("s3:/bucket/x", "is not an S3 URL; write it as s3://bucket/prefix"),
+        ("s3:bucket", "is not an S3 URL"),
+        ("S3://bucket/x", "is not an S3 URL"),
+        ("s3://my bucket/x", "'my bucket' is not an S3 bucket name"),
+        ("http:/host/x", "http:// is not supported"),
+        ("file:///tmp/x", "file:// is not supported"),
+    ],
+)
+def test_open_store_refuses_what_is_no_store_before_any_write(location, message):
+    # A location that would only fail on the first write would fail after the warehouse ran.
+    with pytest.raises(ValueError, match=message):
+        open_store(location)
+
+
+def test_open_store_refuses_a_folder_that_a_file_is_in_the_way_of(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for folder in (tmp_path / "a-file", tmp_path / "a-file" / "dbt"):
+        with pytest.raises(ValueError, match="a-file is a file; pass a folder"):
+            open_store(str(folder))
+    assert open_store(str(tmp_path / "new" / "dbt")).url == str(tmp_path / "new" / "dbt")
+    assert not (tmp_path / "new").exists()  # opening a store writes nothing
+
+
+def test_open_store_checks_the_s3_endpoint():
+    with pytest.raises(ValueError, match="FERRY_S3_ENDPOINT_URL"):
+        open_store("s3://ferry-artifacts/dbt", "not a url")
+
+
+def test_open_store_accepts_legacy_bucket_names_and_folders_with_colons(tmp_path):
+    assert open_store("s3://Legacy_Bucket/dbt").url == "s3://Legacy_Bucket/dbt"
+    assert open_store(str(tmp_path / "runs:2026")).url == str(tmp_path / "runs:2026")
+
+
 @mock_aws
 def test_s3_store_round_trip_with_prefix(tmp_path, run_files):
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="ferry-artifacts")
