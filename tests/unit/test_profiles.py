@@ -56,3 +56,44 @@ def test_another_schema_needs_a_target_the_profile_names(project):
         project.rendered_profiles_dir(None, "ci_pr_7"),
     ):
         pass
+
+
+def test_the_default_target_is_checked_too(tmp_path):
+    (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: nope\n  outputs:\n    dev: {type: duckdb}\n"
+    )
+    project = DbtProject.load(tmp_path)
+    with pytest.raises(InvalidRunRequest, match=r"names 'nope' as its default target.*dev"):
+        project.check_target(None)
+    assert project.check_target("dev") == "dev"
+
+
+@pytest.mark.parametrize(
+    ("arrange", "message"),
+    [
+        (lambda d: None, "project directory .*missing does not exist"),
+        (lambda d: d.write_text(""), "project directory .*missing is a file"),
+        (
+            lambda d: (d.mkdir(), (d / "dbt_project.yml").write_bytes(b"\xff\xfe")),
+            "cannot read .*dbt_project.yml as a YAML text file",
+        ),
+        (
+            lambda d: (
+                d.mkdir(),
+                (d / "dbt_project.yml").write_text("name: p\n"),
+                (d / "profiles.yml").write_text("p:\n  target: dev\n"),
+            ),
+            "profile 'p' in .* defines no targets",
+        ),
+    ],
+)
+def test_paths_that_hold_no_project_say_what_is_wrong(tmp_path, arrange, message):
+    arrange(tmp_path / "missing")
+    with pytest.raises(InvalidRunRequest, match=message):
+        DbtProject.load(tmp_path / "missing")
+
+
+def test_a_profiles_dir_that_does_not_exist_is_named(project, tmp_path):
+    with pytest.raises(InvalidRunRequest, match=r"profiles directory .*nowhere does not exist"):
+        DbtProject.load(project.project_dir, tmp_path / "nowhere")
