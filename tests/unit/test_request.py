@@ -61,6 +61,9 @@ def test_vars_that_json_cannot_carry_are_refused():
         ({"threads": 0}, "threads must be between 1 and 64"),
         ({"select": "--full-refresh"}, "looks like a flag"),
         ({"command": "build", "retry_of": "abc"}, "only meaningful with command 'retry'"),
+        ({"command": "retry", "retry_of": "../../x"}, "'../../x' is not a run id"),
+        ({"threads": "4"}, "threads must be a whole number, got '4'"),
+        ({"threads": True}, "threads must be a whole number"),
     ],
 )
 def test_requests_that_cannot_run_are_refused(kwargs, message):
