@@ -1,0 +1,38 @@
+"""FERRY_* settings: refused with the variable's name and what to set instead."""
+
+import pytest
+
+from flows.settings import FerrySettings, InvalidSettings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("FERRY_ENV", "Prod", "FERRY_ENV='Prod' must be lowercase letters"),
+        ("FERRY_STATE_ENV", "../prod", "FERRY_STATE_ENV='../prod' must be lowercase letters"),
+        ("FERRY_TARGET_SCHEMA", "CI PR", "FERRY_TARGET_SCHEMA='CI PR' must be a plain"),
+        ("FERRY_FLOW_TIMEOUT_S", "-1", "FERRY_FLOW_TIMEOUT_S='-1': Input should be greater"),
+    ],
+)
+def test_a_bad_variable_is_named_with_its_value(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidSettings) as refused:
+        FerrySettings.from_env()
+    assert str(refused.value).startswith(message)
+    assert "errors.pydantic.dev" not in str(refused.value)
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch):
+    monkeypatch.setenv("FERRY_ENV", "Prod")
+    monkeypatch.setenv("FERRY_TRANSIENT_RETRIES", "many")
+    with pytest.raises(InvalidSettings, match=r"FERRY_ENV='Prod'.*; FERRY_TRANSIENT_RETRIES="):
+        FerrySettings.from_env()
+
+
+def test_scratch_folders_must_be_folders(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "a-file" / "runs"))
+    with pytest.raises(InvalidSettings, match=r"FERRY_WORK_DIR=.* but .*a-file is a file"):
+        FerrySettings.from_env()
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "not-yet"))
+    assert FerrySettings.from_env().work_dir == tmp_path / "not-yet"
