@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
+    from functools import partial
     from pathlib import Path
 
     from flows import local_stack
@@ -110,11 +111,12 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
         return EXIT_OK
     stack = local_stack.Stack(home=home, port=args.port, repo=Path.cwd())
+    say = partial(print, flush=True)  # each step as it happens, even when stdout is a pipe
     if args.state == "up":
-        local_stack.up(stack)
-        print(f"stack up: Prefect UI http://127.0.0.1:{args.port}")
+        local_stack.up(stack, say)
+        print(f"stack up: Prefect UI {stack.ui_url}")
         return EXIT_OK
-    return local_stack.demo(stack)
+    return local_stack.demo(stack, say)
 
 
 # --- alerts: `ferry channels apply`, `ferry automations apply` (flows/notify) ----------------
@@ -234,16 +236,13 @@ def _bake(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from flows.dbt.request import InvalidRunRequest, parse_command
-    from flows.settings import FerrySettings
+    from flows.settings import FerrySettings, InvalidSettings
 
     try:
-        settings = FerrySettings()
-    except ValidationError as exc:
-        print(f"ferry: invalid setting: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        settings = FerrySettings.from_env()
+    except InvalidSettings as exc:
+        return _refused(f"Invalid setting: {exc}", args.json)
     try:
         command = parse_command(args.command).value
     except InvalidRunRequest:

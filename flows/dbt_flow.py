@@ -22,7 +22,7 @@ from flows.dbt.request import InvalidRunRequest
 from flows.dbt_run import RunReport, execute
 from flows.node_runs import PrefectNodeReporter
 from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
-from flows.settings import FerrySettings
+from flows.settings import FerrySettings, InvalidSettings
 from flows.summary import Outcome, RunSummary, markdown_report
 from flows.writer_slot import writer_slot
 
@@ -77,9 +77,12 @@ def dbt_flow(
             FERRY_STATE_ENV); `state:modified+` selections compare with that state too.
     """
     logger = get_run_logger()
-    settings = FerrySettings()
     flow_run_id = flow_run.get_id()
     assert flow_run_id, "the dbt flow runs as a Prefect flow run"
+    try:
+        settings = FerrySettings.from_env()
+    except InvalidSettings as exc:  # the deployment's settings, refused like any bad input
+        return _refuse(f"Invalid setting: {exc}", "unknown", command, flow_run_id, None)
     params = {
         "command": command,
         "select": select,
@@ -110,13 +113,7 @@ def dbt_flow(
                 writer_slot=functools.partial(writer_slot, settings.env),
             )
     except InvalidRunRequest as exc:
-        logger.error("invalid input, nothing was run: %s", exc)
-        refusal = Refusal(message=f"Invalid input: {exc}", flow_run_id=str(flow_run_id))
-        _finish(refusal, settings)
-        emit_invalid(settings, command, str(exc))
-        # The state carries the message, never the exception: its traceback would keep dbt's
-        # objects alive until interpreter exit (and the CLI decides on the state, not on it).
-        return Failed(message=refusal.message, data=refusal)
+        return _refuse(f"Invalid input: {exc}", settings.env, command, flow_run_id, settings)
     except Exception as exc:
         emit_crash(settings, command, exc)
         raise
@@ -140,6 +137,18 @@ def dbt_flow(
     return Completed(message=summary.verdict, data=summary)
 
 
+def _refuse(
+    message: str, env: str, command: str, flow_run_id: str, settings: FerrySettings | None
+) -> State[Any]:
+    get_run_logger().error("%s; nothing was run", message)
+    refusal = Refusal(message=message, flow_run_id=str(flow_run_id))
+    _finish(refusal, settings)
+    emit_invalid(env, command, message.split(": ", 1)[1])
+    # The state carries the message, never the exception: its traceback would keep dbt's
+    # objects alive until interpreter exit (and the CLI decides on the verdict, not on it).
+    return Failed(message=refusal.message, data=refusal)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A request the flow refused before anything ran (exit code 2)."""
@@ -159,10 +168,12 @@ def finished_in_this_process() -> RunSummary | Refusal | None:
     return _finished[-1] if _finished else None
 
 
-def _finish(outcome: RunSummary | Refusal, settings: FerrySettings) -> None:
+def _finish(outcome: RunSummary | Refusal, settings: FerrySettings | None) -> None:
     """The verdict is known and the artifacts stored: from here the Prefect API gets a bounded
     time (FERRY_PREFECT_API_WAIT_S) for the rest."""
     _finished.append(outcome)
+    if settings is None:  # unreadable settings: the default wait
+        settings = FerrySettings.model_construct()
     if settings.worker_flow_run_id:
         prefect_api.owned_by_a_worker()
     prefect_api.bound_the_wait(

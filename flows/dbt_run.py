@@ -99,6 +99,8 @@ def execute(
         request = request.model_copy(update={"target": target})
     try:
         store = open_store(settings.artifacts, settings.s3_endpoint_url)
+        if settings.state_from:  # checked whether or not this run reads it
+            open_store(settings.state_from, settings.s3_endpoint_url)
     except ValueError as exc:
         raise InvalidRunRequest(str(exc)) from None
 

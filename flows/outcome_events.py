@@ -56,10 +56,11 @@ def emit_outcome(summary: RunSummary) -> None:
     )
 
 
-def emit_invalid(settings: FerrySettings, command: str, message: str) -> None:
+def emit_invalid(env: str, command: str, message: str) -> None:
+    """A refused run: `env` as the deployment set it, even when that value was the refusal."""
     _emit(
         event_name(Outcome.INVALID, command),
-        env=settings.env,
+        env=env,
         project=None,
         command=command,
         payload={"verdict": f"Invalid input: {message}", "outcome": "invalid", "failed": []},
