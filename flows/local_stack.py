@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -21,6 +22,13 @@ from flows import prefect_server
 
 LOCAL_DEPLOYMENTS = ("run-local", "build-local", "freshness-local", "retry-local")
 POOL = "ferry-local"
+
+Say = Callable[[str], None]
+"""Where the stack reports its steps, a line each: the CLI passes print; tests record them."""
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,13 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def flow_run_url(self, flow_run_id: str) -> str:
+        return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
 
     @property
     def alerts_file(self) -> Path:
@@ -104,12 +119,19 @@ def _start_background(stack: Stack, name: str, args: list[str]) -> int:
     return proc.pid
 
 
-def up(stack: Stack) -> None:
-    """Brings the stack up; each step is idempotent, so running it twice is harmless."""
+def up(stack: Stack, say: Say = _silent) -> None:
+    """Brings the stack up; each step is idempotent, so running it twice is harmless.
+
+    Args:
+        stack: Where and on which ports.
+        say: Told each step as it is done, the UI's address first.
+    """
     stack.home.mkdir(parents=True, exist_ok=True)
     server_home = stack.home / "prefect"
     if prefect_server.running(server_home) is None:
+        say(f"Prefect server: starting, its UI will be at {stack.ui_url} (about 30 s)")
         prefect_server.start(server_home, stack.port, ui=True)
+    say(f"Prefect server: up, UI at {stack.ui_url}")
     _start_background(
         stack,
         "receiver",
@@ -126,11 +148,17 @@ def up(stack: Stack) -> None:
     )
     _run(stack, _bin("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite")
     _start_background(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", POOL])
+    say(f"work pool {POOL}: its worker started (log: {stack.home / 'worker.log'})")
     names = [arg for name in LOCAL_DEPLOYMENTS for arg in ("--name", name)]
     _run(stack, _bin("prefect"), "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", *names)
+    say(f"deployments: {', '.join(f'dbt/{name}' for name in LOCAL_DEPLOYMENTS)}")
     channels = stack.channel_env()
     _run(stack, _bin("ferry"), "channels", "apply", extra_env=channels)
     _run(stack, _bin("ferry"), "automations", "apply", extra_env=channels)
+    say(
+        "alerts: the automations of automations.yaml, their channels posting to a local "
+        f"receiver (http://127.0.0.1:{stack.port + 1}, kept in {stack.alerts_file})"
+    )
 
 
 def down(home: Path) -> list[str]:
@@ -149,8 +177,28 @@ def down(home: Path) -> list[str]:
     return stopped
 
 
-def run_deployment(stack: Stack, name: str, params: dict[str, Any], timeout: float = 600) -> dict:
-    """Starts a flow run of `dbt/<name>` and waits for its final state."""
+def run_deployment(
+    stack: Stack,
+    name: str,
+    params: dict[str, Any],
+    timeout: float = 600,
+    on_created: Callable[[dict[str, Any]], None] | None = None,
+) -> dict:
+    """Starts a flow run of `dbt/<name>` and waits for its final state.
+
+    Args:
+        stack: The stack whose API to use.
+        name: The deployment, without the flow's name (`run-local`).
+        params: The flow run's parameters.
+        timeout: Seconds to wait for a final state.
+        on_created: Called with the new flow run as soon as it exists, before it is waited for.
+
+    Returns:
+        The flow run, as the API returns it, in its final state.
+
+    Raises:
+        TimeoutError: no final state within `timeout`.
+    """
     client = prefect_server.api_client(stack.api_url)
     deployment = client.get(f"/deployments/name/dbt/{name}").raise_for_status().json()
     run = (
@@ -158,6 +206,8 @@ def run_deployment(stack: Stack, name: str, params: dict[str, Any], timeout: flo
         .raise_for_status()
         .json()
     )
+    if on_created is not None:
+        on_created(run)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = client.get(f"/flow_runs/{run['id']}").raise_for_status().json()
@@ -212,40 +262,50 @@ if __name__ == "__main__":
         )
 
 
-def demo(stack: Stack) -> int:
+def demo(stack: Stack, say: Say = _silent) -> int:
     """`make demo`: the stack up, one selector run that passes and one made to fail, its alert.
 
-    Returns the exit code: non-zero when no alert arrives within 60 s of the failed run.
+    Args:
+        stack: Where and on which ports.
+        say: Told each step as it happens, a line each: the UI's address first, then each
+            run's link as it starts and its final state, then the alert.
+
+    Returns:
+        The exit code: non-zero when no alert arrives within 60 s of the failed run.
     """
-    up(stack)
+    up(stack, say)
     generator = stack.repo / "dbt_project" / "scripts" / "generate_raw_data.py"
-    _run(
-        stack,
-        sys.executable,
-        str(generator),
-        "--target",
-        "duckdb",
-        "--duckdb-path",
-        str(stack.home / "shop.duckdb"),
-    )
-    ok = run_deployment(stack, "run-local", {"selector": "daily"})
-    print(f"run-local --selector daily: {ok['state_name']}: {ok['state']['message']}")
-    bad = run_deployment(
-        stack, "run-local", {"selector": "daily", "vars": {"fail_models": ["int_orders_enriched"]}}
-    )
-    print(f"run-local made to fail: {bad['state_name']}: {bad['state']['message']}")
+    duckdb_path = stack.home / "shop.duckdb"
+    _run(stack, sys.executable, str(generator), "--duckdb-path", str(duckdb_path))
+    say(f"raw data: the example project's raw tables, generated into {duckdb_path}")
+    _demo_run(stack, say, "run-local --selector daily", {"selector": "daily"})
+    failing = {"selector": "daily", "vars": {"fail_models": ["int_orders_enriched"]}}
+    bad = _demo_run(stack, say, "run-local made to fail (int_orders_enriched)", failing)
+    say("waiting for the failed run's alert (up to 60 s)")
     alert = wait_for_alert(stack, bad["id"])
     if alert is None:
-        print("no alert arrived within 60 s of the failed run", file=sys.stderr)
+        say("no alert arrived within 60 s of the failed run")
         return 1
     body = alert["body"]
-    print("alert received:")
+    say("alert received:")
     if isinstance(body, dict):
-        print(f"  subject: {body.get('subject', '')}")
-        print("  body:")
+        say(f"  subject: {body.get('subject', '')}")
+        say("  body:")
         for line in str(body.get("text", body)).splitlines():
-            print(f"    {line}")
+            say(f"    {line}")
     else:
-        print(f"  {body}")
-    print(f"Prefect UI: http://127.0.0.1:{stack.port} ('make down' stops the stack)")
+        say(f"  {body}")
+    say(f"Prefect UI: {stack.ui_url} ('make down' stops the stack)")
     return 0
+
+
+def _demo_run(stack: Stack, say: Say, label: str, params: dict[str, Any]) -> dict:
+    """One run of the demo: its link as soon as it exists, its final state when it ends."""
+    run = run_deployment(
+        stack,
+        "run-local",
+        params,
+        on_created=lambda created: say(f"{label}: started {stack.flow_run_url(created['id'])}"),
+    )
+    say(f"{label}: {run['state_name']}: {run['state']['message']}")
+    return run
