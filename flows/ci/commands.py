@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ def dispatch(args: argparse.Namespace) -> int:
         return handler(args)
     except (ValueError, LookupError, RuntimeError) as exc:
         print(f"ferry {args.action}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except subprocess.CalledProcessError as exc:  # e.g. `prefect deploy` without its work pool
+        command = " ".join(str(part) for part in exc.cmd[:2])
+        print(
+            f"ferry {args.action}: {command} failed with exit code {exc.returncode} "
+            "(its own output is above)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 
