@@ -102,21 +102,23 @@ def test_only_the_prod_build_and_freshness_are_scheduled_with_a_timezone(
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # Prefect's check
 
 
-def test_every_prod_deployment_has_a_concurrency_limit_with_a_collision_strategy(
+def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
-    for kind in KINDS:
-        raw = deployments[f"{kind}-prod"].get("concurrency_limit")
-        assert isinstance(raw, dict) and "collision_strategy" in raw, f"{kind}-prod"
+    # Across deployments, one writer per environment is the flow's global limit
+    # (flows/writer_slot.py); these queue a deployment's own runs before infrastructure starts.
+    for name in (f"{kind}-{env}" for kind in KINDS for env in ENVS):
+        raw = deployments[name].get("concurrency_limit")
+        assert isinstance(raw, dict) and "collision_strategy" in raw, name
         limit = ConcurrencyLimitConfig.model_validate(raw)
         assert limit.limit == 1
         # A newer freshness check makes a waiting one redundant; builds wait in line.
         expected = (
             ConcurrencyLimitStrategy.CANCEL_NEW
-            if kind == "freshness"
+            if name.startswith("freshness-")
             else ConcurrencyLimitStrategy.ENQUEUE
         )
-        assert limit.collision_strategy == expected, f"{kind}-prod"
+        assert limit.collision_strategy == expected, name
 
 
 def test_ecs_job_variables_resolve_from_the_infrastructure(
