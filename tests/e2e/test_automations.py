@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Failed
 
+from flows import writer_slot
 from flows.notify import automations, channels
 from flows.notify.changes import Change
 from tests.e2e.conftest import run_ferry
@@ -42,6 +43,8 @@ SECRETS = {
     "FERRY_ALERT_WEBHOOK_TOKEN": "t0ken",
 }
 NAMES = [a.name for a in automations.load(SHIPPED).automations]
+ENVS = ("local", "staging", "prod")  # the environments of prefect.yaml's deployments
+LIMITS = [writer_slot.WriterLimit(env).change_name for env in ENVS]
 QUIET_S = 5.0  # after the first notification, how long a second one would have had to arrive
 
 
@@ -68,6 +71,23 @@ def clean_automations(api) -> Iterator[None]:
     delete_ours()
     yield
     delete_ours()
+
+
+def writer_limits(api) -> dict[str, list[tuple[int, bool]]]:
+    """(limit, active) of each global concurrency limit named ferry-writer-*, by name."""
+    found = api.client.post("/v2/concurrency_limits/filter", json={"limit": 200})
+    limits: dict[str, list[tuple[int, bool]]] = {}
+    for limit in found.raise_for_status().json():
+        if limit["name"].startswith("ferry-writer-"):
+            limits.setdefault(limit["name"], []).append((limit["limit"], limit["active"]))
+    return limits
+
+
+@pytest.fixture
+def no_writer_limits(api) -> None:
+    """Other tests of the session (`ferry deploy`) may have created some already."""
+    for name in writer_limits(api):
+        api.client.delete(f"/v2/concurrency_limits/{name}").raise_for_status()
 
 
 @dataclass
@@ -161,7 +181,9 @@ def lines(proc) -> list[str]:
     return proc.stdout.strip().splitlines()
 
 
-def test_applying_twice_leaves_exactly_one_of_each(prefect_api, api, clean_automations):
+def test_applying_twice_leaves_exactly_one_of_each(
+    prefect_api, api, clean_automations, no_writer_limits
+):
     def ferry(*args: str, env: dict[str, str] = SECRETS):
         return run_ferry(prefect_api, *args, "--file", str(SHIPPED), env=env)
 
@@ -180,20 +202,36 @@ def test_applying_twice_leaves_exactly_one_of_each(prefect_api, api, clean_autom
     assert lines(ferry("channels", "apply", env=rotated))[-1] == "updated: ferry-webhook"
 
     assert lines(ferry("automations", "apply", "--dry-run")) == [
-        f"(dry run) created: {n}" for n in NAMES
+        f"(dry run) created: {n}" for n in NAMES + LIMITS
     ]
     assert ferry_automations(api) == [], "a dry run changed the server"
-    assert lines(ferry("automations", "apply")) == [f"created: {n}" for n in NAMES]
-    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES]
+    assert writer_limits(api) == {}, "a dry run changed the server"
+    assert lines(ferry("automations", "apply")) == [f"created: {n}" for n in NAMES + LIMITS]
+    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES + LIMITS]
     on_server = ferry_automations(api)
     assert sorted(a["name"] for a in on_server) == sorted(NAMES)
+    # One writer at a time per environment: exactly one limit each, one active slot.
+    assert writer_limits(api) == {f"ferry-writer-{env}": [(1, True)] for env in ENVS}
+
+    # A writer limit raised and switched off by hand: put back, as the automations are.
+    api.client.patch(
+        "/v2/concurrency_limits/ferry-writer-prod", json={"limit": 3, "active": False}
+    ).raise_for_status()
+    assert lines(ferry("automations", "apply", "--dry-run"))[-3:] == [
+        f"(dry run) unchanged: {LIMITS[0]}",
+        f"(dry run) unchanged: {LIMITS[1]}",
+        f"(dry run) updated: {LIMITS[2]}",
+    ]
+    assert writer_limits(api)["ferry-writer-prod"] == [(3, False)]
+    assert lines(ferry("automations", "apply"))[-1] == f"updated: {LIMITS[2]}"
+    assert writer_limits(api) == {f"ferry-writer-{env}": [(1, True)] for env in ENVS}
 
     # Edited or paused by hand: put back as the file says.
     warned = next(a for a in on_server if a["name"] == "ferry - dbt run warned")
     api.client.patch(f"/automations/{warned['id']}", json={"enabled": False}).raise_for_status()
     assert "updated: ferry - dbt run warned" in lines(ferry("automations", "apply"))
     assert api.client.get(f"/automations/{warned['id']}").json()["enabled"] is True
-    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES]
+    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES + LIMITS]
 
     # What `prefect automation create` leaves after a second deploy: a copy, here also edited.
     failed = next(a for a in on_server if a["name"] == "ferry - dbt run failed")

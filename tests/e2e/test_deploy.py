@@ -65,8 +65,19 @@ def deployment(api: str, name: str) -> dict | None:
     return None if response.status_code == 404 else response.raise_for_status().json()
 
 
+def writer_limits(api: str) -> dict[str, int]:
+    found = prefect_server.api_client(api).post("/v2/concurrency_limits/filter", json={})
+    return {
+        limit["name"]: limit["limit"]
+        for limit in found.raise_for_status().json()
+        if limit["name"].startswith("ferry-writer-")
+    }
+
+
 def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     api = ecs_pool
+    for name in writer_limits(api):  # made by other tests of the session
+        prefect_server.api_client(api).delete(f"/v2/concurrency_limits/{name}")
     unpinned = run_ferry(
         api,
         "deploy",
@@ -89,12 +100,16 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     assert missing.returncode == 1
     assert "FERRY_SECURITY_GROUP" in missing.stderr
     assert deployment(api, "run-staging") is None
+    assert writer_limits(api) == {}  # refused before anything changed
 
     image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
     result = run_ferry(
         api, "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # staging's writers queue on their environment's limit, there before the first run
+    assert "created: concurrency limit ferry-writer-staging" in result.stdout
+    assert writer_limits(api) == {"ferry-writer-staging": 1}
     for name in ("run-staging", "build-staging", "freshness-staging", "retry-staging"):
         found = deployment(api, name)
         assert found is not None, name
@@ -106,3 +121,9 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
         assert variables["env"]["FERRY_ENV"] == "staging"
         assert "{{" not in str(variables)
     assert deployment(api, "run-prod") is None  # one environment at a time
+    again = run_ferry(
+        api, "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "unchanged: concurrency limit ferry-writer-staging" in again.stdout
+    assert writer_limits(api) == {"ferry-writer-staging": 1}

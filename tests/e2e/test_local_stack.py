@@ -9,11 +9,14 @@ import time
 from datetime import datetime
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows import local_stack, prefect_server
+from flows.dbt.request import DbtCommand
 from flows.prefect_server import free_port
+from flows.writer_slot import writer_slot
 from tests.conftest import REPO, load_generator
-from tests.e2e.conftest import FERRY
+from tests.e2e.conftest import FERRY, Api
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +120,87 @@ def test_a_second_build_waits_for_the_first(stack):
     assert seen_waiting, "the second build never waited for a concurrency slot"
     first, second = sorted(states, key=lambda s: s["start_time"])
     assert _time(second["start_time"]) >= _time(first["end_time"])  # never at once
+
+
+def _wait_for_log(api, flow_run_id: str, containing: str, timeout: float = 60) -> str | None:
+    """The first log line of a flow run containing `containing` (logs land asynchronously)."""
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = api.post("/logs/filter", json=body).raise_for_status().json()
+        for log in logs:
+            if containing in log["message"]:
+                return log["message"]
+        time.sleep(0.5)
+    return None
+
+
+def _dbt_interval(stack, flow_run_id: str) -> tuple[datetime, datetime]:
+    """When dbt executed in a flow run: its first node's start to its last node's end, from the
+    task runs the run recorded (as many as its stored summary.json counts)."""
+    [summary_file] = (stack.home / "artifacts").glob(f"*/local/runs/*/{flow_run_id}/summary.json")
+    nodes_total = json.loads(summary_file.read_text())["nodes_total"]
+    tasks = Api(stack.api_url).wait_for_task_runs(flow_run_id, nodes_total)
+    assert len(tasks) == nodes_total, (len(tasks), nodes_total)
+    starts = [_time(t["start_time"]) for t in tasks if t["start_time"]]
+    ends = [_time(t["end_time"]) for t in tasks if t["end_time"]]
+    return min(starts), max(ends)
+
+
+def test_two_deployments_of_one_environment_never_write_at_once(stack):
+    """build-local and run-local started together (DuckDB admits one process: one used to fail
+    on the file's lock). The test holds `ferry-writer-local` itself until both runs wait for it,
+    as a third writer would, so they are queued at the same moment whatever their timing."""
+    api = prefect_server.api_client(stack.api_url)
+    requests = {"build-local": {}, "run-local": {"command": "run", "select": "staging"}}
+    deployments = {
+        name: api.get(f"/deployments/name/dbt/{name}").raise_for_status().json()["id"]
+        for name in requests
+    }
+    with (
+        temporary_settings(updates={PREFECT_API_URL: stack.api_url}),
+        writer_slot("local", DbtCommand.BUILD, "duckdb"),
+    ):
+        runs = {  # back to back: the worker picks both up in the same poll
+            api.post(
+                f"/deployments/{deployments[name]}/create_flow_run", json={"parameters": params}
+            )
+            .raise_for_status()
+            .json()["id"]: name
+            for name, params in requests.items()
+        }
+        for run in runs:
+            waiting = _wait_for_log(api, run, "waiting for ferry-writer-local, held by", 300)
+            assert waiting is not None, f"{runs[run]} never waited for the writer slot"
+    # let go: one run writes, the other waits on
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        states = {r: api.get(f"/flow_runs/{r}").raise_for_status().json() for r in runs}
+        if all(s["state_type"] in {"COMPLETED", "FAILED", "CRASHED"} for s in states.values()):
+            break
+        time.sleep(0.5)
+    assert all(s["state_type"] == "COMPLETED" for s in states.values()), [
+        (runs[r], s["state"]) for r, s in states.items()
+    ]
+
+    intervals = {r: _dbt_interval(stack, r) for r in runs}
+    first, second = sorted(runs, key=lambda r: intervals[r][0])
+    (first_start, first_end), (second_start, second_end) = intervals[first], intervals[second]
+    print(
+        f"\n{runs[first]} dbt {first_start:%H:%M:%S.%f} - {first_end:%H:%M:%S.%f}; "
+        f"{runs[second]} dbt {second_start:%H:%M:%S.%f} - {second_end:%H:%M:%S.%f}"
+    )
+    assert first_end <= second_start, "two dbt invocations wrote at once"
+    for run in runs:
+        assert _wait_for_log(api, run, "got ferry-writer-local after waiting") is not None
+
+
+def test_the_writer_limits_exist_once_the_stack_is_up(stack):
+    api = prefect_server.api_client(stack.api_url)
+    for env in ("local", "staging", "prod"):
+        limit = api.get(f"/v2/concurrency_limits/ferry-writer-{env}").raise_for_status().json()
+        assert (limit["limit"], limit["active"]) == (1, True)
 
 
 def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
