@@ -7,7 +7,7 @@ the `dbt` flow holds it around dbt's execution only (flows.dbt_run.execute), so 
 checks its selection while another writes, and waits only for the warehouse.
 
 - Which commands: those that may write (`takes_slot`); on DuckDB, a file one process at a time
-  may open, every command.
+  may open, every command - and the slot goes only once dbt's hold on the file is closed.
 - Waiting: without a time limit, in line; the run logs when it starts waiting (and for whom,
   when Prefect's events tell) and when it gets the slot.
 - No limit on the server (a user's own server, `ferry run` outside deployments): a warning and
