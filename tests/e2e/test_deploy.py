@@ -127,3 +127,15 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "unchanged: concurrency limit ferry-writer-staging" in again.stdout
     assert writer_limits(api) == {"ferry-writer-staging": 1}
+
+
+def test_a_failing_prefect_deploy_ends_with_exit_1_and_no_traceback(prefect_api):
+    """prod's work pool does not exist on this server: `prefect deploy` refuses it."""
+    image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
+    result = run_ferry(
+        prefect_api, "deploy", "--env", "prod", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "ferry deploy: " in result.stderr and "failed with exit code" in result.stderr
+    assert deployment(prefect_api, "run-prod") is None
