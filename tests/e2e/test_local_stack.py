@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -227,3 +229,32 @@ def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
 
     missing = smoke("dbt/nope-local", {})
     assert missing.returncode == 1 and "'dbt/nope-local' does not exist" in missing.stderr
+
+
+# Last in the module: the killed run's writer slot stays taken until its lease expires.
+def test_a_run_killed_mid_build_ends_crashed_and_alerts(stack):
+    api = prefect_server.api_client(stack.api_url)
+    deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()
+    run_id = (
+        api.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+        .raise_for_status()
+        .json()["id"]
+    )
+    body = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 1}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until dbt runs: its first node has a task run
+        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        if run["infrastructure_pid"] and api.post("/task_runs/filter", json=body).json():
+            break
+        time.sleep(0.5)
+    pid = int(str(run["infrastructure_pid"]).rsplit(":", 1)[-1])
+    os.kill(pid, signal.SIGKILL)  # the out-of-memory killer, or ECS stopping the task
+    while time.monotonic() < deadline:
+        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        if run["state_type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            break
+        time.sleep(0.5)
+    assert run["state_type"] == "CRASHED", run["state"]
+    alert = local_stack.wait_for_alert(stack, run_id, timeout=60)
+    assert alert is not None, "no alert within 60 s of the crash"
+    assert "crashed" in alert["body"]["subject"].lower(), alert["body"]["subject"]
