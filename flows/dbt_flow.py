@@ -171,7 +171,7 @@ def finished_in_this_process() -> RunSummary | Refusal | None:
 def _finish(outcome: RunSummary | Refusal, settings: FerrySettings | None) -> None:
     """The verdict is known and the artifacts stored: from here the Prefect API gets a bounded
     time (FERRY_PREFECT_API_WAIT_S) for the rest."""
-    _finished.append(outcome)
+    _finished[:] = [outcome]  # the latest only: a long-lived process keeps no history
     if settings is None:  # unreadable settings: the default wait
         settings = FerrySettings.model_construct()
     if settings.worker_flow_run_id:
