@@ -8,7 +8,6 @@ holds every connection for a while plays a slow S3.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -26,7 +25,8 @@ from moto.server import ThreadedMotoServer
 from flows.dbt_run import execute
 from flows.prefect_server import free_port
 from flows.summary import Outcome
-from tests.conftest import FIXTURES, copy_project, make_settings
+from tests.conftest import make_settings
+from tests.integration.faults import TcpProxy, lighthouse_on
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,7 @@ FERRY = Path(sys.executable).with_name("ferry")
 
 
 def lighthouse(tmp_path: Path, *, port: int = 5432, slow: bool = False) -> Path:
-    """The lighthouse project on PostgreSQL (at `port`); `slow` adds a model that sleeps 120 s."""
-    project = copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
-    profiles = project / "profiles.yml"
-    text = profiles.read_text().replace("port: 5432", f"port: {port}")
-    # dbt-postgres retries a failed connect once by itself; off here, so ferry's retry shows.
-    profiles.write_text(text.replace("      threads: 2\n", "      threads: 2\n      retries: 0\n"))
-    if slow:
-        (project / "models" / "marts" / "slow_beam.sql").write_text(
-            "select 1 as beam from (select pg_sleep(120)) as slept\n"
-        )
-    return project
+    return lighthouse_on(port, tmp_path, slow=slow)
 
 
 def ferry_run(project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
@@ -111,52 +101,12 @@ def test_a_limit_while_dbt_runs_cancels_the_query(tmp_path, pg_schema):
     assert elapsed < 60, elapsed  # the query was cancelled, not waited for (120 s)
 
 
-class HoldingProxy:
-    """Forwards 127.0.0.1:<port> to `upstream`, holding every connection until `release_at`."""
-
-    def __init__(self, upstream: tuple[str, int], release_at: float):
-        self.upstream = upstream
-        self.release_at = release_at
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._hold_then_pipe, args=(client,), daemon=True).start()
-
-    def _hold_then_pipe(self, client: socket.socket) -> None:
-        time.sleep(max(self.release_at - time.monotonic(), 0))
-        upstream = socket.create_connection(self.upstream)
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._server.close()
-
-
 def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_schema):
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     # S3 answers nothing for the first 20 s: the run's 10 s limit passes while it stores.
-    proxy = HoldingProxy(("127.0.0.1", port), release_at=time.monotonic() + 20)
+    proxy = TcpProxy(("127.0.0.1", port), hold_until=time.monotonic() + 20)
     try:
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
         s3.create_bucket(Bucket="ferry-artifacts")

@@ -6,72 +6,20 @@ gets (the client sees "server closed the connection unexpectedly"), then forward
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
-from pathlib import Path
 
 import pytest
 
 from flows.dbt_run import execute
 from flows.summary import Outcome
 from tests.conftest import FIXTURES, copy_project, make_settings
+from tests.integration.faults import TcpProxy, lighthouse_on
 
 pytestmark = pytest.mark.integration
 
 
-class FlakyProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL, after dropping the first `drop` connections."""
-
-    def __init__(self, drop: int, upstream: tuple[str, int] = ("127.0.0.1", 5432)):
-        self.drop = drop
-        self.upstream = upstream
-        self.accepted = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            if self.accepted <= self.drop:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._server.close()
-
-
-def lighthouse_on(port: int, tmp_path: Path) -> Path:
-    project = copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
-    profiles = project / "profiles.yml"
-    text = profiles.read_text().replace("port: 5432", f"port: {port}")
-    # dbt-postgres retries a failed connect once by itself; off here, so ferry's retry shows.
-    profiles.write_text(text.replace("      threads: 2\n", "      threads: 2\n      retries: 0\n"))
-    return project
-
-
 def test_a_dropped_connection_is_retried_and_the_run_succeeds(tmp_path, pg_schema):
-    proxy = FlakyProxy(drop=1)
+    proxy = TcpProxy(("127.0.0.1", 5432), drop=1)
     try:
         project = lighthouse_on(proxy.port, tmp_path)
         settings = make_settings(project, tmp_path, transient_retry_delay_s=0.1)
