@@ -105,8 +105,8 @@ def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_s
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
-    # S3 answers nothing for the first 20 s: the run's 10 s limit passes while it stores.
-    proxy = TcpProxy(("127.0.0.1", port), hold_until=time.monotonic() + 20)
+    # S3 answers nothing for the first 25 s: the run's 15 s limit passes while it stores.
+    proxy = TcpProxy(("127.0.0.1", port), hold_until=time.monotonic() + 25)
     try:
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
         s3.create_bucket(Bucket="ferry-artifacts")
@@ -115,7 +115,7 @@ def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_s
             tmp_path,
             artifacts="s3://ferry-artifacts/dbt",
             s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
-            flow_timeout_s=10,
+            flow_timeout_s=15,
         )
         summary = execute(
             {"command": "seed", "target": "pg", "select": "keepers"}, settings, run_id="r1"
