@@ -17,6 +17,20 @@ from flows import prefect_server
 FERRY = Path(sys.executable).with_name("ferry")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_events_worker() -> Iterator[None]:
+    """Each test's events go to the API that test talks to.
+
+    Prefect keeps one events worker per process for a self-hosted API, its client bound to the
+    URL of the first event ever emitted: a test that emitted to its own server (since stopped)
+    would otherwise leave every later test of this process emitting into the void.
+    """
+    from prefect.events.worker import EventsWorker
+
+    yield
+    EventsWorker.drain_all(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = prefect_server.start(tmp_path_factory.mktemp("prefect-home"))
