@@ -151,7 +151,7 @@ def open_store(url: str, endpoint_url: str | None = None) -> ArtifactStore:
             "local folders work (pass a folder as a plain path)"
         )
     root = Path(location).expanduser()
-    blocker = _file_in_the_way(root)
+    blocker = file_in_the_way(root)
     if blocker is not None:
         raise ValueError(
             f"artifact folder {location!r} cannot be created: {blocker} is a file; pass a folder"
@@ -186,7 +186,7 @@ def _checked_endpoint(endpoint_url: str | None) -> str | None:
     return endpoint_url
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
+def file_in_the_way(folder: Path) -> Path | None:
     """The file that would stop `folder` from being created (itself or a parent), if any."""
     for path in (folder, *folder.parents):
         if path.exists():

@@ -209,10 +209,10 @@ def _bake(args: argparse.Namespace) -> int:
     from flows.dbt.bake import BakeError, BakeSpec, bake
     from flows.dbt.profiles import DbtProject
     from flows.dbt.request import InvalidRunRequest
-    from flows.settings import FerrySettings
+    from flows.settings import FerrySettings, InvalidSettings
 
     try:
-        settings = FerrySettings()
+        settings = FerrySettings.from_env()
         baked_dir = Path(args.baked_dir) if args.baked_dir else settings.baked_dir
         if baked_dir is None:
             raise InvalidRunRequest("set FERRY_BAKED_DIR or pass --baked-dir")
@@ -226,7 +226,7 @@ def _bake(args: argparse.Namespace) -> int:
         for spec in specs:
             baked = bake(project, spec, baked_dir, default_target=settings.target)
             print(f"ferry: baked {baked.describe()}")
-    except (ValidationError, InvalidRunRequest) as exc:
+    except (ValidationError, InvalidSettings, InvalidRunRequest) as exc:
         print(f"ferry: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except BakeError as exc:
@@ -317,7 +317,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     """The `dbt` flow in this process; the exit code follows the run's verdict, not Prefect's
     bookkeeping, so an API that fails after dbt ended cannot change it (or hold the process)."""
     from flows import prefect_api
-    from flows.dbt_flow import Refusal, dbt_flow, finished_in_this_process
+    from flows.dbt_flow import dbt_flow, finished_in_this_process
 
     def farewell(outcome: Any) -> None:  # from the API's watchdog, while dbt's console is on
         with contextlib.redirect_stdout(sys.__stdout__):
@@ -346,10 +346,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
             file=sys.stderr,
         )
     prefect_api.said_farewell()
-    code = _say(outcome, as_json)
-    if isinstance(outcome, Refusal):
-        return EXIT_INVALID
-    return code
+    return _say(outcome, as_json)
 
 
 def _say(outcome: Any, as_json: bool) -> int:

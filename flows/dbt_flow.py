@@ -41,8 +41,8 @@ DbtCommandName = Literal[
 ]
 
 
-# The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced around dbt itself (see
-# flows.dbt_run.Deadline): Prefect's flow timeout cannot interrupt dbt.
+# The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced by ferry itself (see
+# flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt.
 @flow(name="dbt", log_prints=False, validate_parameters=True)
 def dbt_flow(
     command: DbtCommandName = "build",
@@ -156,7 +156,6 @@ class Refusal:
     message: str
     flow_run_id: str | None = None
     exit_code: int = 2
-    artifacts: str | None = None
 
 
 _finished: list[RunSummary | Refusal] = []

@@ -62,10 +62,6 @@ def own_process_end(farewell: Callable[[Any], object]) -> None:
     _process_end = _ProcessEnd(farewell)
 
 
-def owns_process_end() -> bool:
-    return _process_end is not None
-
-
 def said_farewell() -> None:
     """The CLI printed the run's summary itself."""
     if _process_end is not None:

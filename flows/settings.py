@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.artifacts import file_in_the_way
+
 
 class NodeReporting(StrEnum):
     """How dbt nodes appear in Prefect as task runs."""
@@ -223,7 +225,7 @@ class FerrySettings(BaseSettings):
     @classmethod
     def _can_be_a_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         # Checked here, not when the run first writes there (after the project was parsed).
-        blocker = _file_in_the_way(value) if value is not None else None
+        blocker = file_in_the_way(value) if value is not None else None
         if blocker is not None:
             raise ValueError(
                 f"{_variable(info.field_name)}={str(value)!r} must be a folder, but {blocker} "
@@ -261,11 +263,3 @@ def _describe(exc: ValidationError) -> str:
             message = f"{variable}={error['input']!r}: {message}"
         problems.append(message)
     return "; ".join(problems)
-
-
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The file that would stop `folder` from being created (itself or a parent), if any."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            return None if path.is_dir() else path
-    return None
