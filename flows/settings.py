@@ -199,15 +199,23 @@ class FerrySettings(BaseSettings):
     )
 
     @classmethod
-    def from_env(cls) -> FerrySettings:
+    def from_env(cls, **flags: object) -> FerrySettings:
         """The settings of this process, checked: what the CLI and the flow start from.
+
+        Args:
+            flags: values given on the command line (`--project-dir` as `project_dir`); each
+                one not None wins over its environment variable. Nothing is written back to
+                the environment.
 
         Raises:
             InvalidSettings: naming each variable to fix, e.g.
                 "FERRY_FLOW_TIMEOUT_S='-1': Input should be greater than 0".
         """
+        unknown = sorted(set(flags) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"not ferry settings: {', '.join(unknown)}")
         try:
-            return cls()
+            return cls(**{name: value for name, value in flags.items() if value is not None})
         except ValidationError as exc:
             raise InvalidSettings(_describe(exc)) from None
 
