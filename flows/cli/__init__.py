@@ -7,8 +7,6 @@ process. Exit 0 on success (warnings allowed), 1 when dbt reports a failure, 2 o
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
 from collections.abc import Sequence

@@ -211,5 +211,3 @@ def _state_json(state: Any, message: str, invalid: bool) -> dict[str, Any]:
         "state": state.name if state is not None else None,
         "flow_run_id": str(flow_run_id) if flow_run_id else None,
     }
-
-
