@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# uv must use this machine's Python 3.11; it cannot download Python builds here.
+# uv uses the system's Python 3.11 (python3.11, else $(PYTHON)) and never downloads a Python.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 
@@ -85,8 +85,8 @@ clean: down
 
 # --- infrastructure (infra/): synthesized and checked offline, no AWS account needed ---------
 INFRA_OUT := infra/cdk.out
-# jsii runs CDK's JavaScript on this machine's node 20, which it warns about on every start;
-# drop these when the machine has node 22 or newer.
+# jsii (CDK's JavaScript runtime) warns on every start under node 20, which still works; these
+# silence that warning for node 20 only. Drop them once node 22 or newer is required.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 20
 # checkov pins an old boto3 that the project's environment cannot hold, so it has its own.
