@@ -2,9 +2,10 @@
 
 docker/Dockerfile's builder stage is performed step by step in a fresh directory standing in for
 the image's filesystem (docker/image_recipe.py reads the steps from the Dockerfile itself: the
-`uv sync` arguments, the COPYs through .dockerignore, the bake with its default build argument),
-with the uv version the Dockerfile pins. Then ferry runs from that venv with the final stage's
-environment, /tmp emptied before each run as a new container's would be.
+`uv sync` arguments, the COPYs through .dockerignore, `ferry release bake` with its default
+build argument), with the uv version the Dockerfile pins. Then ferry runs from that venv with the
+final stage's environment, /tmp emptied before each run as a new container's would be.
+docs/image.md says what this proves and what only a real build does.
 """
 
 from __future__ import annotations
