@@ -295,16 +295,23 @@ def mark_retried(store: ArtifactStore, project: str, env: str, failed_run: str, 
 
 
 @dataclass(frozen=True)
-class FetchedRun:
+class FailedRun:
+    """A failed run to retry: its pointer and the two files `dbt retry --state` reads."""
+
     run_id: str
-    state_dir: Path
     pointer: dict[str, Any]
+    files: dict[str, bytes]
+
+    def write(self, dest: Path) -> Path:
+        """Writes the files into `dest` (created), for `--state`."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, data in self.files.items():
+            (dest / name).write_bytes(data)
+        return dest
 
 
-def fetch_failed_run(
-    store: ArtifactStore, project: str, env: str, run_id: str | None, dest: Path
-) -> FetchedRun:
-    """Downloads a failed run's run_results.json and manifest.json for `dbt retry --state`.
+def find_failed_run(store: ArtifactStore, project: str, env: str, run_id: str | None) -> FailedRun:
+    """Reads a failed run's run_results.json and manifest.json, changing nothing.
 
     Args:
         run_id: the failed run (Prefect flow-run id); None for the latest failure.
@@ -331,23 +338,20 @@ def fetch_failed_run(
             f"the latest failed run {pointer['run_id']} was already retried by run "
             f"{pointer['retried_by']}; pass a run id to retry it again"
         )
-    dest.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes] = {}
     for name in ("run_results.json", "manifest.json"):
         data = store.get_bytes(f"{pointer['prefix']}/{name}")
         if data is None:
             raise LookupError(f"run {pointer['run_id']} has no {name} at {store.url}")
-        (dest / name).write_bytes(data)
-    return FetchedRun(run_id=str(pointer["run_id"]), state_dir=dest, pointer=pointer)
+        files[name] = data
+    return FailedRun(run_id=str(pointer["run_id"]), pointer=pointer, files=files)
 
 
-def fetch_state_manifest(store: ArtifactStore, project: str, env: str, dest: Path) -> Path:
-    """Downloads an environment's state manifest (its last successful build) for `--state`.
+def read_state_manifest(store: ArtifactStore, project: str, env: str) -> bytes:
+    """An environment's state manifest (its last successful build), for `--state`.
 
     Slim CI compares a pull request against it (`state:modified+`) and defers unbuilt refs to
     the tables it describes (`--defer`).
-
-    Returns:
-        The directory holding manifest.json.
 
     Raises:
         LookupError: the environment has no state yet; the message says how to make one.
@@ -359,6 +363,4 @@ def fetch_state_manifest(store: ArtifactStore, project: str, env: str, dest: Pat
             f"({state_key(project, env, 'manifest.json')}); it is written by the first "
             f"successful build or run in {env!r}: run one, or drop --defer and state: selectors"
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "manifest.json").write_bytes(data)
-    return dest
+    return data

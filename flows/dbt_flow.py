@@ -1,15 +1,16 @@
 """The `dbt` flow: any dbt command on any selection, every node visible in Prefect.
 
-Thin by design: it reads its parameters, hands them to `flows.dbt_run.execute`, publishes a
-markdown report, emits one outcome event for automations, and ends in a state whose message is
-the run's verdict.
+Thin by design: it builds the run's request from its parameters, hands it to the run's owner
+(`flows.run.owner.run`), publishes a markdown report, emits one outcome event for automations,
+and ends in a state whose message is the run's verdict.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Literal
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -18,84 +19,56 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
 from flows import prefect_api
-from flows.dbt.request import InvalidRunRequest
-from flows.dbt_run import RunReport, execute
+from flows.dbt.commands import DbtCommand
 from flows.node_runs import PrefectNodeReporter
-from flows.outcome_events import emit_crash, emit_invalid, emit_outcome
-from flows.settings import FerrySettings, InvalidSettings
-from flows.summary import Outcome, RunSummary, markdown_report
+from flows.run.events import emit_crash, emit_invalid, emit_outcome
+from flows.run.owner import RunReport, run
+from flows.run.request import InvalidRunRequest, RunRequest
+from flows.run.summary import RunSummary, markdown_report
+from flows.run.verdict import Outcome, Refusal
+from flows.settings import FerrySettings, InvalidSettings, settings_of_this_run
 from flows.writer_slot import writer_slot
 
-# The values of flows.dbt.request.DbtCommand, spelled out so the Prefect UI offers a dropdown
-# (tests/unit/test_request.py keeps the two equal).
-DbtCommandName = Literal[
-    "build",
-    "run",
-    "test",
-    "seed",
-    "snapshot",
-    "source freshness",
-    "retry",
-    "compile",
-    "docs generate",
-]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _parameters_of_a_run_request(fn: F) -> F:
+    """The flow's parameters are RunRequest's fields: their help comes from there (the Prefect
+    UI shows it), and a parameter without a field (or the reverse) fails at import."""
+    names = list(inspect.signature(fn).parameters)
+    if names != list(RunRequest.model_fields):
+        raise TypeError(f"dbt flow parameters {names} differ from RunRequest's fields")
+    fn.__doc__ = f"{fn.__doc__}\n\n{RunRequest.parameter_docs()}\n"
+    return fn
 
 
 # The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced by ferry itself (see
-# flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt.
+# flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt. Text parameters are plain
+# strings, empty meaning "not given", so the UI's run form takes typing straight away.
 @flow(name="dbt", log_prints=False, validate_parameters=True)
+@_parameters_of_a_run_request
 def dbt_flow(
-    command: DbtCommandName = "build",
-    select: str | None = None,
-    exclude: str | None = None,
-    selector: str | None = None,
+    command: DbtCommand = DbtCommand.BUILD,
+    select: str = "",
+    exclude: str = "",
+    selector: str = "",
     vars: dict[str, Any] | str | None = None,
     full_refresh: bool = False,
-    target: str | None = None,
+    target: str = "",
     threads: int | None = None,
     fail_fast: bool = False,
-    retry_of: str | None = None,
+    retry_of: str = "",
     defer: bool = False,
 ) -> State[Any]:
-    """Runs one dbt command and stores its artifacts; the final state names what failed.
-
-    Args:
-        command: The dbt command. `retry` re-runs only what failed in an earlier run (the
-            latest failed run of this project and environment, or `retry_of`).
-        select: dbt node selection, space-separated, e.g. `tag:daily fct_orders+`.
-        exclude: Nodes to leave out, same syntax as `select`.
-        selector: A named selector from selectors.yml (instead of select/exclude).
-        vars: dbt variables as a mapping (or a JSON/YAML document),
-            e.g. {"start_date": "2024-01-01"}.
-        full_refresh: Rebuild incremental models and seeds from scratch (build, run, seed).
-        target: The profiles.yml target; empty for the deployment's (FERRY_TARGET) or the
-            profile's default.
-        threads: dbt threads; empty for the profile's setting.
-        fail_fast: Stop at the first failure.
-        retry_of: With `retry`: the flow run id of the failed run to retry.
-        defer: Read refs to unselected models from production (`--defer` to the state of
-            FERRY_STATE_ENV); `state:modified+` selections compare with that state too.
-    """
+    """Runs one dbt command and stores its artifacts; the final state names what failed."""
+    parameters = dict(locals())  # exactly RunRequest's fields (checked at import)
     logger = get_run_logger()
     flow_run_id = flow_run.get_id()
     assert flow_run_id, "the dbt flow runs as a Prefect flow run"
     try:
-        settings = FerrySettings.from_env()
+        settings = settings_of_this_run()
     except InvalidSettings as exc:  # the deployment's settings, refused like any bad input
-        return _refuse(f"Invalid setting: {exc}", "unknown", command, flow_run_id, None)
-    params = {
-        "command": command,
-        "select": select,
-        "exclude": exclude,
-        "selector": selector,
-        "vars": vars,
-        "full_refresh": full_refresh,
-        "target": target,
-        "threads": threads,
-        "fail_fast": fail_fast,
-        "retry_of": retry_of,
-        "defer": defer,
-    }
+        return _refuse(Refusal.of_settings(str(exc), flow_run_id), "unknown", command, None)
     reporter = PrefectNodeReporter(
         flow_run_id,
         settings.node_reporting,
@@ -103,9 +76,10 @@ def dbt_flow(
         running_after_s=settings.node_running_after_s,
     )
     try:
+        request = RunRequest.build(**parameters)
         with reporter:
-            report = execute(
-                params,
+            report = run(
+                request,
                 settings,
                 flow_run_id=flow_run_id,
                 listener=reporter,
@@ -113,18 +87,18 @@ def dbt_flow(
                 writer_slot=functools.partial(writer_slot, settings.env),
             )
     except InvalidRunRequest as exc:
-        return _refuse(f"Invalid input: {exc}", settings.env, command, flow_run_id, settings)
+        return _refuse(Refusal.of_input(str(exc), flow_run_id), settings.env, command, settings)
     except Exception as exc:
-        emit_crash(settings, command, exc)
+        emit_crash(settings.env, str(command), exc)
         raise
 
     summary = report.summary
     _finish(summary, settings)
     _publish_report(report)
     for line in summary.failed:
-        logger.error("%s %s: %s", line.status, line.unique_id, line.message)
+        logger.error("%s %s: %s", line.status.value, line.unique_id, line.first_error_line)
     for line in summary.warned:
-        logger.warning("warn %s: %s", line.unique_id, line.message)
+        logger.warning("warn %s: %s", line.unique_id, line.first_error_line)
     logger.info("%s; artifacts: %s", summary.verdict, summary.artifacts)
     if summary.timed_out:
         # Named as Prefect names its own timeouts: Prefect's TimedOut event is this run's one
@@ -137,25 +111,13 @@ def dbt_flow(
     return Completed(message=summary.verdict, data=summary)
 
 
-def _refuse(
-    message: str, env: str, command: str, flow_run_id: str, settings: FerrySettings | None
-) -> State[Any]:
-    get_run_logger().error("%s; nothing was run", message)
-    refusal = Refusal(message=message, flow_run_id=str(flow_run_id))
+def _refuse(refusal: Refusal, env: str, command: Any, settings: FerrySettings | None) -> State[Any]:
+    get_run_logger().error("%s; nothing was run", refusal.message)
     _finish(refusal, settings)
-    emit_invalid(env, command, message.split(": ", 1)[1])
+    emit_invalid(env, str(command), refusal.message.split(": ", 1)[1])
     # The state carries the message, never the exception: its traceback would keep dbt's
     # objects alive until interpreter exit (and the CLI decides on the verdict, not on it).
     return Failed(message=refusal.message, data=refusal)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A request the flow refused before anything ran (exit code 2)."""
-
-    message: str
-    flow_run_id: str | None = None
-    exit_code: int = 2
 
 
 _finished: list[RunSummary | Refusal] = []

@@ -7,8 +7,12 @@ environment variables. Nothing else in ferry reads `os.environ` (dbt and Prefect
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import (
     AliasChoices,
@@ -135,7 +139,7 @@ class FerrySettings(BaseSettings):
     baked_dir: Path | None = Field(
         default=None,
         description=(
-            "Where `ferry bake` put dbt's parse state at image build, one folder per "
+            "Where `ferry release bake` put dbt's parse state at image build, one folder per "
             "<env>/<target>. A run whose target path holds no state of its own starts from the "
             "matching one, so dbt parses only what changed; dbt's own state check decides "
             "whether it still holds. Empty: every fresh run parses from scratch."
@@ -199,7 +203,7 @@ class FerrySettings(BaseSettings):
     )
 
     @classmethod
-    def from_env(cls, **flags: object) -> FerrySettings:
+    def from_env(cls, **flags: Any) -> FerrySettings:
         """The settings of this process, checked: what the CLI and the flow start from.
 
         Args:
@@ -271,3 +275,26 @@ def _describe(exc: ValidationError) -> str:
             message = f"{variable}={error['input']!r}: {message}"
         problems.append(message)
     return "; ".join(problems)
+
+
+_passed: ContextVar[FerrySettings | None] = ContextVar("ferry_settings", default=None)
+
+
+@contextmanager
+def passed_to_runs(settings: FerrySettings) -> Iterator[None]:
+    """Runs started in this context (the `dbt` flow called in-process by `ferry run`) use
+    `settings` - built from the command's flags - instead of reading the environment."""
+    token = _passed.set(settings)
+    try:
+        yield
+    finally:
+        _passed.reset(token)
+
+
+def settings_of_this_run() -> FerrySettings:
+    """The settings a run was given (`passed_to_runs`), else those of the environment.
+
+    Raises:
+        InvalidSettings: as `FerrySettings.from_env`.
+    """
+    return _passed.get() or FerrySettings.from_env()

@@ -3,7 +3,7 @@
 Prefect's per-deployment concurrency limits (prefect.yaml) queue the runs of one deployment, but
 build-prod, run-prod and retry-prod are three deployments writing the same tables. Their shared
 queue is a Prefect global concurrency limit per environment, `ferry-writer-<env>` with one slot:
-the `dbt` flow holds it around dbt's execution only (flows.dbt_run.execute), so a run parses and
+the `dbt` flow holds it around dbt's execution only (flows.run.execute), so a run parses and
 checks its selection while another writes, and waits only for the warehouse.
 
 - Which commands: those that may write (`takes_slot`); on DuckDB, a file one process at a time
@@ -11,9 +11,9 @@ checks its selection while another writes, and waits only for the warehouse.
 - Waiting: without a time limit, in line; the run logs when it starts waiting (and for whom,
   when Prefect's events tell) and when it gets the slot.
 - No limit on the server (a user's own server, `ferry run` outside deployments): a warning and
-  the run goes on unqueued. The limit is configuration, created by `ferry automations apply`
-  and `ferry deploy` (`apply_limits`) with the deploy role's rights; a run creating it would
-  need those rights too, and would undo an operator's decision to delete it.
+  the run goes on unqueued. The limit is configuration, created by `ferry alerts automations
+  apply` and `ferry release deploy` (`apply_limits`) with the deploy role's rights; a run
+  creating it would need those rights too, and would undo an operator's decision to delete it.
 - The API gone while the slot is held: Prefect's lease renewal fails, logs a warning and the
   run carries on; the release at the end is bounded (`RELEASE_WAIT_S`) and never raises. The
   server frees the slot when the lease expires (`LEASE_S`).
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from flows.dbt.commands import DbtCommand
 from flows.dbt.connections import close_local_databases
-from flows.dbt.request import DbtCommand
 from flows.notify.changes import Change, ChangeKind
 
 if TYPE_CHECKING:
@@ -127,8 +127,8 @@ def _enter(name: str, log: Any) -> AbstractContextManager[None] | None:
     except ObjectNotFound:
         log.warning(
             "no global concurrency limit %r on this Prefect server: this run does not wait for "
-            "other writers of its environment (create it with `ferry automations apply` or "
-            "`ferry deploy`)",
+            "other writers of its environment (create it with `ferry alerts automations apply` "
+            "or `ferry release deploy`)",
             name,
         )
         return None
@@ -290,7 +290,7 @@ def _logger() -> Any:
         return logger
 
 
-# --- the limits on the server: `ferry automations apply`, `ferry deploy` ----------------------
+# --- the limits on the server: `ferry alerts automations apply`, `ferry release deploy` -------
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,8 @@ async def apply_limits(
     """Creates each environment's writer limit, or puts it back to one active slot.
 
     Idempotent: a limit as it should be is left alone (`unchanged`). Changed by hand - another
-    limit, made inactive - it is updated, as `ferry automations apply` does with automations.
+    limit, made inactive - it is updated, as `ferry alerts automations apply` does with
+    automations.
 
     Args:
         envs: Environment names (FERRY_ENV of the deployments); repeats are applied once.

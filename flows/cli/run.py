@@ -1,4 +1,9 @@
-"""`ferry run`: one dbt command through the `dbt` flow, or the same steps without Prefect."""
+"""`ferry run`: one dbt command through the `dbt` flow, or the same steps without Prefect.
+
+Its run flags are RunRequest's fields (flows/run/request.py) and its setting flags are
+FerrySettings' fields: both are derived from there, with their help. The settings are built
+from the flags and passed to the run; nothing is written into the environment.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +11,50 @@ import argparse
 import contextlib
 import json
 import sys
+import types
+import typing
 from typing import Any
 
-from flows.dbt.request import DbtCommand
+from flows.dbt.commands import DbtCommand
+from flows.exit_codes import ExitCode
+from flows.run.request import RunRequest, cli_flags
+from flows.settings import FerrySettings
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-
-COMMANDS = tuple(command.value for command in DbtCommand)
+# Settings a run takes as flags too (the rest only as FERRY_* variables).
+SETTING_FLAGS = (
+    "project_dir",
+    "profiles_dir",
+    "artifacts",
+    "env",
+    "state_env",
+    "state_from",
+    "target_schema",
+)
 
 
 def add_parser(sub: Any) -> None:
-    run = sub.add_parser("run", help="run one dbt command through the dbt flow")
-    run.add_argument("--project-dir", help="dbt project directory (default: dbt_project)")
-    run.add_argument("--profiles-dir", help="directory of profiles.yml (default: as dbt)")
-    run.add_argument("--target", help="profiles.yml target (default: the profile's)")
-    run.add_argument(
-        "--command",
-        default="build",
-        help=f"dbt command: {', '.join(COMMANDS)} (default: build)",
+    run = sub.add_parser(
+        "run",
+        help="run one dbt command through the dbt flow",
+        description="Runs one dbt command as the deployments do: every node in Prefect (when "
+        "PREFECT_API_URL is set), the artifacts stored, exit 0 success (warnings allowed), 1 "
+        "failed, 2 bad input.",
     )
-    run.add_argument("--select", "-s", nargs="+", help="dbt node selection")
-    run.add_argument("--exclude", nargs="+", help="nodes to exclude")
-    run.add_argument("--selector", help="a named selector from selectors.yml")
-    run.add_argument("--vars", help='dbt vars as JSON or YAML, e.g. \'{"day": "2024-01-01"}\'')
-    run.add_argument("--full-refresh", action="store_true", help="rebuild incrementals/seeds")
-    run.add_argument("--threads", type=int, help="dbt threads")
-    run.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    run.add_argument("--retry-of", help="with --command retry: the failed run's id")
-    run.add_argument("--artifacts", help="artifact store: s3://bucket/prefix or a folder")
-    run.add_argument("--env", help="environment name for the artifact layout (default: local)")
+    for name, field in RunRequest.model_fields.items():
+        run.add_argument(
+            *cli_flags(name, field),
+            dest=name,
+            help=_first_sentence(field.description),
+            **_argument(name, field.annotation),
+        )
+    for name in SETTING_FLAGS:
+        field = FerrySettings.model_fields[name]
+        run.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            help=f"{_first_sentence(field.description)} (FERRY_{name.upper()})",
+        )
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    run.add_argument(
-        "--defer", action="store_true", help="defer unselected refs to the state environment"
-    )
-    run.add_argument("--state-env", help="environment whose state --defer/state: use (prod)")
-    run.add_argument(
-        "--state-from", help="artifact store holding that state (default: --artifacts)"
-    )
-    run.add_argument("--target-schema", help="build into this schema instead of the target's")
     run.add_argument(
         "--no-prefect",
         action="store_true",
@@ -51,32 +62,36 @@ def add_parser(sub: Any) -> None:
     )
 
 
+def _argument(name: str, annotation: Any) -> dict[str, Any]:
+    """argparse options for a request field of this type."""
+    if annotation is bool:
+        return {"action": "store_true"}
+    if annotation is DbtCommand:
+        commands = ", ".join(c.value for c in DbtCommand)
+        return {"default": DbtCommand.BUILD.value, "metavar": f"{{{commands}}}"}
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        return {"nargs": "+", "metavar": name.upper()}
+    if int in args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {"type": int}
+    return {}
+
+
+def _first_sentence(text: str | None) -> str:
+    return (text or "").split("; ")[0].rstrip(".")
+
+
 def main(args: argparse.Namespace) -> int:
-    from flows.dbt.request import InvalidRunRequest, parse_command
-    from flows.settings import FerrySettings, InvalidSettings
+    from flows.run.request import InvalidRunRequest, parse_command
+    from flows.settings import InvalidSettings
 
     try:
-        settings = FerrySettings.from_env()
+        settings = FerrySettings.from_env(**{name: getattr(args, name) for name in SETTING_FLAGS})
     except InvalidSettings as exc:
         return _refused(f"Invalid setting: {exc}", args.json)
-    try:
-        command = parse_command(args.command).value
-    except InvalidRunRequest:
-        command = args.command  # the flow refuses it, so the refusal is recorded in Prefect
-
-    params: dict[str, Any] = {
-        "command": command,
-        "select": " ".join(args.select) if args.select else None,
-        "exclude": " ".join(args.exclude) if args.exclude else None,
-        "selector": args.selector,
-        "vars": args.vars,
-        "full_refresh": args.full_refresh,
-        "target": args.target,
-        "threads": args.threads,
-        "fail_fast": args.fail_fast,
-        "retry_of": args.retry_of,
-        "defer": args.defer,
-    }
+    params = {name: getattr(args, name) for name in RunRequest.model_fields}
+    with contextlib.suppress(InvalidRunRequest):  # else the flow refuses it, in Prefect's record
+        params["command"] = parse_command(args.command).value
     no_prefect = args.no_prefect
     if not no_prefect:
         from flows import prefect_api
@@ -104,10 +119,10 @@ def main(args: argparse.Namespace) -> int:
                         {"outcome": "failed", "verdict": f"Prefect API unreachable: {api_url}"}
                     )
                 )
-            return EXIT_FAILED
+            return ExitCode.FAILED
     if no_prefect:
         return _run_without_prefect(params, settings, as_json=args.json)
-    return _run_flow(params, as_json=args.json)
+    return _run_flow(params, settings, as_json=args.json)
 
 
 def _console(as_json: bool) -> contextlib.AbstractContextManager[Any]:
@@ -116,24 +131,27 @@ def _console(as_json: bool) -> contextlib.AbstractContextManager[Any]:
     return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
 
 
-def _run_without_prefect(params: dict[str, Any], settings: Any, *, as_json: bool) -> int:
+def _run_without_prefect(params: dict[str, Any], settings: FerrySettings, *, as_json: bool) -> int:
     """The flow's steps without a Prefect API (CI jobs, or no API configured)."""
-    from flows.dbt.request import InvalidRunRequest
-    from flows.dbt_run import execute
+    from flows.run.owner import run
+    from flows.run.request import InvalidRunRequest
 
     try:
         with _console(as_json):
-            summary = execute(params, settings).summary
+            summary = run(RunRequest.build(**params), settings).summary
     except InvalidRunRequest as exc:
         return _refused(f"Invalid input: {exc}", as_json)
     return _print_summary(summary, as_json)
 
 
-def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
+def _run_flow(params: dict[str, Any], settings: FerrySettings, *, as_json: bool) -> int:
     """The `dbt` flow in this process; the exit code follows the run's verdict, not Prefect's
     bookkeeping, so an API that fails after dbt ended cannot change it (or hold the process)."""
+    import inspect
+
     from flows import prefect_api
     from flows.dbt_flow import dbt_flow, finished_in_this_process
+    from flows.settings import passed_to_runs
 
     def farewell(outcome: Any) -> None:  # from the API's watchdog, while dbt's console is on
         with contextlib.redirect_stdout(sys.__stdout__):
@@ -142,8 +160,15 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     prefect_api.own_process_end(farewell)
     state: Any = None
     failure: Exception | None = None
+    # The flow's text parameters take "" for "not given"; its other ones None.
+    defaults = {name: p.default for name, p in inspect.signature(dbt_flow.fn).parameters.items()}
+    for name, value in params.items():
+        if isinstance(value, list):
+            params[name] = " ".join(value)
+        elif value is None and defaults[name] == "":
+            params[name] = ""
     try:
-        with _console(as_json):
+        with _console(as_json), passed_to_runs(settings):
             state = dbt_flow(**params, return_state=True)
     except Exception as exc:  # Prefect itself failed (its API went away mid-run, most often)
         failure = exc
@@ -154,7 +179,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
         print(f"ferry: {message}", file=sys.stderr)
         if as_json:
             print(json.dumps(_state_json(state, message, invalid)))
-        return EXIT_INVALID if invalid else EXIT_FAILED
+        return ExitCode.INVALID if invalid else ExitCode.FAILED
     if failure is not None:
         print(
             f"ferry: the run ended, but Prefect could not record it ({type(failure).__name__}: "
@@ -166,7 +191,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
 
 
 def _say(outcome: Any, as_json: bool) -> int:
-    from flows.dbt_flow import Refusal
+    from flows.run.verdict import Refusal
 
     if isinstance(outcome, Refusal):
         return _refused(outcome.message, as_json, flow_run_id=outcome.flow_run_id)
@@ -178,7 +203,7 @@ def _refused(message: str, as_json: bool, flow_run_id: str | None = None) -> int
     if as_json:
         refusal = {"outcome": "invalid", "verdict": message}
         print(json.dumps({**refusal, "flow_run_id": flow_run_id} if flow_run_id else refusal))
-    return EXIT_INVALID
+    return ExitCode.INVALID
 
 
 def _print_summary(summary: Any, as_json: bool) -> int:

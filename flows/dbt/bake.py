@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport
 from flows.dbt.profiles import DbtProject
-from flows.dbt.request import InvalidRunRequest, RunRequest
+from flows.run.request import InvalidRunRequest, RunRequest
 
 #: dbt's own name for its saved parse state in the target path.
 PARSE_STATE_FILE = "partial_parse.msgpack"

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from flows.dbt.commands import DbtCommand
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.dbt.profiles import DbtProject
-from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest
+from flows.run.request import InvalidRunRequest, RunRequest
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ class ParseReport:
     changed_files: int = 0
     """Files dbt parsed again on top of the saved state (added, changed or deleted)."""
     elapsed_s: float = 0.0
+    baked: str | None = None
+    """The baked parse state the run started from (`<env>/<target>`), if any."""
+
+    def describe(self) -> str:
+        if self.partial:
+            source = f"baked state {self.baked}" if self.baked else "saved state"
+            return f"from {source} in {self.elapsed_s:.1f} s ({self.changed_files} files re-parsed)"
+        refused = f", not from the baked parse state {self.baked}" if self.baked else ""
+        return f"in full in {self.elapsed_s:.1f} s{refused}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -112,13 +122,7 @@ class DbtInvocation:
             args += ["--state", str(self.state_path)]
             if req.defer:
                 args.append("--defer")
-        if req.threads:
-            args += ["--threads", str(req.threads)]
-        if req.full_refresh:
-            args.append("--full-refresh")
-        if req.fail_fast:
-            args.append("--fail-fast")
-        return args
+        return args + req.dbt_flags()
 
     def parse(self) -> Parsed:
         """Parses the project once, returning dbt's manifest and how dbt went about it.

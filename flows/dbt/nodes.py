@@ -32,6 +32,14 @@ class NodeStatus(StrEnum):
     def warned(self) -> bool:
         return self is NodeStatus.WARN
 
+    @property
+    def rank(self) -> int:
+        """Where a node of this status goes in every report: failures, warnings, skips, the
+        rest."""
+        if self.failed:
+            return 0
+        return {NodeStatus.WARN: 1, NodeStatus.SKIPPED: 2}.get(self, 3)
+
     @classmethod
     def parse(cls, value: str) -> NodeStatus:
         try:
@@ -80,6 +88,10 @@ class NodeResult:
         return self.status.failed
 
     @property
+    def is_test(self) -> bool:
+        return self.resource_type in {"test", "unit_test"}
+
+    @property
     def first_error_line(self) -> str:
         """The line of dbt's message worth putting in a notification."""
         if not self.message:
@@ -93,7 +105,7 @@ class NodeResult:
 
     def describe(self) -> str:
         """`model.shop.fct_orders (Database Error: ...)`, for verdicts and alerts."""
-        if self.resource_type in {"test", "unit_test"} and self.failures:
+        if self.is_test and self.failures:
             noun = "failure" if self.failures == 1 else "failures"
             return f"{self.unique_id} ({self.failures} {noun})"
         return f"{self.unique_id} ({_clip(self.first_error_line, 200)})"
@@ -101,3 +113,9 @@ class NodeResult:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def in_report_order(nodes: list[NodeResult]) -> list[NodeResult]:
+    """The order of every report: failures first (broken models before the tests that failed
+    around them), then warnings, skips and the rest, slowest first within each."""
+    return sorted(nodes, key=lambda n: (n.status.rank, n.is_test, -n.execution_time))

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from flows.dbt.request import InvalidRunRequest
+from flows.run.request import InvalidRunRequest
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ import logging
 import re
 import shutil
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from flows.dbt.commands import DbtCommand
 from flows.dbt.deadline import Deadline, TimeUp
 from flows.dbt.invoke import DbtInvocation, DbtOutcome, NodeListener
-from flows.dbt.request import DbtCommand
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,21 @@ TRANSIENT = re.compile(
     r"|ssl syscall error|connection already closed|broken pipe",
     re.IGNORECASE,
 )
+
+
+def attempt_dir(log_path: Path, attempt: int) -> Path:
+    """Where attempt `attempt` (1, 2...) keeps the results the next attempt retries from."""
+    return log_path / f"attempt-{attempt}"
+
+
+def earlier_attempts(log_path: Path) -> dict[str, Path]:
+    """The run_results.json of every attempt before the last, named as the artifacts keep
+    them: `run_results.attempt-1.json`..."""
+    found = sorted(
+        log_path.glob("attempt-*/run_results.json"),
+        key=lambda p: int(p.parent.name.rsplit("-", 1)[1]),
+    )
+    return {f"run_results.{path.parent.name}.json": path for path in found}
 
 
 def transient_reason(outcome: DbtOutcome) -> str | None:
@@ -95,7 +111,7 @@ def _attempt_again(
         with deadline.dbt(f"dbt {invocation.request.command.value}"):
             again = invocation.execute(manifest, listener)
         return replace(again, elapsed=outcome.elapsed + again.elapsed)
-    state = invocation.log_path / f"attempt-{attempts}"
+    state = attempt_dir(invocation.log_path, attempts)
     state.mkdir(parents=True, exist_ok=True)
     for name in ("run_results.json", "manifest.json"):
         if (invocation.target_path / name).is_file():

@@ -1,8 +1,11 @@
-"""What a caller asks dbt to do, checked before dbt or the warehouse is touched.
+"""What a caller asks a run to do, checked before dbt or the warehouse is touched.
 
-A `RunRequest` is built from the flow's parameters (or the CLI's flags). Everything that can be
-judged without the project - the command, the flags that command accepts, the shape of `vars` -
-is judged here, so a typo fails in milliseconds with a message that says what to do.
+A `RunRequest` is built once at the edge, from the flow's parameters or `ferry run`'s flags, and
+travels as-is into the plan, the summary and the stored artifacts. Its fields are the one
+definition of a run's parameters: their descriptions become the Prefect UI's help and the CLI's,
+and a field marked with `DbtFlag` reaches dbt's command line with no other code. Everything that
+can be judged without the project - the command, the flags that command accepts, the shape of
+`vars` - is judged here, so a typo fails in milliseconds with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -10,65 +13,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from enum import StrEnum
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from flows.dbt.commands import DbtCommand
 
 
 class InvalidRunRequest(ValueError):
     """The request cannot run as given; the message says what to change. Exit code 2."""
 
-
-class DbtCommand(StrEnum):
-    """dbt commands the flow runs. Values are what a user types after `dbt`."""
-
-    BUILD = "build"
-    RUN = "run"
-    TEST = "test"
-    SEED = "seed"
-    SNAPSHOT = "snapshot"
-    SOURCE_FRESHNESS = "source freshness"
-    RETRY = "retry"
-    COMPILE = "compile"
-    DOCS_GENERATE = "docs generate"
-
-    @property
-    def argv(self) -> list[str]:
-        return self.value.split(" ")
-
-    @property
-    def resource_types(self) -> tuple[str, ...]:
-        """dbt resource types the command executes; a selection must match one of them."""
-        return _RESOURCE_TYPES[self]
-
-    @property
-    def accepts_full_refresh(self) -> bool:
-        return self in {DbtCommand.BUILD, DbtCommand.RUN, DbtCommand.SEED}
-
-    @property
-    def accepts_selection(self) -> bool:
-        return self is not DbtCommand.RETRY
-
-    @property
-    def materializes(self) -> bool:
-        """Whether a success leaves the warehouse matching the manifest (for deferral state)."""
-        return self in {DbtCommand.BUILD, DbtCommand.RUN}
-
-
-_ALL_EXECUTABLE = ("model", "seed", "snapshot", "test", "unit_test")
-_RESOURCE_TYPES: dict[DbtCommand, tuple[str, ...]] = {
-    DbtCommand.BUILD: _ALL_EXECUTABLE,
-    DbtCommand.RUN: ("model",),
-    DbtCommand.TEST: ("test", "unit_test"),
-    DbtCommand.SEED: ("seed",),
-    DbtCommand.SNAPSHOT: ("snapshot",),
-    DbtCommand.SOURCE_FRESHNESS: ("source",),
-    DbtCommand.RETRY: (),
-    DbtCommand.COMPILE: ("model", "test", "unit_test", "snapshot", "analysis"),
-    DbtCommand.DOCS_GENERATE: ("model", "seed", "snapshot", "source"),
-}
 
 # A run id names a folder of the artifact store (a Prefect flow-run id, a UUID): never a path.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -133,47 +90,89 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class DbtFlag:
+    """Marks a request field that dbt takes as it is: `--flag` when true, `--flag value` when
+    given, nothing when empty."""
+
+    flag: str
+
+
+@dataclass(frozen=True)
+class CliFlag:
+    """The `ferry run` flags of a request field (default: `--field-name`)."""
+
+    names: tuple[str, ...]
+
+
 class RunRequest(BaseModel):
     """One dbt invocation, validated. Travels into summaries and artifacts as-is."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    command: DbtCommand = DbtCommand.BUILD
-    select: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    selector: str | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
-    full_refresh: bool = False
-    target: str | None = None
-    threads: int | None = None
-    fail_fast: bool = False
-    retry_of: str | None = None
-    defer: bool = False
+    command: DbtCommand = Field(
+        default=DbtCommand.BUILD,
+        description="The dbt command. `retry` re-runs only what failed in an earlier run (the "
+        "latest failed run of this project and environment, or `retry_of`).",
+    )
+    select: Annotated[tuple[str, ...], CliFlag(("--select", "-s"))] = Field(
+        default=(),
+        description="dbt node selection, space-separated, e.g. `tag:marts fct_orders+`; empty "
+        "for the whole project.",
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(), description="Nodes to leave out, same syntax as `select`, e.g. `tag:lookup`."
+    )
+    selector: str | None = Field(
+        default=None,
+        description="A named selector from selectors.yml instead of select/exclude, e.g. "
+        "`daily` or `marts`.",
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dbt variables as a mapping (or a JSON/YAML document), e.g. "
+        '{"lookback_days": 7}.',
+    )
+    full_refresh: Annotated[bool, DbtFlag("--full-refresh")] = Field(
+        default=False,
+        description="Rebuild incremental models and seeds from scratch (build, run, seed).",
+    )
+    target: str | None = Field(
+        default=None,
+        description="The profiles.yml target; empty for the deployment's (FERRY_TARGET) or the "
+        "profile's default.",
+    )
+    threads: Annotated[int | None, DbtFlag("--threads")] = Field(
+        default=None, description="dbt threads; empty for the profile's setting."
+    )
+    fail_fast: Annotated[bool, DbtFlag("--fail-fast")] = Field(
+        default=False, description="Stop at the first failure."
+    )
+    retry_of: str | None = Field(
+        default=None,
+        description="With `retry`: the id of the failed run to retry (its flow run id); empty "
+        "for the latest failure.",
+    )
+    defer: bool = Field(
+        default=False,
+        description="Read refs to unselected models from production (`--defer` to the state of "
+        "FERRY_STATE_ENV); `state:modified+` selections compare with that state too.",
+    )
 
     @classmethod
-    def build(
-        cls,
-        *,
-        command: str | DbtCommand = DbtCommand.BUILD,
-        select: str | list[str] | tuple[str, ...] | None = None,
-        exclude: str | list[str] | tuple[str, ...] | None = None,
-        selector: str | None = None,
-        vars: Mapping[str, Any] | str | None = None,
-        full_refresh: bool = False,
-        target: str | None = None,
-        threads: int | None = None,
-        fail_fast: bool = False,
-        retry_of: str | None = None,
-        defer: bool = False,
-    ) -> RunRequest:
-        """Builds a request from loose user input, refusing what cannot run.
+    def build(cls, **given: Any) -> RunRequest:
+        """Builds a request from loose user input (a flow's parameters, a CLI's flags),
+        refusing what cannot run. Empty strings and None mean "not given".
 
         Raises:
             InvalidRunRequest: with a message naming the bad parameter and how to fix it.
         """
-        cmd = parse_command(command)
-        selects, excludes = _selection(select), _selection(exclude)
-        selector = (selector or "").strip() or None
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            raise InvalidRunRequest(f"unknown parameter(s) {', '.join(unknown)}")
+        cmd = parse_command(given.get("command") or DbtCommand.BUILD)
+        selects, excludes = _selection(given.get("select")), _selection(given.get("exclude"))
+        selector = _given(given.get("selector"))
         if not cmd.accepts_selection and (selects or excludes or selector):
             raise InvalidRunRequest(
                 "retry re-runs exactly what failed in an earlier run; it takes no select, "
@@ -184,15 +183,16 @@ class RunRequest(BaseModel):
                 f"selector {selector!r} cannot be combined with select/exclude; put the whole "
                 "selection in selectors.yml or drop the selector"
             )
-        if full_refresh and not cmd.accepts_full_refresh:
+        if given.get("full_refresh") and not cmd.accepts_full_refresh:
             raise InvalidRunRequest(
                 f"full_refresh applies to build, run and seed, not to {cmd.value!r}"
             )
+        threads = given.get("threads")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
             raise InvalidRunRequest(f"threads must be a whole number, got {threads!r}")
         if threads is not None and not 1 <= threads <= 64:
             raise InvalidRunRequest(f"threads must be between 1 and 64, got {threads}")
-        retry_of = (retry_of or "").strip() or None
+        retry_of = _given(given.get("retry_of"))
         if retry_of and cmd is not DbtCommand.RETRY:
             raise InvalidRunRequest("retry_of is only meaningful with command 'retry'")
         if retry_of and not _RUN_ID.match(retry_of):
@@ -200,24 +200,43 @@ class RunRequest(BaseModel):
                 f"retry_of {retry_of!r} is not a run id; pass the failed run's id as its summary "
                 "shows it (letters, digits, '-' and '_'), or leave it out for the latest failure"
             )
-        if defer and not cmd.accepts_selection:
+        if given.get("defer") and not cmd.accepts_selection:
             raise InvalidRunRequest(
                 "retry runs with the failed run's own state; it cannot defer to production"
             )
-        target = (target or "").strip() or None
-        return cls(
-            command=cmd,
-            select=selects,
-            exclude=excludes,
-            selector=selector,
-            vars=parse_vars(vars),
-            full_refresh=full_refresh,
-            target=target,
-            threads=threads,
-            fail_fast=fail_fast,
-            retry_of=retry_of,
-            defer=defer,
-        )
+        checked = {
+            "command": cmd,
+            "select": selects,
+            "exclude": excludes,
+            "selector": selector,
+            "vars": parse_vars(given.get("vars")),
+            "target": _given(given.get("target")),
+            "retry_of": retry_of,
+        }
+        fields = {name: value for name, value in given.items() if value is not None}
+        try:
+            return cls.model_validate({**fields, **checked})
+        except ValidationError as exc:
+            raise InvalidRunRequest(_describe(exc)) from None
+
+    @classmethod
+    def parameter_docs(cls) -> str:
+        """The `Args:` section of the `dbt` flow's docstring: the Prefect UI's help text."""
+        lines = ["Args:"]
+        for name, field in cls.model_fields.items():
+            lines.append(f"    {name}: {field.description}")
+        return "\n".join(lines)
+
+    def dbt_flags(self) -> list[str]:
+        """The fields marked `DbtFlag`, as dbt's command line takes them."""
+        args: list[str] = []
+        for name, field in type(self).model_fields.items():
+            marker = dbt_flag(field)
+            value = getattr(self, name)
+            if marker is None or value is None or value is False or value in ("", ()):
+                continue
+            args += [marker.flag] if value is True else [marker.flag, str(value)]
+        return args
 
     @property
     def has_selection(self) -> bool:
@@ -253,6 +272,31 @@ class RunRequest(BaseModel):
         if self.retry_of:
             parts.append(f"(of run {self.retry_of})")
         return " ".join(parts)
+
+
+def dbt_flag(field: FieldInfo) -> DbtFlag | None:
+    return next((m for m in field.metadata if isinstance(m, DbtFlag)), None)
+
+
+def cli_flags(name: str, field: FieldInfo) -> tuple[str, ...]:
+    marker = next((m for m in field.metadata if isinstance(m, CliFlag)), None)
+    return marker.names if marker else ("--" + name.replace("_", "-"),)
+
+
+def _given(value: Any) -> Any:
+    """None for an empty string: the Prefect UI's and the CLI's way of leaving a value out."""
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    """pydantic's report as one sentence per parameter, without its URLs and type codes."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'request'}: "
+        f"{str(error['msg']).removeprefix('Value error, ')}, got {error['input']!r}"
+        for error in exc.errors()
+    )
 
 
 def _selection(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

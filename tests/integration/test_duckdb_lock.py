@@ -12,8 +12,9 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.dbt.connections import close_local_databases
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
 from flows.writer_slot import writer_slot
 from tests.conftest import make_settings
 
@@ -30,7 +31,7 @@ def test_the_file_is_free_once_the_writer_slot_is_left(shop_duckdb, tmp_path):
     db = tmp_path / "shop.duckdb"
     settings = make_settings(shop_duckdb, tmp_path)
 
-    held = execute({"command": "seed"}, settings, run_id="seed-without-slot")
+    held = run(RunRequest.build(command="seed"), settings, run_id="seed-without-slot")
     assert held.summary.outcome is Outcome.SUCCESS, held.summary.verdict
     assert "Could not set lock" in opened_by_another_process(db)  # dbt-duckdb keeps it open
     assert close_local_databases() is True
@@ -38,8 +39,8 @@ def test_the_file_is_free_once_the_writer_slot_is_left(shop_duckdb, tmp_path):
     assert close_local_databases() is False  # nothing left to close
 
     with temporary_settings(updates={PREFECT_API_URL: None}):  # no queue: the file still goes
-        report = execute(
-            {"command": "seed"},
+        report = run(
+            RunRequest.build(command="seed"),
             settings,
             run_id="seed-with-slot",
             writer_slot=functools.partial(writer_slot, "test"),

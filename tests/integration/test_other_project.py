@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import FIXTURES, copy_project, make_settings
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ def lighthouse(tmp_path, monkeypatch) -> Path:
 
 def test_another_projects_build_with_its_own_profile_and_tags(lighthouse, tmp_path):
     settings = make_settings(lighthouse, tmp_path)
-    summary = execute({"command": "build"}, settings).summary
+    summary = run(RunRequest.build(command="build"), settings).summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     assert summary.project == "lighthouse" and summary.target == "local"
     ran = {line.unique_id for line in summary.slowest}
@@ -32,13 +33,15 @@ def test_another_projects_build_with_its_own_profile_and_tags(lighthouse, tmp_pa
     stored = Path(summary.artifacts)
     assert json.loads((stored / "summary.json").read_text())["project"] == "lighthouse"
 
-    hourly = execute({"command": "run", "select": "tag:hourly"}, settings).summary
+    hourly = run(RunRequest.build(command="run", select="tag:hourly"), settings).summary
     assert hourly.outcome is Outcome.SUCCESS and hourly.nodes_total == 2, hourly.verdict
 
 
 def test_another_projects_failure_is_named_in_the_verdict(lighthouse, tmp_path):
     settings = make_settings(lighthouse, tmp_path)
-    summary = execute({"command": "build", "vars": {"break_lighthouse": True}}, settings).summary
+    summary = run(
+        RunRequest.build(command="build", vars={"break_lighthouse": True}), settings
+    ).summary
     assert summary.outcome is Outcome.FAILED
     assert summary.verdict.startswith("1 of 12 nodes failed: model.lighthouse.keeper_hours (")
     assert "undefined_column" in summary.verdict

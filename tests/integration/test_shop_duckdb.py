@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from moto import mock_aws
 
-from flows.dbt.request import InvalidRunRequest
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import InvalidRunRequest, RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import RecordingListener, load_generator, make_settings
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def stored_run(summary) -> Path:
 
 def test_a_build_reports_every_node_and_stores_its_artifacts(shop_duckdb, tmp_path, listener):
     settings = make_settings(shop_duckdb, tmp_path)
-    report = execute({"command": "build"}, settings, listener=listener, run_id="run-build")
+    report = run(RunRequest.build(command="build"), settings, listener=listener, run_id="run-build")
     summary = report.summary
 
     # warn-severity tests pass the run but are named in the verdict
@@ -75,7 +75,7 @@ def test_bad_input_is_refused_before_the_warehouse_is_touched(
     warehouse = tmp_path / "shop.duckdb"
     assert not warehouse.exists()
     with pytest.raises(InvalidRunRequest, match=message):
-        execute(params, make_settings(shop_project, tmp_path))
+        run(RunRequest.build(**params), make_settings(shop_project, tmp_path))
     assert not warehouse.exists(), "the warehouse was opened for a request that cannot run"
     assert not (tmp_path / "artifacts").exists()
 
@@ -83,14 +83,14 @@ def test_bad_input_is_refused_before_the_warehouse_is_touched(
 def test_the_deployments_default_target_is_checked_like_a_parameter(shop_project, tmp_path):
     settings = make_settings(shop_project, tmp_path, target="warehouse")  # FERRY_TARGET
     with pytest.raises(InvalidRunRequest, match="target 'warehouse' is not defined"):
-        execute({"command": "build"}, settings)
+        run(RunRequest.build(command="build"), settings)
     with pytest.raises(InvalidRunRequest, match="target 'duckdb_x' is not defined"):
-        execute({"command": "build", "target": "duckdb_x"}, settings)  # a parameter wins
+        run(RunRequest.build(command="build", target="duckdb_x"), settings)  # a parameter wins
 
 
 def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
-    assert execute({"command": "build"}, settings).summary.outcome is not Outcome.FAILED
+    assert run(RunRequest.build(command="build"), settings).summary.outcome is not Outcome.FAILED
     select = {"command": "run", "select": "+fct_order_items"}
     db = tmp_path / "shop.duckdb"
 
@@ -106,11 +106,11 @@ def test_late_arriving_rows_land_in_the_incremental_fact_without_duplicates(shop
     load_generator(shop_duckdb).main(
         ["--target", "duckdb", "--duckdb-path", str(db), "--late-batch"]
     )
-    assert execute(select, settings).summary.outcome is not Outcome.FAILED
+    assert run(RunRequest.build(**select), settings).summary.outcome is not Outcome.FAILED
     total, distinct = fact_counts()
     assert total == distinct, "the incremental fact duplicated keys on re-run"
     assert total > first_total, "late-arriving rows were not picked up"
-    assert execute(select, settings).summary.outcome is not Outcome.FAILED
+    assert run(RunRequest.build(**select), settings).summary.outcome is not Outcome.FAILED
     assert fact_counts() == (total, distinct)  # idempotent re-run
 
 
@@ -120,8 +120,8 @@ def test_a_failed_run_is_retried_from_s3_in_a_fresh_container(shop_duckdb, tmp_p
     first = make_settings(
         shop_duckdb, tmp_path, artifacts="s3://ferry-artifacts/dbt", work_dir=tmp_path / "c1"
     )
-    failing = execute(
-        {"command": "build", "vars": {"fail_models": ["int_orders_enriched"]}},
+    failing = run(
+        RunRequest.build(command="build", vars={"fail_models": ["int_orders_enriched"]}),
         first,
         run_id="run-failed",
     ).summary
@@ -152,8 +152,8 @@ def test_a_failed_run_is_retried_from_s3_in_a_fresh_container(shop_duckdb, tmp_p
         shop_duckdb, tmp_path, artifacts="s3://ferry-artifacts/dbt", work_dir=tmp_path / "c2"
     )
     retry_listener = RecordingListener()
-    retried = execute(
-        {"command": "retry", "vars": {"fail_models": []}},
+    retried = run(
+        RunRequest.build(command="retry", vars={"fail_models": []}),
         second,
         listener=retry_listener,
         run_id="run-retry",
@@ -172,7 +172,7 @@ def test_a_failed_run_is_retried_from_s3_in_a_fresh_container(shop_duckdb, tmp_p
 @mock_aws
 def test_an_artifact_store_failure_keeps_the_verdict_and_the_local_copy(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path, artifacts="s3://bucket-that-is-not-there/x")
-    summary = execute({"command": "seed"}, settings, run_id="r1").summary
+    summary = run(RunRequest.build(command="seed"), settings, run_id="r1").summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     assert summary.artifact_errors and "bucket-that-is-not-there" in summary.artifact_errors[0]
     local = tmp_path / "runs" / "r1" / "artifacts"
@@ -185,12 +185,12 @@ def test_an_artifact_store_failure_keeps_the_verdict_and_the_local_copy(shop_duc
 
 def test_a_failing_data_test_is_named_with_its_failure_count(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
-    summary = execute(
-        {
-            "command": "build",
-            "select": "+assert_order_subtotals_match_items",
-            "vars": {"fail_tests": True},
-        },
+    summary = run(
+        RunRequest.build(
+            command="build",
+            select="+assert_order_subtotals_match_items",
+            vars={"fail_tests": True},
+        ),
         settings,
     ).summary
     assert summary.outcome is Outcome.FAILED
@@ -200,7 +200,7 @@ def test_a_failing_data_test_is_named_with_its_failure_count(shop_duckdb, tmp_pa
 
 def test_source_freshness_stores_sources_json(shop_duckdb, tmp_path):
     settings = make_settings(shop_duckdb, tmp_path)
-    summary = execute({"command": "source freshness"}, settings).summary
+    summary = run(RunRequest.build(command="source freshness"), settings).summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     sources = json.loads((Path(summary.artifacts) / "sources.json").read_text())
     assert sources["results"] and all(r["status"] == "pass" for r in sources["results"])

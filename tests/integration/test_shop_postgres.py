@@ -11,8 +11,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import FIXTURES, copy_project, load_generator, make_settings
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def test_the_shop_builds_and_rebuilds_on_postgres(shop_project, tmp_path, pg_sch
     assert generator.main(["--target", "postgres"]) == 0
     settings = make_settings(shop_project, tmp_path)
 
-    first = execute({"command": "build", "target": "postgres"}, settings).summary
+    first = run(RunRequest.build(command="build", target="postgres"), settings).summary
     assert first.outcome is Outcome.WARNINGS, first.verdict
     assert first.target == "postgres" and first.nodes_total >= 20
     assert not first.failed
@@ -47,7 +48,7 @@ def test_the_shop_builds_and_rebuilds_on_postgres(shop_project, tmp_path, pg_sch
     assert total == distinct > 0
 
     assert generator.main(["--target", "postgres", "--late-batch"]) == 0
-    second = execute({"command": "build", "target": "postgres"}, settings).summary
+    second = run(RunRequest.build(command="build", target="postgres"), settings).summary
     assert second.outcome is Outcome.WARNINGS, second.verdict
     ((total2, distinct2),) = query(
         f"select count(*), count(distinct order_item_id) from {pg_schema}.fct_order_items"
@@ -58,13 +59,13 @@ def test_the_shop_builds_and_rebuilds_on_postgres(shop_project, tmp_path, pg_sch
 def test_a_failure_on_postgres_names_the_database_error(shop_project, tmp_path, pg_schema):
     load_generator(shop_project).main(["--target", "postgres"])
     settings = make_settings(shop_project, tmp_path)
-    summary = execute(
-        {
-            "command": "run",
-            "target": "postgres",
-            "select": "+int_orders_enriched",
-            "vars": {"fail_models": ["int_orders_enriched"]},
-        },
+    summary = run(
+        RunRequest.build(
+            command="run",
+            target="postgres",
+            select="+int_orders_enriched",
+            vars={"fail_models": ["int_orders_enriched"]},
+        ),
         settings,
     ).summary
     assert summary.outcome is Outcome.FAILED
@@ -74,8 +75,8 @@ def test_a_failure_on_postgres_names_the_database_error(shop_project, tmp_path, 
 
 def test_another_project_runs_on_postgres(tmp_path, pg_schema):
     project = copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
-    summary = execute(
-        {"command": "build", "target": "pg"}, make_settings(project, tmp_path)
+    summary = run(
+        RunRequest.build(command="build", target="pg"), make_settings(project, tmp_path)
     ).summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     assert query(f"select count(*) from {pg_schema}.keeper_hours") == [(3,)]

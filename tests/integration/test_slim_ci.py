@@ -15,9 +15,9 @@ import pytest
 
 from flows.ci.pr_schemas import pr_schema
 from flows.cli import main
-from flows.dbt.request import InvalidRunRequest
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import InvalidRunRequest, RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
     assert load_generator(shop_project).main(["--target", "postgres"]) == 0
     store = str(tmp_path / "store")
     prod = make_settings(shop_project, tmp_path, env="prod", artifacts=store)
-    built = execute({"command": "build", "target": "postgres"}, prod).summary
+    built = run(RunRequest.build(command="build", target="postgres"), prod).summary
     assert built.outcome is Outcome.WARNINGS and not built.failed, built.verdict
 
     ci_schema = pr_schema(5, prefix=pg_schema)
@@ -69,7 +69,7 @@ def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
         "vars": {"raw_schema": f"{pg_schema}_raw"},  # raw data is where production reads it
     }
 
-    unchanged = execute(slim, ci)
+    unchanged = run(RunRequest.build(**slim), ci)
     assert unchanged.summary.outcome is Outcome.SUCCESS, unchanged.summary.verdict
     assert unchanged.nodes == []
     assert "differs from state" in unchanged.summary.verdict
@@ -78,7 +78,7 @@ def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
     model.write_text(
         model.read_text().replace("select * from final", "select *, 1 as pr_column from final")
     )
-    report = execute(slim, ci)
+    report = run(RunRequest.build(**slim), ci)
     summary = report.summary
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
     ran = {n.unique_id for n in report.nodes}
@@ -94,7 +94,7 @@ def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("FERRY_PROJECT_DIR", str(shop_project))
     monkeypatch.setenv("FERRY_PROFILES_DIR", str(shop_project))
-    argv = ["ci-schema", "drop", "--pr", "5", "--prefix", pg_schema, "--target", "postgres"]
+    argv = ["ci", "schema", "drop", "--pr", "5", "--prefix", pg_schema, "--target", "postgres"]
     assert main(argv) == 0
     assert tables(ci_schema) == set()
     assert "fct_sessions" in tables(pg_schema)
@@ -105,7 +105,7 @@ def test_deferring_without_production_state_is_refused_before_dbt_starts(shop_pr
         shop_project, tmp_path, env="ci-pr-6", state_from=str(tmp_path / "empty-store")
     )
     with pytest.raises(InvalidRunRequest, match=r"no state manifest of project 'shop'.*'prod'"):
-        execute({"command": "build", "select": "state:modified+", "defer": True}, ci)
+        run(RunRequest.build(command="build", select="state:modified+", defer=True), ci)
     assert not (tmp_path / "shop.duckdb").exists()
 
 
@@ -134,3 +134,26 @@ def test_the_ci_run_prints_only_its_summary_on_stdout(shop_duckdb, tmp_path):
     )
     assert refused.returncode == 2
     assert json.loads(refused.stdout)["outcome"] == "invalid"
+
+
+def test_the_report_refuses_what_is_no_run_and_fails_when_it_cannot_write(tmp_path, capsys):
+    """`ferry ci report`: a run folder that is missing or holds no summary is bad input (2); the
+    comment not written is a failure (1)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    summary = {"outcome": "success", "verdict": "2 nodes passed", "request": {"select": ["a"]}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "slim-ci.md"
+    assert main(["ci", "report", str(run_dir), "--out", str(out)]) == 0
+    assert "2 nodes passed" in out.read_text()
+
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[]")
+    for path in (tmp_path / "nope", tmp_path / "broken.json", tmp_path / "list.json"):
+        assert main(["ci", "report", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ferry ci report: {path} holds no run summary"), err
+
+    assert main(["ci", "report", str(run_dir), "--out", "/dev/full"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry ci report: cannot write /dev/full"), err

@@ -22,9 +22,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flows.dbt_run import execute
 from flows.prefect_server import free_port
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import make_settings
 from tests.integration.faults import TcpProxy, lighthouse_on
 
@@ -117,8 +118,8 @@ def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_s
             s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
             flow_timeout_s=15,
         )
-        summary = execute(
-            {"command": "seed", "target": "pg", "select": "keepers"}, settings, run_id="r1"
+        summary = run(
+            RunRequest.build(command="seed", target="pg", select="keepers"), settings, run_id="r1"
         ).summary
     finally:
         proxy.close()
@@ -137,7 +138,7 @@ def test_a_limit_off_the_main_thread_says_it_cannot_interrupt_dbt(tmp_path, pg_s
     with caplog.at_level(logging.WARNING):
         worker = threading.Thread(
             target=lambda: reports.append(
-                execute({"command": "run", "target": "pg"}, settings).summary
+                run(RunRequest.build(command="run", target="pg"), settings).summary
             )
         )
         worker.start()

@@ -10,8 +10,9 @@ import socket
 
 import pytest
 
-from flows.dbt_run import execute
-from flows.summary import Outcome
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
 from tests.conftest import FIXTURES, copy_project, make_settings
 from tests.integration.faults import TcpProxy, lighthouse_on
 
@@ -23,7 +24,7 @@ def test_a_dropped_connection_is_retried_and_the_run_succeeds(tmp_path, pg_schem
     try:
         project = lighthouse_on(proxy.port, tmp_path)
         settings = make_settings(project, tmp_path, transient_retry_delay_s=0.1)
-        summary = execute({"command": "build", "target": "pg"}, settings).summary
+        summary = run(RunRequest.build(command="build", target="pg"), settings).summary
     finally:
         proxy.close()
     assert summary.outcome is Outcome.SUCCESS, summary.verdict
@@ -38,7 +39,7 @@ def test_a_warehouse_that_stays_down_fails_after_the_retries(tmp_path, pg_schema
         port = sock.getsockname()[1]
     project = lighthouse_on(port, tmp_path)
     settings = make_settings(project, tmp_path, transient_retries=2, transient_retry_delay_s=0.1)
-    summary = execute({"command": "build", "target": "pg"}, settings).summary
+    summary = run(RunRequest.build(command="build", target="pg"), settings).summary
     assert summary.outcome is Outcome.FAILED
     assert summary.attempts == 3
     assert "Connection refused" in summary.verdict or "connection refused" in summary.verdict
@@ -47,8 +48,8 @@ def test_a_warehouse_that_stays_down_fails_after_the_retries(tmp_path, pg_schema
 def test_a_models_own_failure_is_never_retried(tmp_path, pg_schema):
     project = copy_project(FIXTURES / "other_project", tmp_path / "lighthouse")
     settings = make_settings(project, tmp_path, transient_retry_delay_s=0.1)
-    summary = execute(
-        {"command": "build", "target": "pg", "vars": {"break_lighthouse": True}}, settings
+    summary = run(
+        RunRequest.build(command="build", target="pg", vars={"break_lighthouse": True}), settings
     ).summary
     assert summary.outcome is Outcome.FAILED
     assert summary.attempts == 1

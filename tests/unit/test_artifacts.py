@@ -10,7 +10,7 @@ from moto import mock_aws
 from flows.artifacts import (
     LocalStore,
     RunLayout,
-    fetch_failed_run,
+    find_failed_run,
     mark_retried,
     open_store,
     publish_run,
@@ -62,8 +62,10 @@ def test_runs_are_laid_out_by_project_environment_date_and_run(tmp_path, run_fil
 def test_a_failed_run_becomes_the_one_retry_fetches(tmp_path, run_files):
     store = LocalStore(tmp_path / "store")
     publish(store, run_files, "run-1", failed=True)
-    fetched = fetch_failed_run(store, "shop", "prod", None, tmp_path / "state")
+    fetched = find_failed_run(store, "shop", "prod", None)
     assert fetched.run_id == "run-1"
+    assert not (tmp_path / "state").exists()  # found, nothing written
+    fetched.write(tmp_path / "state")
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
         "manifest.json",
         "run_results.json",
@@ -72,17 +74,17 @@ def test_a_failed_run_becomes_the_one_retry_fetches(tmp_path, run_files):
 
     mark_retried(store, "shop", "prod", "run-1", by="run-2")
     with pytest.raises(LookupError, match="already retried by run run-2"):
-        fetch_failed_run(store, "shop", "prod", None, tmp_path / "state2")
+        find_failed_run(store, "shop", "prod", None)
     # naming the run explicitly still works
-    assert fetch_failed_run(store, "shop", "prod", "run-1", tmp_path / "s3").run_id == "run-1"
+    assert find_failed_run(store, "shop", "prod", "run-1").run_id == "run-1"
 
 
 def test_retry_lookups_explain_what_is_missing(tmp_path):
     store = LocalStore(tmp_path / "store")
     with pytest.raises(LookupError, match="no failed run of project 'shop' in environment 'prod'"):
-        fetch_failed_run(store, "shop", "prod", None, tmp_path / "x")
+        find_failed_run(store, "shop", "prod", None)
     with pytest.raises(LookupError, match="no run abc of project 'shop'"):
-        fetch_failed_run(store, "shop", "prod", "abc", tmp_path / "x")
+        find_failed_run(store, "shop", "prod", "abc")
 
 
 class BrokenStore(LocalStore):
@@ -158,7 +160,7 @@ def test_s3_store_round_trip_with_prefix(tmp_path, run_files):
     }
     assert f"dbt/{layout.run_prefix}/run_results.json" in keys
     assert "dbt/shop/prod/state/last-failure.json" in keys
-    fetched = fetch_failed_run(store, "shop", "prod", None, tmp_path / "st")
+    fetched = find_failed_run(store, "shop", "prod", None)
     assert fetched.run_id == "run-9"
     assert store.get_bytes("nope/missing.json") is None
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from flows.dbt.request import DbtCommand, InvalidRunRequest, RunRequest, parse_command, parse_vars
+from flows.dbt.commands import DbtCommand
+from flows.run.request import InvalidRunRequest, RunRequest, parse_command, parse_vars
 
 
 @pytest.mark.parametrize(
@@ -94,12 +95,40 @@ def test_each_command_names_the_resource_types_it_executes():
     assert DbtCommand.BUILD.materializes and not DbtCommand.TEST.materializes
 
 
-def test_the_flow_offers_exactly_the_commands_ferry_understands():
-    from typing import get_args
+def test_the_prefect_ui_form_is_derived_from_the_request():
+    from prefect.utilities.callables import parameter_schema
 
-    from flows.dbt_flow import DbtCommandName
+    from flows.dbt_flow import dbt_flow
 
-    assert get_args(DbtCommandName) == tuple(c.value for c in DbtCommand)
+    schema = parameter_schema(dbt_flow.fn).model_dump_for_openapi()
+    properties = schema["properties"]
+    assert list(properties) == list(RunRequest.model_fields)
+    # the command is a dropdown of exactly the commands ferry understands
+    command = schema["definitions"]["DbtCommand"]
+    assert command["enum"] == [c.value for c in DbtCommand]
+    # text parameters are plain text boxes (no None toggle), empty meaning "not given"
+    for name in ("select", "exclude", "selector", "target", "retry_of"):
+        assert properties[name]["type"] == "string" and properties[name]["default"] == ""
+        assert "anyOf" not in properties[name]
+    # every parameter carries its field's description
+    for name, field in RunRequest.model_fields.items():
+        assert properties[name]["description"] == field.description
+
+
+def test_empty_text_means_not_given():
+    request = RunRequest.build(select="", exclude="", selector="", target=" ", retry_of="")
+    assert request == RunRequest.build()
+
+
+def test_flags_marked_for_dbt_reach_its_command_line():
+    request = RunRequest.build(command="run", threads=4, full_refresh=True, fail_fast=True)
+    assert request.dbt_flags() == ["--full-refresh", "--threads", "4", "--fail-fast"]
+    assert RunRequest.build().dbt_flags() == []
+
+
+def test_an_unknown_parameter_is_refused():
+    with pytest.raises(InvalidRunRequest, match="unknown parameter"):
+        RunRequest.build(indirect_selections="eager")
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
-"""The verdict: the sentence that becomes the flow's state message and the alert's headline."""
+"""The verdict (the sentence that becomes the flow's state message and the alert's headline)
+and the summary that carries it."""
 
 from datetime import UTC, datetime
 
 from flows.dbt.nodes import NodeResult, NodeStatus
-from flows.dbt.request import RunRequest
-from flows.summary import Outcome, judge, markdown_report, summarize
+from flows.run.request import RunRequest
+from flows.run.summary import markdown_report, summarize
+from flows.run.verdict import Outcome, Refusal, TimeLimit, judge
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,6 +25,11 @@ def node(uid, status, message=None, failures=None, rtype=None, secs=1.0):
     )
 
 
+def judged(request, nodes, dbt_ok, error, **kwargs):
+    verdict = judge(request, nodes, dbt_ok=dbt_ok, error=error, **kwargs)
+    return verdict.outcome, verdict.sentence
+
+
 DB_ERROR = (
     "Database Error in model fct_orders (models/marts/fct_orders.sql)\n"
     '  relation "shop.stg_orders" does not exist\n  compiled code at target/x.sql'
@@ -36,7 +43,7 @@ def test_a_failed_run_names_each_failed_node_with_its_first_error_line():
         node("model.shop.dim_customers", "skipped"),
         node("model.shop.stg_orders", "success", "OK"),
     ]
-    outcome, verdict = judge(RunRequest.build(), nodes, False, None)
+    outcome, verdict = judged(RunRequest.build(), nodes, False, None)
     assert outcome is Outcome.FAILED and outcome.exit_code == 1
     assert verdict == (
         "2 of 4 nodes failed: model.shop.fct_orders (Database Error: relation "
@@ -47,32 +54,32 @@ def test_a_failed_run_names_each_failed_node_with_its_first_error_line():
 
 def test_warnings_pass_but_are_named():
     nodes = [node("model.shop.a", "success"), node("test.shop.t", "warn", "Got 3", failures=3)]
-    outcome, verdict = judge(RunRequest.build(), nodes, True, None)
+    outcome, verdict = judged(RunRequest.build(), nodes, True, None)
     assert outcome is Outcome.WARNINGS and outcome.exit_code == 0
     assert verdict == "2 of 2 nodes passed, 1 with warnings: test.shop.t (3 failures)"
 
 
 def test_a_dbt_error_before_any_node_is_a_failure_with_the_reason():
-    outcome, verdict = judge(RunRequest.build(), [], False, "Compilation Error in model x")
+    outcome, verdict = judged(RunRequest.build(), [], False, "Compilation Error in model x")
     assert outcome is Outcome.FAILED
     assert verdict == "dbt build failed: Compilation Error in model x"
 
 
 def test_long_failure_lists_are_cut_with_a_count():
     nodes = [node(f"model.shop.m{i}", "error", "boom") for i in range(8)]
-    _, verdict = judge(RunRequest.build(), nodes, False, None)
+    _, verdict = judged(RunRequest.build(), nodes, False, None)
     assert verdict.startswith("8 of 8 nodes failed: model.shop.m0 (boom)")
     assert verdict.endswith("; and 3 more")
 
 
 def test_a_retry_with_nothing_left_is_a_success():
-    outcome, verdict = judge(RunRequest.build(command="retry"), [], True, None)
+    outcome, verdict = judged(RunRequest.build(command="retry"), [], True, None)
     assert outcome is Outcome.SUCCESS and "ran no nodes" in verdict
 
 
 def test_summary_counts_and_report_rows():
     nodes = [node("model.shop.a", "success", secs=3), node("model.shop.b", "error", "bad | pipe")]
-    outcome, verdict = judge(RunRequest.build(), nodes, False, None)
+    verdict = judge(RunRequest.build(), nodes, dbt_ok=False, error=None)
     summary = summarize(
         run_id="r1",
         flow_run_id=None,
@@ -81,7 +88,6 @@ def test_summary_counts_and_report_rows():
         request=RunRequest.build(),
         target="duckdb",
         nodes=nodes,
-        outcome=outcome,
         verdict=verdict,
         started_at=T0,
         finished_at=T0,
@@ -93,3 +99,41 @@ def test_summary_counts_and_report_rows():
     rows = [line for line in report.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `model.shop.b` | model | error |")  # failures first
     assert "bad \\| pipe" in rows[0]
+
+    assert summary.request == RunRequest.build()  # embedded as it ran, typed
+
+
+def test_transient_retries_are_said_after_the_verdict():
+    nodes = [node("model.shop.a", "success")]
+    _, verdict = judged(RunRequest.build(), nodes, True, None, attempts=2)
+    assert verdict == "1 of 1 nodes passed (after 2 attempts: transient failures were retried)"
+
+
+def test_a_run_past_its_limit_says_where_the_limit_fired_then_what_dbt_did():
+    nodes = [node("model.shop.a", "success"), node("model.shop.b", "error", "cancelled")]
+    limit = TimeLimit(limit_s=15, fired_in="dbt build")
+    verdict = judge(RunRequest.build(), nodes, dbt_ok=False, error=None, time_limit=limit)
+    assert verdict.outcome is Outcome.FAILED and verdict.timed_out
+    assert verdict.sentence.startswith(
+        "timed out after 15 s (FERRY_FLOW_TIMEOUT_S) during dbt build; dbt cancelled its "
+        "queries after 2 node(s) finished; 1 of 2 nodes failed: model.shop.b (cancelled)"
+    )
+    quiet = judge(
+        RunRequest.build(), [], dbt_ok=False, error=None, time_limit=TimeLimit(5, "dbt parse")
+    )
+    assert quiet.sentence == "timed out after 5 s (FERRY_FLOW_TIMEOUT_S) during dbt parse"
+
+
+def test_a_refusal_is_a_verdict_with_exit_code_2():
+    refusal = Refusal.of_input("selection 'x' matches no node")
+    assert refusal.verdict == "Invalid input: selection 'x' matches no node"
+    assert refusal.exit_code == 2 and refusal.outcome is Outcome.INVALID
+
+
+def test_root_causes_come_before_the_tests_that_failed_around_them():
+    nodes = [
+        node("test.shop.t", "fail", "Got 1", failures=1, secs=9),
+        node("model.shop.m", "error", "boom", secs=1),
+    ]
+    _, verdict = judged(RunRequest.build(), nodes, False, None)
+    assert verdict == "2 of 2 nodes failed: model.shop.m (boom); test.shop.t (1 failure)"

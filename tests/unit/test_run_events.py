@@ -2,8 +2,8 @@
 
 import pytest
 
-from flows.outcome_events import event_name
-from flows.summary import Outcome
+from flows.run.events import event_name
+from flows.run.verdict import Outcome
 
 
 @pytest.mark.parametrize(

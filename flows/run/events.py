@@ -12,9 +12,9 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from flows.dbt.request import RunRequest
-from flows.settings import FerrySettings
-from flows.summary import NodeLine, Outcome, RunSummary
+from flows.dbt.nodes import NodeResult
+from flows.run.summary import RunSummary
+from flows.run.verdict import Outcome
 
 _LISTED = 20
 
@@ -38,7 +38,7 @@ def event_name(outcome: Outcome, command: str) -> str:
 
 
 def emit_outcome(summary: RunSummary) -> None:
-    command = str(summary.request.get("command", ""))
+    command = summary.request.command.value
     _emit(
         event_name(summary.outcome, command),
         env=summary.env,
@@ -47,7 +47,7 @@ def emit_outcome(summary: RunSummary) -> None:
         payload={
             "verdict": summary.verdict,
             "outcome": summary.outcome.value,
-            "selection": RunRequest.model_validate(summary.request).describe(),
+            "selection": summary.request.describe(),
             "failed": [_line(n) for n in summary.failed[:_LISTED]],
             "warned": [_line(n) for n in summary.warned[:_LISTED]],
             "counts": summary.counts,
@@ -67,12 +67,12 @@ def emit_invalid(env: str, command: str, message: str) -> None:
     )
 
 
-def emit_crash(settings: FerrySettings, command: str, exc: BaseException) -> None:
+def emit_crash(env: str, command: str, exc: BaseException) -> None:
     """An unexpected error in ferry itself still produces the run's one alert."""
     verdict = f"ferry failed before a verdict: {type(exc).__name__}: {exc}"
     _emit(
         event_name(Outcome.FAILED, command),
-        env=settings.env,
+        env=env,
         project=None,
         command=command,
         payload={"verdict": verdict, "outcome": "failed", "failed": []},
@@ -101,5 +101,9 @@ def _emit(name: str, *, env: str, project: str | None, command: str, payload: di
     emit_event(event=name, resource=resource, payload=payload)
 
 
-def _line(node: NodeLine) -> dict[str, Any]:
-    return {"unique_id": node.unique_id, "status": node.status, "message": node.message}
+def _line(node: NodeResult) -> dict[str, Any]:
+    return {
+        "unique_id": node.unique_id,
+        "status": node.status.value,
+        "message": node.first_error_line,
+    }

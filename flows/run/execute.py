@@ -1,0 +1,136 @@
+"""Executing a planned run: parse, check the selection, then dbt with its retries.
+
+Parse and the selection check open no warehouse connection, so a selection dbt refuses is still
+refused before the warehouse is touched. The environment's writer slot is held around dbt's
+execution only, and waiting for it is not counted against the run's time limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flows.dbt.bake import seed as seed_parse_state
+from flows.dbt.commands import DbtCommand
+from flows.dbt.deadline import Deadline, TimeUp
+from flows.dbt.invoke import (
+    ARTIFACT_FILES,
+    DbtInvocation,
+    DbtProjectError,
+    NodeListener,
+    ParseReport,
+)
+from flows.dbt.nodes import NodeResult
+from flows.dbt.transient import execute_with_retries
+from flows.run.plan import RunPlan
+
+WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
+"""Given the command and the warehouse's adapter type, what to hold while dbt executes."""
+
+Log = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass
+class Execution:
+    """What dbt did in one run, before judging."""
+
+    nodes: list[NodeResult] = field(default_factory=list)
+    dbt_ok: bool = False
+    error: str | None = None
+    attempts: int = 1
+    dbt_elapsed_s: float | None = None
+    parse: ParseReport | None = None
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    deadline: Deadline,
+    listener: NodeListener,
+    log: Log,
+    writer_slot: WriterSlot | None = None,
+) -> Execution:
+    """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
+
+    Raises:
+        InvalidRunRequest: dbt refused the project's configuration or the selection; nothing
+            was executed.
+    """
+    request, settings = plan.request, plan.settings
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ARTIFACT_FILES:  # never ship a previous run's results as this run's
+        (plan.target_path / name).unlink(missing_ok=True)
+    seeded = seed_parse_state(settings.baked_dir, settings.env, plan.target, plan.target_path)
+    if settings.baked_dir is not None:
+        log.info("%s", seeded.note)
+
+    state_path = None
+    if plan.failed_run is not None:
+        state_path = plan.failed_run.write(plan.run_dir / "retry-state")
+        log.info(
+            "retrying failed run %s (%s)", plan.failed_run.run_id, plan.failed_run.pointer["prefix"]
+        )
+    elif plan.state_manifest is not None:
+        state_path = plan.run_dir / "state"
+        state_path.mkdir(exist_ok=True)
+        (state_path / "manifest.json").write_bytes(plan.state_manifest)
+        log.info("comparing with / deferring to %s state (%s)", settings.state_env, state_path)
+
+    run = Execution()
+    with plan.project.rendered_profiles_dir(plan.target, settings.target_schema) as profiles_dir:
+        invocation = DbtInvocation(
+            project=plan.project,
+            request=request,
+            profiles_dir=profiles_dir,
+            target_path=plan.target_path,
+            log_path=plan.run_dir,
+            state_path=state_path,
+        )
+        try:
+            manifest, selected = None, None
+            if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
+                with deadline.dbt("dbt parse"):
+                    parsed = invocation.parse()
+                manifest = parsed.manifest
+                run.parse = replace(parsed.report, baked=seeded.name)
+                _log_parse(run.parse, log)
+                if request.has_selection:
+                    with deadline.dbt("checking the selection"):
+                        selected = invocation.check_selection(manifest)
+                    log.info("selection matches %d node(s)", len(selected))
+            if selected == []:  # a state: selection with nothing modified: success, nothing run
+                run.dbt_ok = True
+                return run
+            adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
+            with contextlib.ExitStack() as held:
+                if writer_slot is not None:  # waiting in line is not the run's own time
+                    with deadline.paused():
+                        held.enter_context(writer_slot(request.command, adapter_type))
+                outcome, run.attempts = execute_with_retries(
+                    invocation,
+                    manifest,
+                    listener,
+                    retries=settings.transient_retries,
+                    delay_s=settings.transient_retry_delay_s,
+                    deadline=deadline,
+                    log=log,
+                )
+            run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
+            if deadline.expired and run.error == "KeyboardInterrupt":
+                run.error = None  # the limit's own interrupt: the verdict says so in words
+            run.dbt_elapsed_s = round(outcome.elapsed, 3)
+        except DbtProjectError as exc:
+            run.error = str(exc)
+        except TimeUp:
+            run.error = None  # the verdict says where the time ran out
+    return run
+
+
+def _log_parse(parse: ParseReport, log: Log) -> None:
+    # The image's state was there and dbt refused it: say why, loudly.
+    refused = parse.baked is not None and not parse.partial
+    log.log(logging.WARNING if refused else logging.INFO, "dbt parsed %s", parse.describe())

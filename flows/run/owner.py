@@ -1,0 +1,143 @@
+"""The owner of a run: plan, execute, judge, publish - the steps the `dbt` flow, `ferry run`
+and the tests share.
+
+    request ─ plan ─ execute ─ judge ─ publish ─▶ RunReport (summary + nodes)
+              │       │         │        └ flows/run/publish.py: local copy, store, pointers
+              │       │         └ flows/run/verdict.py: the only writer of the verdict
+              │       └ flows/run/execute.py: parse, selection, writer slot, dbt, retries
+              └ flows/run/plan.py: every refusal, nothing changed
+
+One time limit (FERRY_FLOW_TIMEOUT_S, flows/dbt/deadline.py) covers the steps after planning;
+storing the artifacts always completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from flows.artifacts import Publication
+from flows.dbt.deadline import Deadline
+from flows.dbt.invoke import NodeListener
+from flows.dbt.nodes import NodeResult, NodeStarted
+from flows.run.execute import Log, WriterSlot, execute
+from flows.run.plan import RunPlan, plan
+from flows.run.publish import publish, republish_summary
+from flows.run.request import RunRequest
+from flows.run.summary import RunSummary, summarize
+from flows.run.verdict import Outcome, TimeLimit, judge, timed_out
+from flows.settings import FerrySettings
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A finished run: its summary and the nodes behind it."""
+
+    summary: RunSummary
+    nodes: list[NodeResult]
+    publication: Publication | None = None
+
+
+class NullListener:
+    """Hears nodes and does nothing (no Prefect run to report to)."""
+
+    def node_started(self, node: NodeStarted) -> None:
+        pass
+
+    def node_finished(self, node: NodeResult) -> None:
+        pass
+
+
+def run(
+    request: RunRequest,
+    settings: FerrySettings,
+    *,
+    run_id: str | None = None,
+    flow_run_id: str | None = None,
+    listener: NodeListener | None = None,
+    log: Log | None = None,
+    writer_slot: WriterSlot | None = None,
+) -> RunReport:
+    """Runs dbt once as `request` asks and stores its artifacts. Raises only for bad input.
+
+    Args:
+        run_id: names the run in the artifact store; the flow run id when there is one.
+        writer_slot: held around dbt's execution (not its parse), so one invocation at a time
+            writes to the environment's warehouse (flows.writer_slot); none without Prefect.
+
+    Raises:
+        InvalidRunRequest: the request cannot run; nothing was executed or stored.
+    """
+    log = log or logging.getLogger(__name__)
+    planned = plan(request, settings, run_id=run_id, flow_run_id=flow_run_id)
+    with Deadline(_remaining(settings.flow_timeout_s, planned), log) as deadline:
+        done = execute(
+            planned,
+            deadline=deadline,
+            listener=listener or NullListener(),
+            log=log,
+            writer_slot=writer_slot,
+        )
+        time_limit = _time_limit(settings, deadline)
+        verdict = judge(
+            planned.request,
+            done.nodes,
+            dbt_ok=done.dbt_ok,
+            error=done.error,
+            attempts=done.attempts,
+            time_limit=time_limit,
+        )
+        summary = summarize(
+            run_id=planned.run_id,
+            flow_run_id=flow_run_id,
+            project=planned.project.name,
+            env=settings.env,
+            request=planned.request,
+            target=planned.target,
+            nodes=done.nodes,
+            verdict=verdict,
+            started_at=planned.started_at,
+            finished_at=datetime.now(UTC),
+            dbt_elapsed_s=done.dbt_elapsed_s,
+            parse=done.parse,
+            dbt_version=_dbt_version(),
+            git_sha=settings.git_sha,
+            image_digest=settings.image_digest,
+            error=done.error,
+            attempts=done.attempts,
+            artifacts=f"{planned.store.url}/{planned.layout.run_prefix}",
+        )
+        with deadline.shielded("storing the artifacts"):  # never lost to the time limit
+            summary, publication = publish(summary, planned, log)
+            late = _time_limit(settings, deadline)
+            if late is not None and time_limit is None:  # it passed while they were stored
+                summary = summary.model_copy(
+                    update={
+                        "timed_out": True,
+                        "outcome": Outcome.FAILED,
+                        "verdict": timed_out(late, done.nodes, summary.verdict),
+                    }
+                )
+                republish_summary(summary, planned, log)
+    return RunReport(summary=summary, nodes=done.nodes, publication=publication)
+
+
+def _time_limit(settings: FerrySettings, deadline: Deadline) -> TimeLimit | None:
+    if not deadline.expired or settings.flow_timeout_s is None:
+        return None
+    return TimeLimit(settings.flow_timeout_s, deadline.fired_in)
+
+
+def _remaining(timeout_s: float | None, planned: RunPlan) -> float | None:
+    if timeout_s is None:
+        return None
+    return max(timeout_s - (datetime.now(UTC) - planned.started_at).total_seconds(), 0.01)
+
+
+def _dbt_version() -> str | None:
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return None

@@ -1,0 +1,96 @@
+"""Publishing a run: its artifacts copied beside its log, then stored, then the pointers moved.
+
+Never raises: a store that fails leaves the local copy as the record, and the summary says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from flows.artifacts import Publication, mark_retried, publish_run
+from flows.dbt.commands import DbtCommand
+from flows.dbt.invoke import ARTIFACT_FILES
+from flows.dbt.transient import earlier_attempts
+from flows.run.plan import RunPlan
+from flows.run.summary import RunSummary
+from flows.run.verdict import Outcome
+
+Log = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, Publication]:
+    """Copies the artifacts next to the run's log, then stores them.
+
+    Returns:
+        The summary as stored (it names the local copy when the store failed) and what the
+        store took.
+    """
+    local = plan.run_dir / "artifacts"
+    local.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name in ARTIFACT_FILES:
+        if (plan.target_path / name).is_file():
+            files[name] = Path(shutil.copyfile(plan.target_path / name, local / name))
+    for name, earlier in earlier_attempts(plan.run_dir).items():  # transient retries
+        files[name] = Path(shutil.copyfile(earlier, local / name))
+    if (plan.run_dir / "dbt.log").is_file():
+        files["dbt.log"] = Path(shutil.copyfile(plan.run_dir / "dbt.log", local / "dbt.log"))
+    files["summary.json"] = write_summary(summary, plan)
+
+    request = summary.request
+    pointer = {
+        "run_id": summary.run_id,
+        "flow_run_id": summary.flow_run_id,
+        "command": request.describe(),
+        "outcome": summary.outcome.value,
+        "finished_at": summary.finished_at.isoformat(),
+        "git_sha": summary.git_sha,
+    }
+    publication = publish_run(
+        plan.store,
+        plan.layout,
+        files,
+        local,
+        failed=summary.outcome is Outcome.FAILED,
+        update_state=summary.outcome is not Outcome.FAILED and request.command.materializes,
+        pointer=pointer,
+    )
+    if publication.errors:
+        summary = summary.model_copy(
+            update={
+                "artifact_errors": publication.errors,
+                "artifacts": f"{local} (local copy; the store at {plan.store.url} failed)",
+            }
+        )
+        write_summary(summary, plan)
+        log.warning(
+            "artifact store failed (%s); artifacts kept at %s",
+            "; ".join(publication.errors),
+            local,
+        )
+    if request.command is DbtCommand.RETRY and summary.outcome is not Outcome.FAILED:
+        try:
+            mark_retried(
+                plan.store, plan.project.name, plan.settings.env, str(request.retry_of), plan.run_id
+            )
+        except Exception as exc:  # the retry's own verdict stands
+            log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
+    return summary, publication
+
+
+def republish_summary(summary: RunSummary, plan: RunPlan, log: Log) -> None:
+    """Writes a changed summary again, locally and to the store, over the one just stored."""
+    local = write_summary(summary, plan)
+    try:
+        plan.store.put_file(f"{plan.layout.run_prefix}/summary.json", local)
+    except Exception as exc:  # the local copy holds it
+        log.warning("could not store the changed summary: %s", exc)
+
+
+def write_summary(summary: RunSummary, plan: RunPlan) -> Path:
+    path = plan.run_dir / "artifacts" / "summary.json"
+    path.write_text(summary.model_dump_json(indent=2))
+    return path
