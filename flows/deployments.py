@@ -147,23 +147,6 @@ def job_variables(deployment: Mapping[str, Any], env: Mapping[str, str]) -> dict
     return variables
 
 
-def all_job_variables(
-    env: Mapping[str, str], path: Path = PREFECT_YAML
-) -> dict[str, dict[str, Any]]:
-    """Every deployment's job variables by deployment name (see `job_variables`).
-
-    Raises:
-        MissingDeployVariablesError: naming every missing variable across all deployments.
-    """
-    deployments = load_deployments(path)
-    missing: set[str] = set()
-    for deployment in deployments:
-        missing |= missing_env_placeholders(deployment.get("work_pool") or {}, env)
-    if missing:
-        raise MissingDeployVariablesError(sorted(missing))
-    return {d["name"]: job_variables(d, env) for d in deployments}
-
-
 def ecs_base_job_template() -> dict[str, Any]:
     """The base job template of ferry's ECS work pools: prefect-aws's default, plus
 

@@ -1,7 +1,17 @@
 """The one settings object of ferry.
 
 Every knob that is not a per-run parameter of the `dbt` flow lives here, read from `FERRY_`
-environment variables. Nothing else in ferry reads `os.environ` (dbt and Prefect read their own).
+environment variables (or given by the `ferry` command's flags). Nothing else in ferry reads
+`os.environ` (dbt and Prefect read their own).
+
+Three families of `FERRY_*` names share the prefix; each has one reader:
+- run settings: the fields below (`FERRY_ENV`, `FERRY_ARTIFACTS`...), read here;
+- profile variables: what the dbt project's profiles.yml reads with `env_var()`
+  (`FERRY_PG_HOST`, `FERRY_REDSHIFT_PASSWORD`...), read by dbt;
+- alert-channel secrets: what automations.yaml names (`FERRY_SLACK_WEBHOOK_URL`...), read by
+  `ferry alerts channels apply`.
+No name is in two families (tests/unit/test_settings.py checks it), so a profile variable is
+never taken for a setting.
 """
 
 from __future__ import annotations
@@ -42,6 +52,20 @@ _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+def environment_name_problem(value: str) -> str | None:
+    """What is wrong with an environment name, or None: one rule for runs, bakes and state.
+
+    An environment name becomes a folder of the artifact store and a Prefect tag, so it is a
+    plain lowercase name.
+    """
+    if _ENV_NAME.match(value):
+        return None
+    return (
+        "must be lowercase letters, digits, '-' or '_' (it becomes a folder of the artifact "
+        "store), e.g. 'prod' or 'ci-pr-42'"
+    )
+
+
 class InvalidSettings(ValueError):
     """A FERRY_* variable holds a value ferry cannot use; the message names it. Exit code 2."""
 
@@ -51,6 +75,7 @@ class FerrySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore")
 
+    # --- What a run belongs to and reads ----------------------------------------------
     env: str = Field(
         default="local",
         description=(
@@ -58,6 +83,7 @@ class FerrySettings(BaseSettings):
             "the artifact store, so retry and Slim CI find the runs of the right environment."
         ),
     )
+
     target: str | None = Field(
         default=None,
         description=(
@@ -65,29 +91,89 @@ class FerrySettings(BaseSettings):
             "(e.g. redshift in staging and prod). Empty: the profile's own default."
         ),
     )
+
+    project_dir: Path = Field(
+        default=Path("dbt_project"),
+        description="dbt project directory (holds dbt_project.yml).",
+    )
+
+    profiles_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory holding profiles.yml. Default: the project directory when it has one, "
+            "else ~/.dbt, as dbt itself does."
+        ),
+    )
+
+    target_schema: str | None = Field(
+        default=None,
+        description=(
+            "Build into this schema instead of the target's own (profiles.yml is copied with "
+            "the target's schema replaced). Slim CI gives each pull request its own, e.g. "
+            "ci_pr_42; dbt's custom schemas become ci_pr_42_<name>."
+        ),
+    )
+
+    state_env: str = Field(
+        default="prod",
+        description=(
+            "Environment whose state manifest `--defer` and `state:` selectors compare against "
+            "(its last successful build)."
+        ),
+    )
+
+    state_from: str | None = Field(
+        default=None,
+        description=(
+            "Artifact store holding that state (s3://bucket/prefix or a folder). Default: the "
+            "artifact store itself. Slim CI reads production's store, writes its own locally."
+        ),
+    )
+
+    # --- Where its files go -----------------------------------------------------------
+    artifacts: str = Field(
+        default=".ferry/artifacts",
+        description=(
+            "Where run artifacts go: an S3 URL (s3://bucket/prefix) or a local folder. "
+            "Relative folders are resolved from the working directory."
+        ),
+    )
+
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint override (moto, MinIO). Falls back to AWS_ENDPOINT_URL.",
+    )
+
+    work_dir: Path = Field(
+        default=Path(".ferry/runs"),
+        description=(
+            "Local scratch space: each run's logs and its local copy of the artifacts. In a "
+            "container this is the one writable path besides the dbt target directory."
+        ),
+    )
+
+    target_path: Path | None = Field(
+        default=None,
+        description="dbt's target directory. Default: <project_dir>/target, as dbt's own.",
+    )
+
+    baked_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where `ferry release bake` put dbt's parse state at image build, one folder per "
+            "<env>/<target>. A run whose target path holds no state of its own starts from the "
+            "matching one, so dbt parses only what changed; dbt's own state check decides "
+            "whether it still holds. Empty: every fresh run parses from scratch."
+        ),
+    )
+
+    # --- Time limits and retries ------------------------------------------------------
     flow_timeout_s: float | None = Field(
         default=None,
         gt=0,
         description="Fail a run as TimedOut after this many seconds (None: no limit).",
     )
-    prefect_api_wait_s: float = Field(
-        default=30.0,
-        gt=0,
-        description=(
-            "Once dbt has ended and the artifacts are stored, the longest a run waits on the "
-            "Prefect API (its report, outcome event, final state, queued task-run events and "
-            "logs). Past it the process ends with the run's exit code and says how many "
-            "updates it dropped; run_results.json in the artifact store stays the record."
-        ),
-    )
-    worker_flow_run_id: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("PREFECT__FLOW_RUN_ID"),
-        description=(
-            "Set by a Prefect worker in the process it starts for a deployment's flow run: the "
-            "run then owns its process's end (FERRY_PREFECT_API_WAIT_S applies)."
-        ),
-    )
+
     transient_retries: int = Field(
         default=2,
         ge=0,
@@ -98,57 +184,30 @@ class FerrySettings(BaseSettings):
             "is never retried."
         ),
     )
+
     transient_retry_delay_s: float = Field(
         default=10.0,
         ge=0,
         description="Wait before the first transient retry; doubles for the second, and so on.",
     )
-    project_dir: Path = Field(
-        default=Path("dbt_project"),
-        description="dbt project directory (holds dbt_project.yml).",
-    )
-    profiles_dir: Path | None = Field(
-        default=None,
+
+    prefect_api_wait_s: float = Field(
+        default=30.0,
+        gt=0,
         description=(
-            "Directory holding profiles.yml. Default: the project directory when it has one, "
-            "else ~/.dbt, as dbt itself does."
+            "Once dbt has ended and the artifacts are stored, the longest a run waits on the "
+            "Prefect API (its report, outcome event, final state, queued task-run events and "
+            "logs). Past it the process ends with the run's exit code and says how many "
+            "updates it dropped; run_results.json in the artifact store stays the record."
         ),
     )
-    artifacts: str = Field(
-        default=".ferry/artifacts",
-        description=(
-            "Where run artifacts go: an S3 URL (s3://bucket/prefix) or a local folder. "
-            "Relative folders are resolved from the working directory."
-        ),
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="S3 endpoint override (moto, MinIO). Falls back to AWS_ENDPOINT_URL.",
-    )
-    work_dir: Path = Field(
-        default=Path(".ferry/runs"),
-        description=(
-            "Local scratch space: each run's logs and its local copy of the artifacts. In a "
-            "container this is the one writable path besides the dbt target directory."
-        ),
-    )
-    target_path: Path | None = Field(
-        default=None,
-        description="dbt's target directory. Default: <project_dir>/target, as dbt's own.",
-    )
-    baked_dir: Path | None = Field(
-        default=None,
-        description=(
-            "Where `ferry release bake` put dbt's parse state at image build, one folder per "
-            "<env>/<target>. A run whose target path holds no state of its own starts from the "
-            "matching one, so dbt parses only what changed; dbt's own state check decides "
-            "whether it still holds. Empty: every fresh run parses from scratch."
-        ),
-    )
+
+    # --- How it shows in Prefect ------------------------------------------------------
     node_reporting: NodeReporting = Field(
         default=NodeReporting.LIVE,
         description="How dbt nodes appear in the Prefect UI: live, final or off.",
     )
+
     node_running_after_s: float = Field(
         default=1.0,
         ge=0,
@@ -157,45 +216,38 @@ class FerrySettings(BaseSettings):
             "Faster nodes appear only with their final state, which halves the events."
         ),
     )
-    git_sha: str | None = Field(
-        default=None, description="Git commit the image was built from (set at image build)."
-    )
-    image_digest: str | None = Field(
-        default=None, description="Digest of the running image (set by the deployment)."
-    )
-    target_schema: str | None = Field(
+
+    worker_flow_run_id: str | None = Field(
         default=None,
+        validation_alias=AliasChoices("PREFECT__FLOW_RUN_ID"),
         description=(
-            "Build into this schema instead of the target's own (profiles.yml is copied with "
-            "the target's schema replaced). Slim CI gives each pull request its own, e.g. "
-            "ci_pr_42; dbt's custom schemas become ci_pr_42_<name>."
-        ),
-    )
-    state_env: str = Field(
-        default="prod",
-        description=(
-            "Environment whose state manifest `--defer` and `state:` selectors compare against "
-            "(its last successful build)."
-        ),
-    )
-    state_from: str | None = Field(
-        default=None,
-        description=(
-            "Artifact store holding that state (s3://bucket/prefix or a folder). Default: the "
-            "artifact store itself. Slim CI reads production's store, writes its own locally."
+            "Set by a Prefect worker in the process it starts for a deployment's flow run: the "
+            "run then owns its process's end (FERRY_PREFECT_API_WAIT_S applies)."
         ),
     )
 
+    # --- Provenance, recorded in every summary ----------------------------------------
+    git_sha: str | None = Field(
+        default=None, description="Git commit the image was built from (set at image build)."
+    )
+
+    image_digest: str | None = Field(
+        default=None, description="Digest of the running image (set by the deployment)."
+    )
+
+    # --- GitHub, for the CI commands --------------------------------------------------
     github_repository: str | None = Field(
         default=None,
         validation_alias=AliasChoices("FERRY_GITHUB_REPOSITORY", "GITHUB_REPOSITORY"),
         description="owner/name of the repository CI comments on (GitHub Actions sets it).",
     )
+
     github_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("FERRY_GITHUB_TOKEN", "GITHUB_TOKEN"),
         description="Token for GitHub's API: the workflow's own GITHUB_TOKEN, never a PAT.",
     )
+
     github_api_url: str = Field(
         default="https://api.github.com",
         validation_alias=AliasChoices("FERRY_GITHUB_API_URL", "GITHUB_API_URL"),
@@ -226,11 +278,8 @@ class FerrySettings(BaseSettings):
     @field_validator("env", "state_env")
     @classmethod
     def _env_is_a_path_segment(cls, value: str, info: ValidationInfo) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError(
-                f"{_variable(info.field_name)}={value!r} must be lowercase letters, digits, '-' "
-                "or '_' (it becomes a folder of the artifact store), e.g. 'prod' or 'ci-pr-42'"
-            )
+        if problem := environment_name_problem(value):
+            raise ValueError(f"{_variable(info.field_name)}={value!r} {problem}")
         return value
 
     @field_validator("work_dir", "target_path")

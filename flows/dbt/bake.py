@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport
 from flows.dbt.profiles import DbtProject
 from flows.run.request import InvalidRunRequest, RunRequest
+from flows.settings import environment_name_problem
 
 #: dbt's own name for its saved parse state in the target path.
 PARSE_STATE_FILE = "partial_parse.msgpack"
@@ -68,9 +69,9 @@ class BakeSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _env_is_a_folder_name(cls, value: str) -> str:
-        if not _SEGMENT.match(value):
-            raise ValueError(f"env {value!r} must be a plain name, e.g. 'prod'")
+    def _env_is_an_environment_name(cls, value: str) -> str:
+        if problem := environment_name_problem(value):  # as FERRY_ENV: a run could not use it
+            raise ValueError(f"env {value!r} {problem}")
         return value
 
     @classmethod

@@ -14,7 +14,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows import local_stack, prefect_server
-from flows.dbt.request import DbtCommand
+from flows.dbt.commands import DbtCommand
 from flows.prefect_server import free_port
 from flows.writer_slot import writer_slot
 from tests.conftest import REPO, load_generator

@@ -25,7 +25,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from flows import prefect_server, writer_slot
-from flows.dbt.request import DbtCommand
+from flows.dbt.commands import DbtCommand
 from tests.conftest import load_generator
 from tests.e2e.conftest import FERRY
 

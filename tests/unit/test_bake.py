@@ -9,7 +9,7 @@ import pytest
 
 from flows.dbt.bake import PARSE_STATE_FILE, BakeSpec, seed
 from flows.dbt.invoke import _ParseStateCallback
-from flows.dbt.request import InvalidRunRequest
+from flows.run.request import InvalidRunRequest
 
 
 def baked(tmp_path: Path, *names: str) -> Path:
@@ -69,7 +69,8 @@ def test_bake_specs_come_as_one_object_or_a_list():
     [
         ("not json", "not JSON"),
         ("[]", "nothing to bake"),
-        ('{"env": "../etc"}', "plain name"),
+        ('{"env": "../etc"}', "must be lowercase letters"),
+        ('{"env": "Prod"}', "must be lowercase letters"),  # as FERRY_ENV: no run could use it
         ('{"target": "duckdb", "password": "x"}', "password"),
         ('{"environment": {"A": 1}}', "environment.A"),
     ],

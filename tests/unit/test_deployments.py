@@ -16,7 +16,7 @@ from flows.deployments import (
     WORKER_LOCAL_SETTINGS,
     ImageNotPinnedError,
     MissingDeployVariablesError,
-    all_job_variables,
+    check_deployable,
     ecs_base_job_template,
     job_variables,
     load_deployments,
@@ -124,7 +124,7 @@ def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
 def test_ecs_job_variables_resolve_from_the_infrastructure(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
-    variables = all_job_variables(INFRA)
+    variables = {name: job_variables(d, INFRA) for name, d in deployments.items()}
     prod = variables["build-prod"]
     assert prod["image"] == IMAGE
     assert prod["cluster"] == "ferry"
@@ -144,7 +144,8 @@ def test_every_ecs_job_variable_is_one_the_pool_declares_and_validates(
     """Prefect ignores a job variable its pool's template does not declare, silently."""
     template = ecs_base_job_template()
     declared = set(template["variables"]["properties"])
-    for name, variables in all_job_variables(INFRA).items():
+    for name, deployment in deployments.items():
+        variables = job_variables(deployment, INFRA)
         if _env(name) == "local":
             continue
         assert set(variables) <= declared, f"{name}: {sorted(set(variables) - declared)}"
@@ -190,9 +191,12 @@ def test_a_missing_variable_is_named(deployments: dict[str, dict[str, Any]]) -> 
 
 
 def test_every_missing_variable_is_named_at_once() -> None:
-    with pytest.raises(MissingDeployVariablesError) as caught:
-        all_job_variables({})
-    assert caught.value.names == sorted(INFRA)
+    needed = set()
+    for env in ("staging", "prod"):
+        with pytest.raises(MissingDeployVariablesError) as caught:
+            check_deployable(env, {})
+        needed |= set(caught.value.names)
+    assert sorted(needed) == sorted(INFRA)
 
 
 def test_placeholders_resolve_as_prefect_deploy_does() -> None:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from flows.dbt.profiles import DbtProject
-from flows.dbt.request import InvalidRunRequest
+from flows.run.request import InvalidRunRequest
 
 PROFILES = """\
 p:

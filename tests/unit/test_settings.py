@@ -36,3 +36,25 @@ def test_scratch_folders_must_be_folders(tmp_path, monkeypatch):
         FerrySettings.from_env()
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "not-yet"))
     assert FerrySettings.from_env().work_dir == tmp_path / "not-yet"
+
+
+def test_the_three_families_of_ferry_names_never_overlap():
+    """Run settings, profile variables and alert-channel secrets share the FERRY_ prefix: a
+    profile variable named like a setting would silently change the run's settings."""
+    import re
+    from pathlib import Path
+
+    from flows.notify import automations
+    from flows.settings import FerrySettings
+
+    repo = Path(__file__).resolve().parents[2]
+    settings = {f"FERRY_{name.upper()}" for name in FerrySettings.model_fields}
+    profile = set(
+        re.findall(r"env_var\('(FERRY_\w+)'", (repo / "dbt_project/profiles.yml").read_text())
+    )
+    spec = automations.load(repo / "automations.yaml")
+    channels = {name for channel in spec.channels for name in channel.secret_env_names()}
+    assert profile and channels  # each family was found where it lives
+    assert not settings & profile, settings & profile
+    assert not settings & channels, settings & channels
+    assert not profile & channels, profile & channels

@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
-from flows.dbt.request import DbtCommand
+from flows.dbt.commands import DbtCommand
 from flows.deployments import environments, names_of_env
 from flows.writer_slot import WRITERS, WriterLimit, limit_name, takes_slot, writer_slot
 
