@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import json
 import sys
 import types
@@ -70,6 +71,9 @@ def _argument(name: str, annotation: Any) -> dict[str, Any]:
         commands = ", ".join(c.value for c in DbtCommand)
         return {"default": DbtCommand.BUILD.value, "metavar": f"{{{commands}}}"}
     args = typing.get_args(annotation)
+    choices = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+    if choices:
+        return {"choices": [member.value for member in choices[0]]}
     if typing.get_origin(annotation) is tuple:
         return {"nargs": "+", "metavar": name.upper()}
     if int in args and typing.get_origin(annotation) in (typing.Union, types.UnionType):

@@ -116,13 +116,21 @@ def _attempt_again(
     for name in ("run_results.json", "manifest.json"):
         if (invocation.target_path / name).is_file():
             shutil.copyfile(invocation.target_path / name, state / name)
-    retry = replace(
-        invocation,
-        request=invocation.request.model_copy(update={"command": DbtCommand.RETRY}),
-        state_path=state,
-    )
+    retry = retry_invocation(invocation, state)
     with deadline.dbt("dbt retry"):
         again = retry.execute(None, listener)
     merged = {n.unique_id: n for n in outcome.nodes}
     merged.update({n.unique_id: n for n in again.nodes})
     return replace(again, nodes=list(merged.values()), elapsed=outcome.elapsed + again.elapsed)
+
+
+def retry_invocation(invocation: DbtInvocation, state: Path) -> DbtInvocation:
+    """`dbt retry` of what `invocation` left failed or skipped, from its results in `state`.
+
+    dbt retry re-selects from those results and takes no selection of its own (`--select` is
+    refused), so the selection is dropped; flags it shares with the command stay.
+    """
+    request = invocation.request.model_copy(
+        update={"command": DbtCommand.RETRY, "select": (), "exclude": (), "selector": None}
+    )
+    return replace(invocation, request=request, state_path=state)

@@ -93,9 +93,11 @@ def _first_line(exc: Exception) -> str:
 @dataclass(frozen=True)
 class DbtFlag:
     """Marks a request field that dbt takes as it is: `--flag` when true, `--flag value` when
-    given, nothing when empty."""
+    given, nothing when empty. A flag that changes what is selected goes to the selection check
+    (`dbt ls`) too."""
 
     flag: str
+    selects: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,13 +229,19 @@ class RunRequest(BaseModel):
             lines.append(f"    {name}: {field.description}")
         return "\n".join(lines)
 
-    def dbt_flags(self) -> list[str]:
-        """The fields marked `DbtFlag`, as dbt's command line takes them."""
+    def dbt_flags(self, *, selecting: bool = False) -> list[str]:
+        """The fields marked `DbtFlag`, as dbt's command line takes them.
+
+        Args:
+            selecting: only the flags that change what is selected (`selects`).
+        """
         args: list[str] = []
         for name, field in type(self).model_fields.items():
             marker = dbt_flag(field)
             value = getattr(self, name)
             if marker is None or value is None or value is False or value in ("", ()):
+                continue
+            if marker.selects != selecting:
                 continue
             args += [marker.flag] if value is True else [marker.flag, str(value)]
         return args
@@ -253,6 +261,7 @@ class RunRequest(BaseModel):
         return self.defer or self.compares_state
 
     def selection_args(self) -> list[str]:
+        """What dbt selects by: the selection and the flags that change it."""
         args: list[str] = []
         if self.select:
             args += ["--select", *self.select]
@@ -260,13 +269,11 @@ class RunRequest(BaseModel):
             args += ["--exclude", *self.exclude]
         if self.selector:
             args += ["--selector", self.selector]
-        return args
+        return args + self.dbt_flags(selecting=True)
 
     def describe(self) -> str:
         """A short human label, e.g. `build --select tag:daily`."""
-        parts = [self.command.value, *self.selection_args()]
-        if self.full_refresh:
-            parts.append("--full-refresh")
+        parts = [self.command.value, *self.selection_args(), *self.dbt_flags()]
         if self.defer:
             parts.append("--defer")
         if self.retry_of:

@@ -61,3 +61,19 @@ def test_an_error_before_any_node_ran_is_judged_by_its_message():
     assert transient_reason(outcome(error="could not connect to server: Connection refused"))
     assert transient_reason(outcome(error="Parsing Error in model x")) is None
     assert transient_reason(outcome(("success", None), success=True)) is None
+
+
+def test_a_retry_takes_the_commands_flags_but_not_its_selection(tmp_path):
+    """dbt retry refuses --select: a selected run's transient retry must not pass it on."""
+    from flows.dbt.invoke import DbtInvocation
+    from flows.dbt.profiles import DbtProject
+    from flows.dbt.transient import retry_invocation
+    from flows.run.request import RunRequest
+
+    project = DbtProject(tmp_path, tmp_path, "p", "p", ("dev",), "dev")
+    request = RunRequest.build(select="+keeper_hours", exclude="stg_x", threads=2, fail_fast=True)
+    first = DbtInvocation(project, request, tmp_path, tmp_path / "t", tmp_path)
+    args = retry_invocation(first, tmp_path / "attempt-1").run_args()
+    assert args[0] == "retry" and "--select" not in args and "--exclude" not in args
+    assert args[args.index("--state") + 1] == str(tmp_path / "attempt-1")
+    assert "--fail-fast" in args and args[args.index("--threads") + 1] == "2"
