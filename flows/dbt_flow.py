@@ -23,7 +23,7 @@ from flows.dbt.commands import DbtCommand
 from flows.node_runs import PrefectNodeReporter
 from flows.run.events import emit_crash, emit_invalid, emit_outcome
 from flows.run.owner import RunReport, run
-from flows.run.request import InvalidRunRequest, RunRequest
+from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
 from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome, Refusal
 from flows.settings import FerrySettings, InvalidSettings, settings_of_this_run
@@ -53,6 +53,7 @@ def dbt_flow(
     exclude: str = "",
     selector: str = "",
     vars: dict[str, Any] | str | None = None,
+    indirect_selection: IndirectSelection | None = None,
     full_refresh: bool = False,
     target: str = "",
     threads: int | None = None,

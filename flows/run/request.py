@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 import yaml
@@ -90,6 +91,15 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+class IndirectSelection(StrEnum):
+    """Which tests of the selected nodes dbt selects too (dbt's --indirect-selection)."""
+
+    EAGER = "eager"
+    CAUTIOUS = "cautious"
+    BUILDABLE = "buildable"
+    EMPTY = "empty"
+
+
 @dataclass(frozen=True)
 class DbtFlag:
     """Marks a request field that dbt takes as it is: `--flag` when true, `--flag value` when
@@ -134,6 +144,14 @@ class RunRequest(BaseModel):
         default_factory=dict,
         description="dbt variables as a mapping (or a JSON/YAML document), e.g. "
         '{"lookback_days": 7}.',
+    )
+    indirect_selection: Annotated[
+        IndirectSelection | None, DbtFlag("--indirect-selection", selects=True)
+    ] = Field(
+        default=None,
+        description="Which tests of the selected nodes run too: eager (any that touches them), "
+        "buildable, cautious (only those whose parents are all selected) or empty (none); "
+        "empty for dbt's default, eager.",
     )
     full_refresh: Annotated[bool, DbtFlag("--full-refresh")] = Field(
         default=False,

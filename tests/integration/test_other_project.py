@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.run.owner import run
-from flows.run.request import RunRequest
+from flows.run.request import InvalidRunRequest, RunRequest
 from flows.run.verdict import Outcome
 from tests.conftest import FIXTURES, copy_project, make_settings
 
@@ -46,3 +46,22 @@ def test_another_projects_failure_is_named_in_the_verdict(lighthouse, tmp_path):
     assert summary.verdict.startswith("1 of 12 nodes failed: model.lighthouse.keeper_hours (")
     assert "undefined_column" in summary.verdict
     assert summary.counts["skipped"] == 3  # keeper_hours' three tests
+
+
+def test_indirect_selection_decides_which_tests_of_the_selection_run(lighthouse, tmp_path):
+    settings = make_settings(lighthouse, tmp_path)
+    assert run(RunRequest.build(command="seed"), settings).summary.outcome is Outcome.SUCCESS
+
+    def tests_run(**given: object) -> set[str]:
+        report = run(RunRequest.build(command="build", select="stg_keepers", **given), settings)
+        assert report.summary.outcome is Outcome.SUCCESS, report.summary.verdict
+        return {n.unique_id for n in report.nodes if n.resource_type == "test"}
+
+    assert len(tests_run()) == 2  # dbt's default, eager: the model's own tests
+    assert tests_run(indirect_selection="empty") == set()
+    # the selection check (dbt ls) hears the flag too: with no test left, `test` runs nothing
+    with pytest.raises(InvalidRunRequest, match="runs only test"):
+        run(
+            RunRequest.build(command="test", select="stg_keepers", indirect_selection="empty"),
+            settings,
+        )
