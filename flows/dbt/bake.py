@@ -157,7 +157,7 @@ def bake(
             f"cannot tell which target to bake for profile {project.profile_name!r} (its "
             f"default is {target!r}); name it in the spec's target"
         )
-    # Runs name their target explicitly (dbt_run), and dbt hashes whether --target was given.
+    # Runs name their target explicitly (flows.run.plan), and dbt hashes whether --target was given.
     request = RunRequest.build(command="build", target=target, vars=spec.vars)
     name = state_name(spec.env, target)
     with (
