@@ -1,0 +1,39 @@
+"""Planning a run reads and refuses; it never changes anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.dbt.commands import DbtCommand
+from flows.run.plan import plan
+from flows.run.request import InvalidRunRequest, RunRequest
+from tests.conftest import make_settings
+
+
+def test_a_refused_retry_leaves_no_folder_and_every_earlier_artifact(shop_project, tmp_path):
+    earlier = shop_project / "target" / "run_results.json"
+    earlier.parent.mkdir()
+    earlier.write_text("{}")
+    settings = make_settings(shop_project, tmp_path)
+    with pytest.raises(InvalidRunRequest, match="no failed run of project 'shop'"):
+        plan(RunRequest.build(command="retry"), settings)
+    assert earlier.read_text() == "{}"
+    assert not settings.work_dir.exists() and not (tmp_path / "artifacts").exists()
+
+
+def test_a_missing_state_is_refused_before_anything_is_written(shop_project, tmp_path):
+    settings = make_settings(shop_project, tmp_path)
+    with pytest.raises(InvalidRunRequest, match="no state manifest of project 'shop'"):
+        plan(RunRequest.build(select="state:modified+", defer=True), settings)
+    assert not settings.work_dir.exists()
+
+
+def test_the_plan_names_the_target_and_where_the_run_goes(shop_project, tmp_path):
+    settings = make_settings(shop_project, tmp_path)
+    planned = plan(RunRequest.build(command="seed"), settings, run_id="r1")
+    # dbt hashes whether --target was given into its parse state: the plan always names it
+    assert planned.request.target == planned.target == "duckdb"
+    assert planned.request.command is DbtCommand.SEED
+    assert planned.run_dir == (tmp_path / "runs" / "r1").resolve()
+    assert planned.layout.run_prefix.startswith("shop/test/runs/")
+    assert not planned.run_dir.exists()
