@@ -2,8 +2,8 @@
 
 A run in a fresh container pays, before its first node: Python's imports, the Prefect flow run,
 dbt's parse, the selection check. The image bakes dbt's parse state at build time
-(`ferry bake`, docs/image.md), so the parse only checks what changed. This CLI measures both
-ways side by side on the synthetic project, with the image's own venv: docker/Dockerfile's
+(`ferry release bake`, docs/image.md), so the parse only checks what changed. This CLI measures
+both ways side by side on the synthetic project, with the image's own venv: docker/Dockerfile's
 install steps are performed first (docker/image_recipe.py, no Docker engine needed), which also
 gives the size of the runtime dependency closure, compared with the full development venv.
 
@@ -130,11 +130,12 @@ def _env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def bake(ctx: _Context) -> None:
-    """`ferry bake` of the synthetic project, as the image's build does for its project."""
+    """`ferry release bake` of the synthetic project, as the image's build does for its own."""
     started = time.perf_counter()
     done = subprocess.run(
         [
             str(ctx.bin_dir / "ferry"),
+            "release",
             "bake",
             "--env",
             ENV_NAME,
@@ -153,7 +154,8 @@ def bake(ctx: _Context) -> None:
         check=False,
     )
     if done.returncode != 0:
-        raise BenchError(f"ferry bake failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        output = f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        raise BenchError(f"ferry release bake failed:\n{output}")
     print(f"{done.stdout.strip()} ({time.perf_counter() - started:.0f} s)")
 
 

@@ -153,8 +153,8 @@ def up(stack: Stack, say: Say = _silent) -> None:
     _run(stack, _bin("prefect"), "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", *names)
     say(f"deployments: {', '.join(f'dbt/{name}' for name in LOCAL_DEPLOYMENTS)}")
     channels = stack.channel_env()
-    _run(stack, _bin("ferry"), "channels", "apply", extra_env=channels)
-    _run(stack, _bin("ferry"), "automations", "apply", extra_env=channels)
+    _run(stack, _bin("ferry"), "alerts", "channels", "apply", extra_env=channels)
+    _run(stack, _bin("ferry"), "alerts", "automations", "apply", extra_env=channels)
     say(
         "alerts: the automations of automations.yaml, their channels posting to a local "
         f"receiver (http://127.0.0.1:{stack.port + 1}, kept in {stack.alerts_file})"

@@ -8,6 +8,7 @@ tag (`prod-<sha>`) rather than moving one; deployments pin the digest either way
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,19 @@ MEDIA_TYPES = [
     "application/vnd.oci.image.index.v1+json",
 ]
 
+# What a digest and a tag look like (the OCI distribution spec's grammar of a tag).
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
 
 class PromotionError(RuntimeError):
     """The promotion cannot happen as asked; nothing was changed."""
+
+
+class InvalidPromotion(PromotionError):
+    """The request itself is wrong: a malformed tag or digest, or a repository or source tag
+    that does not exist. Bad input (exit code 2), where other `PromotionError`s are the release
+    refused: the source is not the digest staging tested, or the new tag names other bytes."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +56,29 @@ def promote(
     Idempotent: when `to_tag` already names that digest, nothing changes and it succeeds.
 
     Raises:
-        PromotionError: `from_tag` does not exist or does not name `expect_digest`, or
-            `to_tag` already names another image.
+        InvalidPromotion: a tag or `expect_digest` is malformed, or the repository or
+            `from_tag` does not exist.
+        PromotionError: `from_tag` does not name `expect_digest`, or `to_tag` already names
+            another image.
     """
+    for flag, tag in (("from", from_tag), ("to", to_tag)):
+        if not TAG.match(tag):
+            raise InvalidPromotion(
+                f"{flag} tag {tag!r} is not an image tag (letters, digits, '_', '.', '-'; at "
+                "most 128)"
+            )
+    if expect_digest is not None and not DIGEST.match(expect_digest):
+        raise InvalidPromotion(
+            f"expected digest {expect_digest!r} is not a digest: sha256:<64 hex digits>"
+        )
     source = _image(ecr, repository, from_tag)
     if source is None:
-        raise PromotionError(
+        raise InvalidPromotion(
             f"source image {repository}:{from_tag} does not exist; was it built and pushed "
             "(the tag is sha-<git sha> of the commit staging ran)?"
         )
     digest = source["imageId"]["imageDigest"]
-    if expect_digest and digest != expect_digest:
+    if expect_digest is not None and digest != expect_digest:
         raise PromotionError(
             f"{repository}:{from_tag} names {digest}, not {expect_digest} (what staging "
             "tested); refusing to promote other bytes"
@@ -92,6 +115,6 @@ def _image(ecr: Any, repository: str, tag: str) -> dict[str, Any] | None:
             acceptedMediaTypes=MEDIA_TYPES,
         )
     except ecr.exceptions.RepositoryNotFoundException:
-        raise PromotionError(f"ECR repository {repository!r} does not exist") from None
+        raise InvalidPromotion(f"ECR repository {repository!r} does not exist") from None
     images = response.get("images") or []
     return images[0] if images else None

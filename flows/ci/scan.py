@@ -7,15 +7,23 @@ not have started yet), then judges the severity counts.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class ScanError(RuntimeError):
     """The scan failed, or did not complete in time."""
+
+
+class InvalidScanRequest(ValueError):
+    """Nothing to judge as asked: a severity or digest that is none, a negative wait, or a
+    repository or image that does not exist. Bad input (exit code 2), where a `ScanError` and
+    blocking findings are the gate failing (exit code 1)."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,16 @@ def scan_gate(
 
     Raises:
         ScanError: the scan failed or did not complete within `timeout_s`.
-        ValueError: `fail_on` is not a severity.
+        InvalidScanRequest: `fail_on` is not a severity, `digest` not a digest, `timeout_s`
+            negative, or the repository or the image does not exist.
     """
     fail_on = fail_on.upper()
     if fail_on not in SEVERITIES:
-        raise ValueError(f"fail_on must be one of {', '.join(SEVERITIES)}, got {fail_on!r}")
+        raise InvalidScanRequest(f"fail_on must be one of {', '.join(SEVERITIES)}, got {fail_on!r}")
+    if not _DIGEST.match(digest):
+        raise InvalidScanRequest(f"digest {digest!r} is not a digest: sha256:<64 hex digits>")
+    if timeout_s < 0:
+        raise InvalidScanRequest(f"the timeout must be 0 s or more, got {timeout_s}")
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -62,6 +75,12 @@ def scan_gate(
             )
         except ecr.exceptions.ScanNotFoundException:
             response = {"imageScanStatus": {"status": "PENDING"}}
+        except (
+            ecr.exceptions.RepositoryNotFoundException,
+            ecr.exceptions.ImageNotFoundException,
+        ) as exc:
+            message = exc.response.get("Error", {}).get("Message") or str(exc)
+            raise InvalidScanRequest(f"nothing to scan: {message}") from None
         status = response.get("imageScanStatus", {})
         if status.get("status") == "COMPLETE":
             break

@@ -15,23 +15,34 @@ _ICONS = {"success": "✅", "warnings": "⚠️", "failed": "❌", "invalid": "�
 _ROWS = 40  # node rows before "and N more"
 
 
+class NotARun(ValueError):
+    """The path holds no run to report on: missing, not JSON, or not a run's summary. Bad input
+    (exit code 2)."""
+
+
 def load_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """summary.json and run_results' results from a run's folder, or from `ferry run --json`.
 
     Raises:
-        FileNotFoundError: no summary where the path says.
+        NotARun: no summary where the path says, or one that is not a run's.
     """
-    if path.is_file():
-        summary = json.loads(path.read_text())
-        folder = path.parent
-        if path.name != "summary.json":  # `ferry run --json` output: it names the run's folder
+    try:
+        summary = _json_object(path if path.is_file() else path / "summary.json")
+        folder = path.parent if path.is_file() else path
+        if path.is_file() and path.name != "summary.json":  # `ferry run --json`: names the run
             folder = Path(str(summary.get("artifacts") or ""))
-    else:
-        folder = path
-        summary = json.loads((folder / "summary.json").read_text())
-    results_file = folder / "run_results.json"
-    results = json.loads(results_file.read_text())["results"] if results_file.is_file() else []
+        results_file = folder / "run_results.json"
+        results = _json_object(results_file)["results"] if results_file.is_file() else []
+    except (OSError, ValueError, KeyError) as exc:
+        raise NotARun(f"{path} holds no run summary ferry can read: {exc}") from None
     return summary, results
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    document = json.loads(path.read_text())
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} holds {type(document).__name__}, not a JSON object")
+    return document
 
 
 def render(

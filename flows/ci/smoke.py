@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
+
+
+class InvalidSmokeRequest(ValueError):
+    """Nothing to run as asked: a deployment that is not `flow/deployment` or does not exist,
+    parameters the deployment refuses, a negative wait. Bad input (exit code 2); a run that
+    ends other than Completed is the smoke test failing (exit code 1)."""
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,33 @@ def smoke(deployment: str, parameters: dict[str, Any], timeout_s: float) -> Smok
     """Starts a run of `deployment` (`flow/deployment`) and waits up to `timeout_s`.
 
     Raises:
-        ValueError: the deployment does not exist (the message names it).
+        InvalidSmokeRequest: the deployment is malformed or does not exist, or refuses the
+            parameters (the message names them); nothing was run.
+        httpx.HTTPError: the Prefect API failed.
     """
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
+    if not _is_deployment_name(deployment):
+        raise InvalidSmokeRequest(
+            f"deployment {deployment!r} is not flow/deployment (e.g. dbt/run-staging) or an id"
+        )
+    if timeout_s < 0:
+        raise InvalidSmokeRequest(f"the timeout must be 0 s or more, got {timeout_s}")
     try:
         flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync_compatible
             deployment, parameters=parameters, timeout=timeout_s, poll_interval=3
         )
     except ObjectNotFound:
-        raise ValueError(f"deployment {deployment!r} does not exist; was it deployed?") from None
+        raise InvalidSmokeRequest(
+            f"deployment {deployment!r} does not exist; was it deployed?"
+        ) from None
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:  # 409: the deployment's parameter schema refused
+            raise
+        detail = exc.response.json().get("detail") if exc.response.content else None
+        raise InvalidSmokeRequest(f"deployment {deployment!r}: {detail or exc}") from None
     state = flow_run.state
     return SmokeResult(
         flow_run_id=str(flow_run.id),
@@ -50,3 +72,14 @@ def smoke(deployment: str, parameters: dict[str, Any], timeout_s: float) -> Smok
         message=(state.message or "") if state else "",
         finished=bool(state and state.is_final()),
     )
+
+
+def _is_deployment_name(name: str) -> bool:
+    flow, slash, deployment = name.partition("/")
+    if slash:
+        return bool(flow and deployment and "/" not in deployment)
+    try:
+        UUID(name)
+    except ValueError:
+        return False
+    return True

@@ -250,7 +250,7 @@ async def apply(spec: AlertsSpec, client: PrefectClient, *, dry_run: bool = Fals
         `deleted duplicate` for each extra automation of that name.
 
     Raises:
-        NotifyConfigError: a channel's block does not exist yet (run `ferry channels apply`).
+        NotifyConfigError: a channel's block does not exist yet (run `ferry alerts channels apply`).
     """
     block_ids = await _block_ids(spec, client)
     changes: list[Change] = []
@@ -291,7 +291,7 @@ async def _block_ids(spec: AlertsSpec, client: PrefectClient) -> dict[str, UUID]
         raise NotifyConfigError(
             "these channels have no notification block on the server yet: "
             + ", ".join(missing)
-            + "; run `ferry channels apply` first"
+            + "; run `ferry alerts channels apply` first"
         )
     return ids
 

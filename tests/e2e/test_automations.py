@@ -30,6 +30,7 @@ from prefect.states import Failed
 from flows import writer_slot
 from flows.notify import automations, channels
 from flows.notify.changes import Change
+from flows.prefect_server import free_port
 from tests.e2e.conftest import run_ferry
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,7 @@ def writer_limits(api) -> dict[str, list[tuple[int, bool]]]:
 
 @pytest.fixture
 def no_writer_limits(api) -> None:
-    """Other tests of the session (`ferry deploy`) may have created some already."""
+    """Other tests of the session (`ferry release deploy`) may have created some already."""
     for name in writer_limits(api):
         api.client.delete(f"/v2/concurrency_limits/{name}").raise_for_status()
 
@@ -190,24 +191,28 @@ def test_applying_twice_leaves_exactly_one_of_each(
     blocks = ["ferry-slack", "ferry-slack-warnings", "ferry-email", "ferry-webhook"]
 
     # Automations need their channels' blocks, and say so.
-    refused = ferry("automations", "apply")
-    assert refused.returncode == 2 and "run `ferry channels apply` first" in refused.stderr
+    refused = ferry("alerts", "automations", "apply")
+    assert refused.returncode == 2 and "run `ferry alerts channels apply` first" in refused.stderr
 
-    assert lines(ferry("channels", "apply", "--dry-run")) == [
+    assert lines(ferry("alerts", "channels", "apply", "--dry-run")) == [
         f"(dry run) created: {b}" for b in blocks
     ]
-    assert lines(ferry("channels", "apply")) == [f"created: {b}" for b in blocks]
-    assert lines(ferry("channels", "apply")) == [f"unchanged: {b}" for b in blocks]
+    assert lines(ferry("alerts", "channels", "apply")) == [f"created: {b}" for b in blocks]
+    assert lines(ferry("alerts", "channels", "apply")) == [f"unchanged: {b}" for b in blocks]
     rotated = {**SECRETS, "FERRY_ALERT_WEBHOOK_TOKEN": "rotated"}
-    assert lines(ferry("channels", "apply", env=rotated))[-1] == "updated: ferry-webhook"
+    assert lines(ferry("alerts", "channels", "apply", env=rotated))[-1] == "updated: ferry-webhook"
 
-    assert lines(ferry("automations", "apply", "--dry-run")) == [
+    assert lines(ferry("alerts", "automations", "apply", "--dry-run")) == [
         f"(dry run) created: {n}" for n in NAMES + LIMITS
     ]
     assert ferry_automations(api) == [], "a dry run changed the server"
     assert writer_limits(api) == {}, "a dry run changed the server"
-    assert lines(ferry("automations", "apply")) == [f"created: {n}" for n in NAMES + LIMITS]
-    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES + LIMITS]
+    assert lines(ferry("alerts", "automations", "apply")) == [
+        f"created: {n}" for n in NAMES + LIMITS
+    ]
+    assert lines(ferry("alerts", "automations", "apply")) == [
+        f"unchanged: {n}" for n in NAMES + LIMITS
+    ]
     on_server = ferry_automations(api)
     assert sorted(a["name"] for a in on_server) == sorted(NAMES)
     # One writer at a time per environment: exactly one limit each, one active slot.
@@ -217,34 +222,36 @@ def test_applying_twice_leaves_exactly_one_of_each(
     api.client.patch(
         "/v2/concurrency_limits/ferry-writer-prod", json={"limit": 3, "active": False}
     ).raise_for_status()
-    assert lines(ferry("automations", "apply", "--dry-run"))[-3:] == [
+    assert lines(ferry("alerts", "automations", "apply", "--dry-run"))[-3:] == [
         f"(dry run) unchanged: {LIMITS[0]}",
         f"(dry run) unchanged: {LIMITS[1]}",
         f"(dry run) updated: {LIMITS[2]}",
     ]
     assert writer_limits(api)["ferry-writer-prod"] == [(3, False)]
-    assert lines(ferry("automations", "apply"))[-1] == f"updated: {LIMITS[2]}"
+    assert lines(ferry("alerts", "automations", "apply"))[-1] == f"updated: {LIMITS[2]}"
     assert writer_limits(api) == {f"ferry-writer-{env}": [(1, True)] for env in ENVS}
 
     # Edited or paused by hand: put back as the file says.
     warned = next(a for a in on_server if a["name"] == "ferry - dbt run warned")
     api.client.patch(f"/automations/{warned['id']}", json={"enabled": False}).raise_for_status()
-    assert "updated: ferry - dbt run warned" in lines(ferry("automations", "apply"))
+    assert "updated: ferry - dbt run warned" in lines(ferry("alerts", "automations", "apply"))
     assert api.client.get(f"/automations/{warned['id']}").json()["enabled"] is True
-    assert lines(ferry("automations", "apply")) == [f"unchanged: {n}" for n in NAMES + LIMITS]
+    assert lines(ferry("alerts", "automations", "apply")) == [
+        f"unchanged: {n}" for n in NAMES + LIMITS
+    ]
 
     # What `prefect automation create` leaves after a second deploy: a copy, here also edited.
     failed = next(a for a in on_server if a["name"] == "ferry - dbt run failed")
     copy_of = {k: v for k, v in failed.items() if k not in {"id", "created", "updated"}}
     api.client.post("/automations/", json=copy_of).raise_for_status()
     api.client.post("/automations/", json={**copy_of, "enabled": False}).raise_for_status()
-    assert lines(ferry("automations", "apply", "--dry-run"))[:3] == [
+    assert lines(ferry("alerts", "automations", "apply", "--dry-run"))[:3] == [
         "(dry run) unchanged: ferry - dbt run failed",
         "(dry run) deleted duplicate: ferry - dbt run failed",
         "(dry run) deleted duplicate: ferry - dbt run failed",
     ]
     assert len(ferry_automations(api)) == len(NAMES) + 2
-    assert lines(ferry("automations", "apply"))[:3] == [
+    assert lines(ferry("alerts", "automations", "apply"))[:3] == [
         "unchanged: ferry - dbt run failed",
         "deleted duplicate: ferry - dbt run failed",
         "deleted duplicate: ferry - dbt run failed",
@@ -253,6 +260,39 @@ def test_applying_twice_leaves_exactly_one_of_each(
     assert sorted(a["name"] for a in after) == sorted(NAMES)
     assert failed["id"] in {a["id"] for a in after}, "the oldest matching one was kept"
     assert all(a["enabled"] for a in after)
+
+
+def test_bad_input_is_refused_and_an_unreachable_api_is_a_failure(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}/api"
+    broken = tmp_path / "automations.yaml"
+    broken.write_text("channels: [\n")
+
+    def ferry(api_url: str, noun: str, *args: str, env: dict[str, str] = SECRETS):
+        apply = ("alerts", noun, "apply", "--dry-run")
+        environ = {**env, "PREFECT_HOME": str(tmp_path / "home")}
+        return run_ferry(api_url, *apply, "--file", str(SHIPPED), *args, env=environ)
+
+    no_secrets = {name: "" for name in SECRETS}
+    for result, noun, message in (
+        (ferry("", "automations"), "automations", "set PREFECT_API_URL"),
+        (
+            ferry(closed, "channels", "--file", str(tmp_path / "nope.yaml")),
+            "channels",
+            "nope.yaml: no such file",
+        ),
+        (ferry(closed, "automations", "--file", str(broken)), "automations", "not valid YAML"),
+        (ferry(closed, "channels", env=no_secrets), "channels", "missing secrets: set FERRY_"),
+    ):
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"ferry alerts {noun} apply: "), result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    for noun in ("channels", "automations"):
+        result = ferry(closed, noun)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.startswith(
+            f"ferry alerts {noun} apply: the Prefect API at {closed} failed"
+        ), result.stderr
+        assert "Traceback" not in result.stderr
 
 
 # --- notifications ------------------------------------------------------------------------------

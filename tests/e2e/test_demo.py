@@ -91,3 +91,41 @@ def test_the_demo_says_each_step_as_it_happens(tmp_path):
             proc.kill()
             proc.wait()
         local_stack.down(home)
+
+
+def _stack(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FERRY_"))}
+    return subprocess.run(
+        [str(FERRY), "stack", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_home_or_port_that_cannot_be_is_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args, message in (
+        (("up", "--home", str(blocker / "demo")), f"but {blocker} is a file"),
+        (("demo", "--home", str(blocker)), f"but {blocker} is a file"),
+        (("down", "--home", str(blocker)), f"but {blocker} is a file"),
+        (("up", "--home", str(tmp_path / "demo"), "--port", "65535"), "--port 65535 is no port"),
+    ):
+        result = _stack(*args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"ferry stack {args[0]}: "), result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "demo").exists()
+    assert _stack("down", "--home", str(tmp_path / "demo")).stdout == "nothing was running\n"
+
+
+def test_a_server_that_cannot_start_is_a_failure(tmp_path):
+    with socket.socket() as taken:  # the port is someone else's: Prefect cannot listen there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _stack("up", "--home", str(tmp_path / "demo"), "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        f"ferry stack up: Prefect server on port {port} did not start"
+    ), result.stderr
+    assert "Traceback" not in result.stderr.split("did not start", 1)[0]
+    local_stack.down(tmp_path / "demo")

@@ -1,6 +1,7 @@
-"""`ferry deploy --env staging` against a real Prefect server, as main.yml runs it: every
-staging deployment lands on the ECS pool pinned to the digest CI built, with the
-infrastructure's values; a missing value or an unpinned image deploys nothing."""
+"""`ferry release deploy --env staging` against a real Prefect server, as main.yml runs it:
+every staging deployment lands on the ECS pool pinned to the digest CI built, with the
+infrastructure's values; a missing value or an unpinned image is bad input (exit 2) and deploys
+nothing; `prefect deploy` or the API failing is a failure (exit 1)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows import prefect_server
+from flows.prefect_server import free_port
 from tests.conftest import REPO
 from tests.e2e.conftest import run_ferry
 
@@ -80,16 +82,17 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
         prefect_server.api_client(api).delete(f"/v2/concurrency_limits/{name}")
     unpinned = run_ferry(
         api,
+        "release",
         "deploy",
         "--env",
         "staging",
         cwd=REPO,
         env={**INFRA, "FERRY_IMAGE": INFRA["FERRY_IMAGE_REPOSITORY"] + ":latest"},
     )
-    assert unpinned.returncode == 1
-    assert "not pinned by digest" in unpinned.stderr
+    refused(unpinned, "not pinned by digest")
     missing = run_ferry(
         api,
+        "release",
         "deploy",
         "--env",
         "staging",
@@ -97,14 +100,13 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
         env={k: v for k, v in INFRA.items() if k != "FERRY_SECURITY_GROUP"}
         | {"FERRY_IMAGE": INFRA["FERRY_IMAGE_REPOSITORY"] + "@" + DIGEST},
     )
-    assert missing.returncode == 1
-    assert "FERRY_SECURITY_GROUP" in missing.stderr
+    refused(missing, "FERRY_SECURITY_GROUP")
     assert deployment(api, "run-staging") is None
     assert writer_limits(api) == {}  # refused before anything changed
 
     image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
     result = run_ferry(
-        api, "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+        api, "release", "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     # staging's writers queue on their environment's limit, there before the first run
@@ -122,7 +124,7 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
         assert "{{" not in str(variables)
     assert deployment(api, "run-prod") is None  # one environment at a time
     again = run_ferry(
-        api, "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+        api, "release", "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
     )
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "unchanged: concurrency limit ferry-writer-staging" in again.stdout
@@ -133,9 +135,49 @@ def test_a_failing_prefect_deploy_ends_with_exit_1_and_no_traceback(prefect_api)
     """prod's work pool does not exist on this server: `prefect deploy` refuses it."""
     image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
     result = run_ferry(
-        prefect_api, "deploy", "--env", "prod", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
+        prefect_api,
+        "release",
+        "deploy",
+        "--env",
+        "prod",
+        cwd=REPO,
+        env={**INFRA, "FERRY_IMAGE": image},
     )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert "ferry deploy: " in result.stderr and "failed with exit code" in result.stderr
+    assert "ferry release deploy: " in result.stderr and "failed with exit code" in result.stderr
     assert deployment(prefect_api, "run-prod") is None
+
+
+def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit code 2, one `ferry release deploy: ` line naming the problem, no traceback."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.startswith("ferry release deploy: "), result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_deploying_without_an_api_or_a_prefect_yaml_is_refused(tmp_path):
+    image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
+    env = {**INFRA, "FERRY_IMAGE": image, "PREFECT_HOME": str(tmp_path)}
+    deploy = ("release", "deploy", "--env", "staging")
+    refused(run_ferry("", *deploy, cwd=REPO, env=env), "set PREFECT_API_URL")
+    missing = tmp_path / "prefect.yaml"
+    refused(run_ferry("", *deploy, "--prefect-file", str(missing), cwd=REPO, env=env), str(missing))
+    refused(run_ferry("", "release", "deploy", "--env", "nope", cwd=REPO, env=env), "*-nope")
+
+
+def test_an_unreachable_prefect_api_is_a_failure():
+    image = f"{INFRA['FERRY_IMAGE_REPOSITORY']}@{DIGEST}"
+    closed = f"http://127.0.0.1:{free_port()}/api"
+    result = run_ferry(
+        closed,
+        "release",
+        "deploy",
+        "--env",
+        "staging",
+        cwd=REPO,
+        env={**INFRA, "FERRY_IMAGE": image},
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.startswith(f"ferry release deploy: the Prefect API at {closed} failed")
+    assert "Traceback" not in result.stderr

@@ -86,7 +86,7 @@ def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
 def test_applying_automations_twice_leaves_one_of_each(stack):
     env = {**stack.env(), **stack.channel_env()}
     out = subprocess.run(
-        [str(FERRY), "automations", "apply"],
+        [str(FERRY), "alerts", "automations", "apply"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -206,11 +206,11 @@ def test_the_writer_limits_exist_once_the_stack_is_up(stack):
 
 
 def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
-    """`ferry smoke`, as main.yml runs it on staging: exit 0 only for a Completed run."""
+    """`ferry release smoke`, as main.yml runs it on staging: exit 0 only for a Completed run."""
 
     def smoke(deployment: str, params: dict) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(FERRY), "smoke", "--deployment", deployment, "--timeout", "300",
+            [str(FERRY), "release", "smoke", "--deployment", deployment, "--timeout", "300",
              "--params", json.dumps(params)],
             env={**stack.env(), "PREFECT_API_URL": stack.api_url},
             capture_output=True, text=True, timeout=400,
@@ -226,9 +226,64 @@ def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
     )
     assert failing.returncode == 1
     assert "ended FAILED" in failing.stdout and "int_orders_enriched" in failing.stdout
+    assert failing.stderr.splitlines()[-1].startswith("ferry release smoke: flow run ")
 
-    missing = smoke("dbt/nope-local", {})
-    assert missing.returncode == 1 and "'dbt/nope-local' does not exist" in missing.stderr
+    # The deployment's parameter schema refuses it: no run is made.
+    refused = smoke("dbt/run-local", {"command": "run", "threads": "many"})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Validation failed for field 'threads'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_the_smoke_command_refuses_bad_input_and_fails_on_the_api(prefect_api, tmp_path):
+    """Bad input exits 2 before a run is made; a run that does not end Completed, or the API
+    failing, exits 1. A deployment with no worker: its run never starts."""
+    api = prefect_server.api_client(prefect_api)
+    flow = api.post("/flows/", json={"name": "ferry-smoke-probe"}).raise_for_status().json()
+    schema = {
+        "title": "Parameters",
+        "type": "object",
+        "properties": {"command": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    api.post(
+        "/deployments/",
+        json={
+            "name": "idle",
+            "flow_id": flow["id"],
+            "parameter_openapi_schema": schema,
+            "enforce_parameter_schema": True,
+        },
+    ).raise_for_status()
+
+    def smoke(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FERRY), "release", "smoke", *args],
+            env={**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path)},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    idle = ("--deployment", "ferry-smoke-probe/idle")
+    for result, message in (
+        (smoke(prefect_api, *idle, "--params", "{command: run}"), "--params is not JSON"),
+        (smoke(prefect_api, *idle, "--params", '["run"]'), "must be a JSON object"),
+        (smoke(prefect_api, *idle, "--params", '{"command": 1}'), "Validation failed"),
+        (smoke(prefect_api, "--deployment", "idle"), "'idle' is not flow/deployment"),
+        (smoke(prefect_api, "--deployment", "dbt/nope-local"), "'dbt/nope-local' does not exist"),
+        (smoke("", *idle), "set PREFECT_API_URL"),
+    ):
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("ferry release smoke: "), result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+    late = smoke(prefect_api, *idle, "--params", '{"command": "run"}', "--timeout", "1")
+    assert late.returncode == 1, late.stdout + late.stderr
+    assert "did not finish in time (still SCHEDULED)" in late.stderr
+    closed = f"http://127.0.0.1:{free_port()}/api"
+    unreachable = smoke(closed, *idle)
+    assert unreachable.returncode == 1, unreachable.stdout + unreachable.stderr
+    assert unreachable.stderr.startswith(f"ferry release smoke: the Prefect API at {closed} failed")
+    assert "Traceback" not in late.stderr + unreachable.stderr
 
 
 # Last in the module: the killed run's writer slot stays taken until its lease expires.

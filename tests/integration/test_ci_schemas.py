@@ -1,11 +1,13 @@
-"""Pull-request schemas on PostgreSQL (the stand-in for Redshift): `ferry ci-schema drop` and
+"""Pull-request schemas on PostgreSQL (the stand-in for Redshift): `ferry ci schema drop` and
 `sweep` drop exactly the pull request's schemas and never another - not a lookalike, not an
 open pull request's, not production's. GitHub is the real HTTP server on 127.0.0.1 of
-tests/integration/conftest.py.
+tests/integration/conftest.py. Bad input exits 2, GitHub or the warehouse failing 1; either way
+nothing is dropped.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg2
@@ -55,8 +57,8 @@ def warehouse(monkeypatch, tmp_path) -> Iterator[None]:
     conn.close()
 
 
-def ci_schema(*args: str) -> int:
-    return main(["ci-schema", *args, "--prefix", PREFIX, "--target", "postgres"])
+def ci_schema(*args: str, prefix: str = PREFIX, target: str = "postgres") -> int:
+    return main(["ci", "schema", *args, "--prefix", prefix, "--target", target])
 
 
 def test_dropping_a_pull_request_drops_its_schemas_only(warehouse, capsys):
@@ -92,5 +94,43 @@ def test_the_nightly_sweep_asks_github_which_pull_requests_are_open(warehouse, g
 def test_a_github_refusal_drops_nothing(warehouse, github, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_TOKEN", "wrong")
     assert ci_schema("sweep", "--open-prs-from-github") == 1
-    assert "401" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ferry ci schema sweep: GitHub GET /repos/o/r/pulls") and "401" in err
     assert schemas() == set(SCHEMAS)
+
+
+def test_bad_input_is_refused_and_drops_nothing(warehouse, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("FERRY_REDSHIFT_HOST", raising=False)
+    cases = [
+        (("drop", "--pr", "0"), {}, "pull request number must be positive, got 0"),
+        (("drop", "--pr", "3"), {"prefix": "CI"}, "schema prefix 'CI' must be a lowercase"),
+        (("drop", "--pr", "3"), {"target": "nope"}, "target 'nope' is not defined in profile"),
+        (("drop", "--pr", "3"), {"target": "redshift"}, "'FERRY_REDSHIFT_HOST'"),
+        (("sweep", "--open-prs-from-github"), {}, "set GITHUB_REPOSITORY and GITHUB_TOKEN"),
+        (("drop", "--pr", "3", "--project-dir", str(tmp_path)), {}, str(tmp_path)),
+    ]
+    for args, flags, message in cases:
+        assert ci_schema(*args, **flags) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"ferry ci schema {args[0]}: ") and message in err, err
+    assert schemas() == set(SCHEMAS)
+
+
+def test_an_unreachable_warehouse_is_a_failure(warehouse, monkeypatch, capsys):
+    monkeypatch.setenv("FERRY_PG_PORT", "1")
+    assert ci_schema("drop", "--pr", "3") == 1
+    err = capsys.readouterr().err  # dbt's logging may come first (in-process, captured)
+    assert "\nferry ci schema drop: Database Error" in f"\n{err}", err
+    assert "Connection refused" in err
+    assert schemas() == set(SCHEMAS)
+
+
+def test_the_flags_are_the_settings_without_the_environment(warehouse, monkeypatch, capsys):
+    """--project-dir and --profiles-dir win over FERRY_*, and are not written into it."""
+    monkeypatch.setenv("FERRY_PROJECT_DIR", "/nonexistent")
+    monkeypatch.setenv("FERRY_PROFILES_DIR", "/nonexistent")
+    flags = ["--project-dir", str(SHOP), "--profiles-dir", str(SHOP)]
+    assert ci_schema("drop", "--pr", "3", *flags) == 0, capsys.readouterr().err
+    assert f"{PREFIX}_pr_3" not in schemas()
+    assert os.environ["FERRY_PROJECT_DIR"] == "/nonexistent"

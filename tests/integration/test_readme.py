@@ -121,7 +121,7 @@ def _fresh_copy(dest: Path) -> Path:
 
 
 def _channel_secrets() -> dict[str, str]:
-    """What the README asks the reader to export before `ferry channels apply`."""
+    """What the README asks the reader to export before `ferry alerts channels apply`."""
     spec = automations.load(REPO / "automations.yaml")
     names = {name for channel in spec.channels for name in channel.secret_env_names()}
     return {

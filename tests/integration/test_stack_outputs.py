@@ -1,5 +1,6 @@
 """`ferry ci stack-env`: the infrastructure's outputs become exactly the variables prefect.yaml
-asks for (moto's CloudFormation holds stacks shaped like infra/'s)."""
+asks for (moto's CloudFormation holds stacks shaped like infra/'s). A stack that is not there or
+not ferry's is bad input (exit 2); CloudFormation failing is a failure (exit 1)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from flows.ci.stack_outputs import StackOutputError, env_name, github_env_lines, stack_env
+from flows.ci.stack_outputs import (
+    StackOutputError,
+    UnknownStack,
+    env_name,
+    github_env_lines,
+    stack_env,
+)
 from flows.cli import main
 from flows.deployments import load_deployments, missing_env_placeholders
+from flows.prefect_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -93,9 +101,48 @@ def test_the_outputs_fill_every_infrastructure_placeholder_of_the_deployments(tm
 def test_a_missing_or_foreign_stack_is_refused():
     cfn = boto3.client("cloudformation", region_name="us-east-1")
     make_stack(cfn, "not-ferry", {})
-    with pytest.raises(StackOutputError, match="no Ferry\\* outputs"):
+    with pytest.raises(UnknownStack, match="no Ferry\\* outputs"):
         stack_env(cfn, ["not-ferry"])
-    with pytest.raises(StackOutputError, match="ferry-nope"):
+    with pytest.raises(UnknownStack, match="'ferry-nope' does not exist"):
         stack_env(cfn, ["ferry-nope"])
     with pytest.raises(StackOutputError, match="spans lines"):
         github_env_lines({"FERRY_X": "a\nb"})
+
+
+def stack_env_cli(capsys, *stacks: str) -> tuple[int, str]:
+    code = main(["ci", "stack-env", *(arg for name in stacks for arg in ("--stack", name))])
+    return code, capsys.readouterr().err
+
+
+@mock_aws
+def test_the_command_refuses_a_stack_that_is_not_there_or_not_ferrys(capsys):
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    make_stack(cfn, "not-ferry", {})
+    make_stack(cfn, "ferry-shared", SHARED)
+    for stacks, message in (
+        (("ferry-shared", "ferry-nope"), "stack 'ferry-nope' does not exist"),
+        (("not-ferry",), "stack 'not-ferry' has no Ferry* outputs"),
+    ):
+        code, err = stack_env_cli(capsys, *stacks)
+        assert code == 2 and err.startswith("ferry ci stack-env: ") and message in err, err
+
+
+def test_the_command_needs_an_aws_region(capsys, monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    code, err = stack_env_cli(capsys, "ferry-shared")
+    assert (
+        code == 2
+        and err == "ferry ci stack-env: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)\n"
+    )
+
+
+def test_an_unreachable_cloudformation_is_a_failure(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    code, err = stack_env_cli(capsys, "ferry-shared")
+    assert code == 1 and err.startswith("ferry ci stack-env: Could not connect"), err

@@ -569,7 +569,7 @@ def test_apply_needs_the_channels_first(shipped):
     assert str(info.value) == (
         "these channels have no notification block on the server yet: ferry-email "
         "(sendgrid-email), ferry-slack-warnings (slack-webhook), ferry-webhook (custom-webhook); "
-        "run `ferry channels apply` first"
+        "run `ferry alerts channels apply` first"
     )
 
 

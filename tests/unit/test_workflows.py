@@ -107,9 +107,31 @@ def _ferry_commands(path: Path) -> list[list[str]]:
 def test_every_ferry_command_in_a_workflow_exists(path):
     for argv in _ferry_commands(path):
         try:
-            _parser().parse_args(argv)
+            args = _parser().parse_args(argv)
         except SystemExit:
             pytest.fail(f"{path.name}: `ferry {' '.join(argv)}` is not a valid ferry command")
+        assert args.action == "run" or callable(getattr(args, "leaf", None)), argv
+
+
+def test_the_workflows_run_each_release_step():
+    """The ferry commands the pipeline depends on are there, by their full names."""
+    called = set()
+    for path in FILES:
+        for argv in _ferry_commands(path):
+            args = _parser().parse_args(argv)
+            called.add("ferry run" if args.action == "run" else args.leaf.prog)
+    assert called == {
+        "ferry run",
+        "ferry release scan",
+        "ferry release deploy",
+        "ferry release smoke",
+        "ferry release promote",
+        "ferry ci stack-env",
+        "ferry ci report",
+        "ferry ci comment",
+        "ferry ci schema drop",
+        "ferry ci schema sweep",
+    }
 
 
 def test_slim_ci_builds_into_the_schema_clean_up_drops():
@@ -132,7 +154,9 @@ def test_production_promotes_the_digest_staging_tested_and_never_builds():
         assert jobs[job]["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
         uses = " ".join(s.get("uses", "") for s in jobs[job]["steps"])
         assert "build-push-action" not in uses, f"{job} must not build"
-    promote = next(s["run"] for s in jobs["production"]["steps"] if "promote" in str(s.get("run")))
+    promote = next(
+        s["run"] for s in jobs["production"]["steps"] if "release promote" in str(s.get("run"))
+    )
     assert '--expect-digest "$DIGEST"' in promote
     assert '--from-tag "sha-$GITHUB_SHA"' in promote and '--to-tag "prod-$GITHUB_SHA"' in promote
     build = next(s for s in jobs["build"]["steps"] if "build-push-action" in s.get("uses", ""))
@@ -143,6 +167,6 @@ def test_production_promotes_the_digest_staging_tested_and_never_builds():
         s["run"]
         for j in ("staging", "production")
         for s in jobs[j]["steps"]
-        if "ferry deploy" in str(s.get("run"))
+        if "ferry release deploy" in str(s.get("run"))
     ]
     assert all('FERRY_IMAGE="$FERRY_IMAGE_REPOSITORY@$DIGEST"' in d for d in deploys)
