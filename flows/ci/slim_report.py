@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flows.dbt.nodes import NodeStatus
+
 MARKER = "<!-- ferry:slim-ci -->"
 _ICONS = {"success": "✅", "warnings": "⚠️", "failed": "❌", "invalid": "⛔"}
 _ROWS = 40  # node rows before "and N more"
@@ -93,6 +95,5 @@ def render(
 
 
 def _order(result: dict[str, Any]) -> tuple[int, str]:
-    """Failures first, then warnings, skips, passes."""
-    rank = {"error": 0, "fail": 0, "runtime error": 0, "warn": 1, "skipped": 2}
-    return rank.get(str(result.get("status")), 3), str(result.get("unique_id"))
+    """The order of every report (`NodeStatus.rank`): failures, warnings, skips, passes."""
+    return NodeStatus.parse(str(result.get("status"))).rank, str(result.get("unique_id"))

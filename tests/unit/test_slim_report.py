@@ -73,3 +73,15 @@ def test_a_run_is_read_from_its_folder_or_from_the_cli_json(tmp_path):
     for source in (folder, folder / "summary.json", cli_json):
         summary, results = load_run(source)
         assert summary["verdict"] == SUMMARY["verdict"] and len(results) == 3
+
+
+def test_the_comment_orders_nodes_as_every_report_does():
+    """One order for every report (flows.dbt.nodes): a partial success is a failure too."""
+    results = [
+        {"unique_id": "model.shop.a", "status": "success", "execution_time": 1},
+        {"unique_id": "model.shop.b", "status": "warn", "execution_time": 1},
+        {"unique_id": "model.shop.c", "status": "partial success", "execution_time": 1},
+    ]
+    body = render(SUMMARY, results)
+    rows = [line.split("`")[1] for line in body.splitlines() if line.startswith("| `")]
+    assert rows == ["model.shop.c", "model.shop.b", "model.shop.a"]
