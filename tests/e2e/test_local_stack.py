@@ -235,9 +235,10 @@ def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
     assert "Traceback" not in refused.stderr
 
 
-def test_the_smoke_command_refuses_bad_input_and_fails_on_the_api(prefect_api, tmp_path):
+def test_the_smoke_command_refuses_bad_input_and_fails_on_the_api(stack, tmp_path):
     """Bad input exits 2 before a run is made; a run that does not end Completed, or the API
-    failing, exits 1. A deployment with no worker: its run never starts."""
+    failing, exits 1. A deployment with no work pool: its run never starts."""
+    prefect_api = stack.api_url
     api = prefect_server.api_client(prefect_api)
     flow = api.post("/flows/", json={"name": "ferry-smoke-probe"}).raise_for_status().json()
     schema = {
