@@ -81,25 +81,26 @@ def test_a_limit_during_the_back_off_between_retries_ends_timed_out(tmp_path, pg
     with socket.socket() as sock:  # a port nobody listens on: the warehouse refuses
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # 30 s: room for a parse from scratch on a loaded machine before the first attempt fails
     proc, elapsed = ferry_run(
         lighthouse(tmp_path, port=port),
         tmp_path,
-        15,
-        FERRY_TRANSIENT_RETRY_DELAY_S="120",
+        30,
+        FERRY_TRANSIENT_RETRY_DELAY_S="600",
     )
     summary = assert_timed_out_cleanly(proc, "the back-off between transient retries")
     assert "onnection refused" in summary["verdict"]  # what dbt saw before the limit
-    assert elapsed < 60, elapsed  # the limit, not the 120 s back-off
+    assert elapsed < 120, elapsed  # the limit, not the 600 s back-off
 
 
 def test_a_limit_while_dbt_runs_cancels_the_query(tmp_path, pg_schema):
     project = lighthouse(tmp_path, slow=True)
-    proc, elapsed = ferry_run(project, tmp_path, 15, "--command", "run", "--select", "slow_beam")
+    proc, elapsed = ferry_run(project, tmp_path, 30, "--command", "run", "--select", "slow_beam")
     summary = assert_timed_out_cleanly(
         proc, "dbt run", stored={"summary.json", "dbt.log", "manifest.json", "run_results.json"}
     )
     assert "dbt cancelled its queries" in summary["verdict"]
-    assert elapsed < 60, elapsed  # the query was cancelled, not waited for (120 s)
+    assert elapsed < 90, elapsed  # the query was cancelled, not waited for (120 s)
 
 
 def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_schema):
