@@ -5,20 +5,17 @@ Never raises: a store that fails leaves the local copy as the record, and the su
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 from flows.artifacts import Publication, mark_retried, publish_run
 from flows.dbt.commands import DbtCommand
 from flows.dbt.invoke import ARTIFACT_FILES
 from flows.dbt.transient import earlier_attempts
+from flows.run.execute import Log
 from flows.run.plan import RunPlan
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
-
-Log = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, Publication]:

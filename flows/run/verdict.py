@@ -52,7 +52,6 @@ class Refusal:
 
     message: str
     flow_run_id: str | None = None
-    outcome: Outcome = Outcome.INVALID
 
     @classmethod
     def of_input(cls, reason: str, flow_run_id: str | None = None) -> Refusal:
@@ -61,6 +60,10 @@ class Refusal:
     @classmethod
     def of_settings(cls, reason: str, flow_run_id: str | None = None) -> Refusal:
         return cls(f"Invalid setting: {reason}", flow_run_id)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.INVALID
 
     @property
     def verdict(self) -> str:

@@ -136,7 +136,7 @@ def test_no_secret_is_a_build_argument_or_baked_into_the_environment(recipe):
         ("dbt_project/shop.duckdb", True),
         ("flows/__pycache__/cli.cpython-311.pyc", True),
         ("dbt_project/sqlfluff_libs/dbt.py", True),
-        ("flows/cli.py", False),
+        ("flows/cli/run.py", False),
         ("flows/dbt/invoke.py", False),
         ("uv.lock", False),
         ("pyproject.toml", False),
