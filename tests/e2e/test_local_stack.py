@@ -1,13 +1,19 @@
-"""The local stack end to end: server, process worker, deployments, automations, webhook."""
+"""The local stack end to end, as `make demo` leaves it: server, process worker, deployments,
+automations, webhook receiver. One stack for the module: `ferry stack demo` brings it up and makes
+its two runs, whose transcript and alert the first tests read; the later tests use the stack it
+leaves running."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
@@ -17,7 +23,7 @@ from flows import local_stack, prefect_server
 from flows.dbt.commands import DbtCommand
 from flows.prefect_server import free_port
 from flows.writer_slot import writer_slot
-from tests.conftest import REPO, load_generator
+from tests.conftest import REPO
 from tests.e2e.conftest import FERRY, Api
 
 pytestmark = pytest.mark.e2e
@@ -25,47 +31,120 @@ pytestmark = pytest.mark.e2e
 FAILING = {"selector": "daily", "vars": {"fail_models": ["int_orders_enriched"]}}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    home = tmp_path_factory.mktemp("stack")
-    port = free_port()
-    while True:  # the receiver listens on port + 1
+def _port_pair() -> int:
+    """A free port whose next one (the webhook receiver's) is free too."""
+    while True:
+        port = free_port()
         try:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", port + 1))
-            break
+            return port
         except OSError:
-            port = free_port()
+            continue
+
+
+def _user_env() -> dict[str, str]:
+    """A user's shell: none of the test session's PREFECT_* or FERRY_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FERRY_"))}
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What `ferry stack demo` did: its exit code, its lines as they arrived, the stack it left."""
+
+    stack: local_stack.Stack
+    returncode: int
+    lines: list[tuple[float, str]]  # (arrival, line)
+    stderr: str
+
+    @property
+    def transcript(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+    def run_links(self) -> list[tuple[float, str]]:
+        """(arrival, flow run id) of each run link the demo printed, in order."""
+        link = re.compile(rf"{re.escape(self.stack.ui_url)}/runs/flow-run/([0-9a-f-]{{36}})$")
+        return [(at, m.group(1)) for at, text in self.lines if (m := link.search(text))]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Iterator[Demo]:
+    home, port = tmp_path_factory.mktemp("stack") / "demo", _port_pair()
     stack = local_stack.Stack(home=home, port=port, repo=REPO)
-    load_generator(REPO / "dbt_project").main(
-        ["--target", "duckdb", "--duckdb-path", str(home / "shop.duckdb")]
-    )
+    proc = subprocess.Popen(
+        [str(FERRY), "stack", "demo", "--home", str(home), "--port", str(port)],
+        cwd=REPO, env=_user_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        local_stack.up(stack)
-        yield stack
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = [(time.time(), line.rstrip("\n")) for line in proc.stdout]
+        stderr = proc.stderr.read()
+        yield Demo(stack, proc.wait(timeout=60), lines, stderr)
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         local_stack.down(home)
+
+
+@pytest.fixture(scope="module")
+def stack(demo: Demo) -> local_stack.Stack:
+    assert demo.returncode == 0, demo.transcript + demo.stderr
+    return demo.stack
 
 
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
-    started = time.monotonic()
-    ok = local_stack.run_deployment(stack, "run-local", {"selector": "daily"})
-    assert ok["state_type"] == "COMPLETED", ok["state"]
+def test_the_demo_says_each_step_as_it_happens(demo):
+    transcript = demo.transcript
+    print(f"\n{transcript}")
+    assert demo.returncode == 0, transcript + demo.stderr
+    said = [text for _, text in demo.lines]
+    ui = demo.stack.ui_url
+    assert ui in said[0], transcript  # the address first: the runs can be watched live
+    steps = [
+        "Prefect server: up",
+        "work pool ferry-local",
+        "deployments: dbt/run-local",
+        "alerts:",
+        "raw data:",
+        "run-local --selector daily: started",
+        "run-local --selector daily: Completed",
+        "run-local made to fail (int_orders_enriched): started",
+        "run-local made to fail (int_orders_enriched): Failed",
+        "alert received:",
+        f"Prefect UI: {ui}",
+    ]
+    found = [next(i for i, text in enumerate(said) if step in text) for step in steps]
+    assert found == sorted(found), transcript
+
+    # Each run's link arrives while it runs, not after it ended.
+    api = prefect_server.api_client(demo.stack.api_url)
+    links = demo.run_links()
+    assert len(links) == 2, transcript
+    for at, flow_run_id in links:
+        run = api.get(f"/flow_runs/{flow_run_id}").raise_for_status().json()
+        assert at < _time(run["end_time"]).timestamp(), (flow_run_id, run["state"])
+
+
+def test_the_demos_failing_run_alerts_once_and_its_passing_run_warns(demo, stack):
+    """The demo's runs: `run-local --selector daily`, then the same made to fail."""
+    [(_, ok_id), (_, bad_id)] = demo.run_links()
     api = prefect_server.api_client(stack.api_url)
-    body = {"flow_runs": {"id": {"any_": [ok["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    ok = api.get(f"/flow_runs/{ok_id}").raise_for_status().json()
+    assert ok["state_type"] == "COMPLETED", ok["state"]
+    body = {"flow_runs": {"id": {"any_": [ok_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
     tasks = api.post("/task_runs/filter", json=body).raise_for_status().json()
     first_node = min(_time(t["start_time"]) for t in tasks if t["start_time"])
     to_first_node = (first_node - _time(ok["created"])).total_seconds()
     print(f"\ndeployment run -> first dbt node: {to_first_node:.1f} s")
 
-    bad = local_stack.run_deployment(stack, "run-local", FAILING)
+    bad = api.get(f"/flow_runs/{bad_id}").raise_for_status().json()
     assert bad["state_type"] == "FAILED"
     assert "model.shop.int_orders_enriched (" in bad["state"]["message"]
-    alert = local_stack.wait_for_alert(stack, bad["id"], timeout=60)
+    alert = local_stack.wait_for_alert(stack, bad_id, timeout=60)
     assert alert is not None, "no alert within 60 s of the failed run"
     latency = alert["received_at"] - _time(bad["end_time"]).timestamp()
     print(f"alert latency (failed state -> webhook received): {latency:.2f} s")
@@ -74,13 +153,12 @@ def test_a_selector_run_succeeds_and_a_failing_run_alerts_once(stack):
     assert "ferry_injected_failure__int_orders_enriched" in text  # its first error line
     time.sleep(5)  # one notification per run, never one per node
     received = [json.loads(line) for line in stack.alerts_file.read_text().splitlines()]
-    alerts = [a for a in received if a["path"] == "/alerts" and bad["id"] in json.dumps(a)]
+    alerts = [a for a in received if a["path"] == "/alerts" and bad_id in json.dumps(a)]
     assert len(alerts) == 1, alerts  # on the webhook channel; Slack got its own one
     # the passing run had a warn-severity test: one warning-level notification, not an error
-    [warning] = [a for a in received if a["path"] == "/alerts" and ok["id"] in json.dumps(a)]
+    [warning] = [a for a in received if a["path"] == "/alerts" and ok_id in json.dumps(a)]
     assert "warn" in warning["body"]["subject"].lower()
     assert "test.shop.assert_orders_are_paid_in_full" in json.dumps(warning)
-    assert time.monotonic() - started < 600
 
 
 def test_applying_automations_twice_leaves_one_of_each(stack):
@@ -101,10 +179,13 @@ def test_applying_automations_twice_leaves_one_of_each(stack):
 
 
 def test_a_second_build_waits_for_the_first(stack):
+    """build-local admits one run at a time (its deployment's concurrency limit), whatever the
+    run builds: here one seed, so the wait is the limit's and not the build's length."""
     api = prefect_server.api_client(stack.api_url)
     deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()
+    one_seed = {"parameters": {"selector": "", "select": "country_codes"}}
     runs = [
-        api.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+        api.post(f"/deployments/{deployment['id']}/create_flow_run", json=one_seed)
         .raise_for_status()
         .json()["id"]
         for _ in range(2)
@@ -118,7 +199,8 @@ def test_a_second_build_waits_for_the_first(stack):
         if all(s["state_type"] in {"COMPLETED", "FAILED", "CRASHED"} for s in states):
             break
         time.sleep(0.5)
-    assert all(s["state_type"] == "COMPLETED" for s in states), [s["state"] for s in states]
+    messages = [s["state"]["message"] for s in states]
+    assert all(s["state_type"] == "COMPLETED" for s in states), messages
     assert seen_waiting, "the second build never waited for a concurrency slot"
     first, second = sorted(states, key=lambda s: s["start_time"])
     assert _time(second["start_time"]) >= _time(first["end_time"])  # never at once
@@ -287,7 +369,45 @@ def test_the_smoke_command_refuses_bad_input_and_fails_on_the_api(stack, tmp_pat
     assert "Traceback" not in late.stderr + unreachable.stderr
 
 
-# Last in the module: the killed run's writer slot stays taken until its lease expires.
+def _stack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FERRY), "stack", *args], cwd=REPO, env=_user_env(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_a_home_or_port_that_cannot_be_is_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args, message in (
+        (("up", "--home", str(blocker / "demo")), f"but {blocker} is a file"),
+        (("demo", "--home", str(blocker)), f"but {blocker} is a file"),
+        (("down", "--home", str(blocker)), f"but {blocker} is a file"),
+        (("up", "--home", str(tmp_path / "demo"), "--port", "65535"), "--port 65535 is no port"),
+    ):
+        result = _stack(*args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"ferry stack {args[0]}: "), result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "demo").exists()
+    assert _stack("down", "--home", str(tmp_path / "demo")).stdout == "nothing was running\n"
+
+
+def test_a_server_that_cannot_start_is_a_failure(tmp_path):
+    with socket.socket() as taken:  # the port is someone else's: Prefect cannot listen there
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _stack("up", "--home", str(tmp_path / "demo"), "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        f"ferry stack up: Prefect server on port {port} did not start"
+    ), result.stderr
+    assert "Traceback" not in result.stderr.split("did not start", 1)[0]
+    local_stack.down(tmp_path / "demo")
+
+
+# Last of the tests on the stack: the killed run's writer slot stays taken until its lease expires.
 def test_a_run_killed_mid_build_ends_crashed_and_alerts(stack):
     api = prefect_server.api_client(stack.api_url)
     deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()

@@ -33,7 +33,7 @@ README = REPO / "README.md"
 _NOT_RUN = {
     "make test": "runs every test for many minutes, this one included",
     "make demo": "holds port 4200, which a demo of another checkout may hold, for ~2 minutes; "
-    "tests/e2e/test_demo.py runs the same `ferry stack demo` on a free port",
+    "tests/e2e/test_local_stack.py runs the same `ferry stack demo` on a free port",
     "make setup": "syncs .venv, which the copy borrows from the repository: its editable "
     "install would point at the copy (every command here runs after it)",
     "make bench": "a benchmark of minutes (300-model project, four variants)",
