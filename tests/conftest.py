@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -140,3 +141,34 @@ def pg_schema(monkeypatch: pytest.MonkeyPatch):
         for (name,) in cur.fetchall():
             cur.execute(f'drop schema "{name}" cascade')
     conn.close()
+
+
+def git_package(repo: Path, releases: dict[str, str]) -> str:
+    """A dbt package `shop_dates` in a Git repository of its own on disk, one tag per release.
+
+    Its macro `shop_dates.release()` renders the tag it was installed from; `releases` maps each
+    tag to what that release's macro returns. Served as file:// (dbt deps clones it offline).
+    """
+    git = ["git", "-c", "user.name=ferry tests", "-c", "user.email=tests@ferry.invalid"]
+    subprocess.run([*git, "init", "--quiet", str(repo)], check=True)
+    (repo / "macros").mkdir()
+    (repo / "dbt_project.yml").write_text(
+        'name: shop_dates\nversion: "1.0.0"\nconfig-version: 2\nmacro-paths: ["macros"]\n'
+    )
+    for tag, value in releases.items():
+        (repo / "macros" / "release.sql").write_text(
+            f"{{% macro release() %}}'{value}'{{% endmacro %}}\n"
+        )
+        subprocess.run([*git, "-C", str(repo), "add", "--all"], check=True)
+        subprocess.run([*git, "-C", str(repo), "commit", "--quiet", "-m", tag], check=True)
+        subprocess.run([*git, "-C", str(repo), "tag", tag], check=True)
+    return repo.resolve().as_uri()
+
+
+def add_git_package(project: Path, url: str, revision: str) -> None:
+    """Declares the git package beside the project's own, and a model that calls its macro."""
+    declared = project / "packages.yml"
+    declared.write_text(declared.read_text() + f'  - git: "{url}"\n    revision: {revision}\n')
+    (project / "models" / "package_release.sql").write_text(
+        "select {{ shop_dates.release() }} as release\n"
+    )

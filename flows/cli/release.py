@@ -138,6 +138,8 @@ def _bake(args: argparse.Namespace) -> ExitCode:
         project = DbtProject.load(settings.project_dir, settings.profiles_dir)
         for spec in specs:
             baked = bake(project, spec, settings.baked_dir, default_target=settings.target)
+            if baked.installed.packages:
+                print(f"ferry: {baked.installed.describe()}")
             print(f"ferry: baked {baked.describe()}")
     return ExitCode.OK
 

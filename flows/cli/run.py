@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import enum
 import json
+import logging
 import sys
 import types
 import typing
@@ -142,10 +143,23 @@ def _run_without_prefect(params: dict[str, Any], settings: FerrySettings, *, as_
 
     try:
         with _console(as_json):
-            summary = run(RunRequest.build(**params), settings).summary
+            summary = run(RunRequest.build(**params), settings, log=_steps_log()).summary
     except InvalidRunRequest as exc:
         return _refused(f"Invalid input: {exc}", as_json)
     return _print_summary(summary, as_json)
+
+
+def _steps_log() -> logging.Logger:
+    """Where a run without Prefect says its steps (packages installed, how dbt parsed): stderr,
+    a `ferry: ` line each, as the flow's logger says them in Prefect."""
+    log = logging.getLogger("ferry.run")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ferry: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
 
 
 def _run_flow(params: dict[str, Any], settings: FerrySettings, *, as_json: bool) -> int:

@@ -18,13 +18,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flows.dbt import packages
 from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport
 from flows.dbt.profiles import DbtProject
 from flows.run.request import InvalidRunRequest, RunRequest
@@ -108,6 +109,8 @@ class Baked:
     nodes: int
     placeholders: tuple[str, ...]
     parse_s: float
+    installed: packages.Installed = field(default_factory=packages.Installed)
+    """The project's dbt packages, installed first if they were missing or out of date."""
 
     def describe(self) -> str:
         text = f"{self.name}: {self.nodes} nodes; re-used by a second parse in {self.parse_s:.1f} s"
@@ -148,7 +151,8 @@ def bake(
         default_target: the target when `spec` names none (a deployment's FERRY_TARGET).
 
     Raises:
-        InvalidRunRequest: the spec names a target the profile lacks.
+        InvalidRunRequest: the spec names a target the profile lacks, or the project's packages
+            cannot be installed.
         BakeError: the project does not parse, or the state would not be re-used.
     """
     target = project.check_target(spec.target or default_target)
@@ -166,6 +170,8 @@ def bake(
         project.rendered_profiles_dir() as profiles_dir,
     ):
         work = Path(tmp)
+        # A run installs them before it parses: so does the bake, and the state includes them.
+        installed = packages.ensure(project.project_dir, log_path=work / "deps", vars=spec.vars)
 
         def invocation(folder: str) -> DbtInvocation:
             return DbtInvocation(
@@ -207,7 +213,7 @@ def bake(
         "baked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (dest / BAKE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    return Baked(name, dest, nodes, tuple(placeholders), report.elapsed_s)
+    return Baked(name, dest, nodes, tuple(placeholders), report.elapsed_s, installed)
 
 
 def seed(baked_dir: Path | None, env: str, target: str | None, target_path: Path) -> Seeded:

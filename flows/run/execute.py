@@ -1,8 +1,9 @@
-"""Executing a planned run: parse, check the selection, then dbt with its retries.
+"""Executing a planned run: the project's packages, parse, the selection, then dbt with retries.
 
-Parse and the selection check open no warehouse connection, so a selection dbt refuses is still
-refused before the warehouse is touched. The environment's writer slot is held around dbt's
-execution only, and waiting for it is not counted against the run's time limit.
+Installing packages, parsing and checking the selection open no warehouse connection, so
+packages that cannot be installed and a selection dbt refuses are still refused before the
+warehouse is touched. The environment's writer slot is held around dbt's execution only, and
+waiting for it is not counted against the run's time limit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from flows.dbt import packages
 from flows.dbt.bake import seed as seed_parse_state
 from flows.dbt.commands import DbtCommand
 from flows.dbt.deadline import Deadline, TimeUp
@@ -57,8 +59,8 @@ def execute(
     """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
 
     Raises:
-        InvalidRunRequest: dbt refused the project's configuration or the selection; nothing
-            was executed.
+        InvalidRunRequest: the packages could not be installed, or dbt refused the project's
+            configuration or the selection; nothing was executed.
     """
     request, settings = plan.request, plan.settings
     plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +94,12 @@ def execute(
         )
         try:
             manifest, selected = None, None
+            with deadline.dbt("installing the dbt packages"):
+                installed = packages.ensure(
+                    plan.project.project_dir, log_path=plan.run_dir, vars=request.vars
+                )
+            if line := installed.describe():
+                log.info("%s", line)
             if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
                 with deadline.dbt("dbt parse"):
                     parsed = invocation.parse()

@@ -14,13 +14,22 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DOCKERFILE, REPO, load_recipe_module
+from tests.conftest import (
+    DOCKERFILE,
+    REPO,
+    SHOP,
+    add_git_package,
+    copy_project,
+    git_package,
+    load_recipe_module,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +96,27 @@ class Image:
 
 
 @pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's build context, its project declaring a `git:` package beside its own
+    `local:` one, locked as a team commits it (`ferry packages update`)."""
+    context = tmp_path_factory.mktemp("context")
+    for name in ("pyproject.toml", "uv.lock", "README.md", ".dockerignore"):
+        shutil.copyfile(REPO / name, context / name)
+    shutil.copytree(REPO / "flows", context / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_project(SHOP, context / "dbt_project")
+    url = git_package(tmp_path_factory.mktemp("git") / "shop_dates", {"v1.0.0": "one"})
+    add_git_package(project, url, "v1.0.0")
+    ferry = Path(sys.executable).with_name("ferry")
+    subprocess.run(
+        [str(ferry), "packages", "update", "--project-dir", str(project)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(project / "dbt_packages")
+    return context
+
+
+@pytest.fixture(scope="session")
+def image(context: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
     """One performed build per test session (about a minute from a warm uv cache)."""
     recipe = image_recipe.Recipe.load(DOCKERFILE)
     root = tmp_path_factory.mktemp("image")
@@ -95,7 +124,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     image_recipe.install_uv(tools, recipe.uv_version())
     host = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
     roots = {"/app": root / "app", "/tmp": root / "tmp"}
-    recipe.replay("builder", REPO, roots, host_env=host, log=root / "build.log")
+    recipe.replay("builder", context, roots, host_env=host, log=root / "build.log")
     return Image(recipe, root)
 
 
@@ -146,6 +175,14 @@ def test_the_image_holds_the_runtime_closure_and_nothing_of_dev_or_infra(image):
         "manifest.json",
         "bake.json",
     }
+    # the project's packages, from its lock: its own local one and the git one
+    packages = image.app / "dbt_project" / "dbt_packages"
+    assert {"shop_expectations", "shop_dates"} <= {p.name for p in packages.iterdir()}
+    manifest = json.loads((baked / "manifest.json").read_text())
+    assert {
+        "macro.shop_dates.release",
+        "macro.shop_expectations.test_expect_table_row_count_to_be_between",
+    } <= set(manifest["macros"])
     # the build wrote nothing into the project (dbt's target/ and logs/ went elsewhere)
     assert not (image.app / "dbt_project" / "target").exists()
     assert not (image.app / "dbt_project" / "logs").exists()
@@ -183,6 +220,7 @@ def test_a_run_starts_from_the_baked_parse_and_writes_only_under_tmp(image):
     assert summary["parse"]["baked"] == "local/duckdb"
     assert summary["parse"]["partial"] is True, summary["parse"]
     assert "Unable to do partial parsing" not in done.stdout + done.stderr
+    assert "dbt packages: installed" not in done.stdout + done.stderr  # the image's, as built
     # a read-only root filesystem would have held: nothing new or changed in /app, no home
     assert files_of(image.app) == before
     assert not image.home.exists()

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from flows.cli import _parser
 
-GROUPS = {"run", "stack", "alerts", "release", "ci"}
+GROUPS = {"run", "stack", "packages", "alerts", "release", "ci"}
 LEAVES = {
     "ferry run",
     "ferry stack up",
     "ferry stack down",
     "ferry stack demo",
+    "ferry packages install",
+    "ferry packages update",
     "ferry alerts channels apply",
     "ferry alerts automations apply",
     "ferry release bake",

@@ -1,0 +1,192 @@
+"""dbt packages: a `local:` and a `git:` package (served from a file:// repository, offline)
+installed by `ferry run`, `ferry release bake` and `ferry packages`, from the project's lock.
+
+The project is a copy of the example project, whose own local package (shop_expectations) gives
+fct_orders its row-count and value-range tests, plus the git package `shop_dates` and a model
+calling its macro. Every run is the real CLI in a subprocess (`--no-prefect --json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.dbt import packages
+from tests.conftest import add_git_package, git_package, load_generator
+
+pytestmark = pytest.mark.integration
+
+FERRY = Path(sys.executable).with_name("ferry")
+
+
+@pytest.fixture
+def project(shop_project: Path, tmp_path: Path) -> Path:
+    """The example project with a git package added and locked, as a team commits it: the lock
+    in the repository, nothing installed (a fresh clone)."""
+    url = git_package(tmp_path / "shop_dates", {"v1.0.0": "one", "v1.1.0": "one-one"})
+    add_git_package(shop_project, url, "v1.0.0")
+    locked = ferry(shop_project, "packages", "update")
+    assert locked.returncode == 0, locked.stderr
+    shutil.rmtree(shop_project / "dbt_packages")
+    load_generator(shop_project).main(
+        ["--target", "duckdb", "--duckdb-path", str(tmp_path / "shop.duckdb")]
+    )
+    return shop_project
+
+
+def ferry(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    tmp = project.parent
+    return subprocess.run(
+        [str(FERRY), *args],
+        env={
+            **os.environ,
+            "FERRY_PROJECT_DIR": str(project),
+            "FERRY_PROFILES_DIR": str(project),
+            "FERRY_DUCKDB_PATH": str(tmp / "shop.duckdb"),
+            "FERRY_WORK_DIR": str(tmp / "runs"),
+            "FERRY_ARTIFACTS": str(tmp / "artifacts"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return ferry(project, "run", "--no-prefect", "--json", *args)
+
+
+def release(project: Path) -> str:
+    with duckdb.connect(str(project.parent / "shop.duckdb"), read_only=True) as db:
+        row = db.execute("select release from main.package_release").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_run_installs_both_packages_once_and_then_costs_nothing(project: Path):
+    lock = (project / "package-lock.yml").read_bytes()
+    first = run(
+        project, "--select", "package_release +fct_orders", "--indirect-selection", "cautious"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "dbt packages: installed shop_expectations (local packages/shop_expectations)" in (
+        first.stderr
+    )
+    assert "shop_dates (git file://" in first.stderr
+    assert "wrote package-lock.yml" not in first.stderr  # installed from the lock as it was
+    assert (project / "package-lock.yml").read_bytes() == lock
+    assert release(project) == "one"  # the git package's macro, at the locked tag
+    results = Path(json.loads(first.stdout)["artifacts"], "run_results.json")
+    ran = " ".join(r["unique_id"] for r in json.loads(results.read_text())["results"])
+    # the local package's tests ran
+    assert "test.shop.shop_expectations_expect_table_row_count_to_be_between_fct_orders" in ran
+    assert (
+        "test.shop.shop_expectations_expect_column_values_to_be_between_fct_orders_order_day_of_week"
+        in ran
+    )
+
+    again = run(project, "--select", "package_release")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dbt packages: installed" not in again.stderr
+    assert "dbt packages: 2 declared, installed as package-lock.yml pins them" in again.stderr
+
+    # Up to date: reading two small files, nothing measurable beside a run.
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        done = packages.ensure(project, log_path=project.parent / "deps")
+        timings.append(time.perf_counter() - started)
+        assert done.packages == ()
+    median_ms = statistics.median(timings) * 1000
+    print(f"\npackages up to date: the check takes {median_ms:.2f} ms (median of 20)")
+    assert median_ms < 20
+
+
+def test_a_lock_moved_on_by_a_teammate_is_installed_by_the_next_run(project: Path, tmp_path):
+    assert run(project, "--select", "package_release").returncode == 0
+    assert release(project) == "one"
+    # A teammate moved to v1.1.0 and committed both files; this checkout pulled them.
+    teammate = tmp_path / "teammate"
+    shutil.copytree(project, teammate, ignore=shutil.ignore_patterns("dbt_packages", "target"))
+    declared = teammate / "packages.yml"
+    declared.write_text(declared.read_text().replace("revision: v1.0.0", "revision: v1.1.0"))
+    assert ferry(teammate, "packages", "update").returncode == 0
+    for name in ("packages.yml", "package-lock.yml"):
+        shutil.copyfile(teammate / name, project / name)
+
+    moved = run(project, "--select", "package_release")
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "dbt packages: installed" in moved.stderr and "shop_dates (git" in moved.stderr
+    assert release(project) == "one-one"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(("revision: v1.0.0", "revision: v9.9.9"), "v9.9.9", id="unknown-revision"),
+        pytest.param(("file://", "file:///nowhere"), "nowhere", id="unreachable-repository"),
+        pytest.param(("packages:", "packages: ["), "is not valid YAML", id="malformed-yml"),
+    ],
+)
+def test_packages_that_cannot_be_installed_are_refused_before_the_warehouse(
+    project: Path, change: tuple[str, str], reason: str
+):
+    declared = project / "packages.yml"
+    declared.write_text(declared.read_text().replace(*change, 1))
+    (project / "package-lock.yml").unlink()  # what a changed packages.yml is resolved from
+    warehouse = project.parent / "shop.duckdb"
+    warehouse.unlink()
+
+    refused = run(project, "--select", "package_release")
+
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert reason in refused.stderr, refused.stderr[-3000:]
+    assert "packages.yml" in refused.stderr  # what to check
+    assert "Traceback" not in refused.stderr
+    assert json.loads(refused.stdout)["outcome"] == "invalid"
+    assert not warehouse.exists(), "the warehouse was touched"
+
+
+def test_the_image_build_installs_from_the_committed_lock_or_refuses(project: Path):
+    frozen = ferry(project, "packages", "install", "--frozen")
+    assert frozen.returncode == 0, frozen.stderr
+    assert "installed shop_expectations" in frozen.stdout and "shop_dates" in frozen.stdout
+    assert ferry(project, "packages", "install", "--frozen").stdout == (
+        "ferry: dbt packages: 2 declared, installed as package-lock.yml pins them\n"
+    )
+
+    # packages.yml changed, the lock not: refused, and the committed lock left as it was.
+    lock = (project / "package-lock.yml").read_bytes()
+    declared = project / "packages.yml"
+    declared.write_text(declared.read_text().replace("revision: v1.0.0", "revision: v1.1.0"))
+    stale = ferry(project, "packages", "install", "--frozen")
+    assert stale.returncode == 2, stale.stderr
+    assert stale.stderr.startswith("ferry packages install: package-lock.yml does not match")
+    assert "`ferry packages update`" in stale.stderr
+    assert (project / "package-lock.yml").read_bytes() == lock
+
+    (project / "package-lock.yml").unlink()
+    missing = ferry(project, "packages", "install", "--frozen")
+    assert missing.returncode == 2 and "there is no package-lock.yml" in missing.stderr
+
+
+def test_the_bake_installs_the_packages_and_parses_with_them(project: Path, tmp_path: Path):
+    baked_dir = tmp_path / "baked"
+    done = ferry(project, "release", "bake", "--baked-dir", str(baked_dir), "--target", "duckdb")
+    assert done.returncode == 0, done.stderr
+    assert "ferry: dbt packages: installed shop_expectations" in done.stdout
+    manifest = json.loads((baked_dir / "local" / "duckdb" / "manifest.json").read_text())
+    assert "macro.shop_dates.release" in manifest["macros"]
+    assert (
+        "macro.shop_expectations.test_expect_table_row_count_to_be_between" in (manifest["macros"])
+    )
