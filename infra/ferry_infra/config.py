@@ -20,6 +20,8 @@ LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
     | {2922, 3288, 3653}
 )
+# An alarm's periods times their length may reach 7 days when a period is an hour or more.
+MAX_ALARM_HOURS = 7 * 24
 # GitHub's OIDC issuer, and the audience aws-actions/configure-aws-credentials asks for.
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
@@ -146,6 +148,9 @@ class EnvironmentConfig:
     run_artifacts: RunArtifactRetention
     push_pool_principals: tuple[str, ...]
     push_pool_external_id: str | None = None
+    # Alarm when `build-<env>` has reported no successful run for this many hours (None: no
+    # alarm, for an environment whose build runs only when CI deploys).
+    no_successful_build_alarm_hours: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in ("staging", "prod"):
@@ -165,6 +170,13 @@ class EnvironmentConfig:
         for arn in self.push_pool_principals:
             if not _IAM_PRINCIPAL.match(arn):
                 raise ConfigError(f"push pool principal {arn!r} is not an IAM user or role ARN")
+        hours = self.no_successful_build_alarm_hours
+        if hours is not None and not 1 <= hours <= MAX_ALARM_HOURS:
+            raise ConfigError(
+                f"no_successful_build_alarm_hours={hours}: CloudWatch evaluates an alarm of "
+                f"1-hour periods over at most {MAX_ALARM_HOURS} hours; pick 1 to "
+                f"{MAX_ALARM_HOURS}, or None for no alarm"
+            )
 
     @property
     def stack_name(self) -> str:
@@ -177,6 +189,14 @@ class EnvironmentConfig:
     @property
     def log_group_name(self) -> str:
         return f"/ferry/{self.name}/dbt"
+
+    @property
+    def alarm_topic_name(self) -> str:
+        return f"ferry-{self.name}-platform-alarms"
+
+    @property
+    def dashboard_name(self) -> str:
+        return f"ferry-{self.name}"
 
     @property
     def warehouse_secret_name(self) -> str:

@@ -42,6 +42,8 @@ FERRY = FerryConfig(
                 infrequent_access_after_days=30, expire_after_days=90
             ),
             push_pool_principals=(f"arn:aws:iam::{_ACCOUNT}:user/ferry-prefect-staging",),
+            # build-staging runs when CI deploys, not on a schedule: a quiet day is no fault.
+            no_successful_build_alarm_hours=None,
         ),
         EnvironmentConfig(
             name="prod",
@@ -57,6 +59,8 @@ FERRY = FerryConfig(
                 infrequent_access_after_days=30, expire_after_days=400
             ),
             push_pool_principals=(f"arn:aws:iam::{_ACCOUNT}:user/ferry-prefect-prod",),
+            # build-prod runs daily (prefect.yaml): 26 h allows one late or slow run.
+            no_successful_build_alarm_hours=26,
         ),
     ),
 )

@@ -39,11 +39,14 @@ def _allow_statements(node: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_statement_allows_a_wildcard_action(synthesized: Synthesized, stack: str) -> None:
-    """IAM, key and bucket policies alike. The only `*` actions are the buckets' TLS denials."""
+    """IAM, key, bucket and topic policies alike. The only `*` actions are the buckets' TLS
+    denials; the only other denial is the alarm topic's, of publishing without TLS."""
     for found in _allow_statements(synthesized.json(stack)):
         action = found["Action"]
         for name in [action] if isinstance(action, str) else action:
-            if found["Effect"] == "Deny":
+            if found["Effect"] == "Deny" and name == "sns:Publish":
+                assert found["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            elif found["Effect"] == "Deny":
                 assert name == "s3:*" and (
                     "aws:SecureTransport" in json.dumps(found)
                     or "s3:TlsVersion" in json.dumps(found)

@@ -1,5 +1,6 @@
-"""ferry-<env>: one environment's cluster, network, log group, secrets and roles, and the
-outputs `prefect deploy` reads (docs/infrastructure.md maps them onto prefect.yaml)."""
+"""ferry-<env>: one environment's cluster, network, log group, secrets and roles, its platform
+alarms and dashboard, and the outputs `prefect deploy` reads (docs/infrastructure.md maps them
+onto prefect.yaml)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ferry_infra.constructs.deploy_role import GitHubDeployRole
 from ferry_infra.constructs.encryption_key import EncryptionKey
 from ferry_infra.constructs.environment_secrets import EnvironmentSecrets
 from ferry_infra.constructs.github_oidc import github_oidc_provider_arn
+from ferry_infra.constructs.platform_alarms import PlatformAlarms
+from ferry_infra.constructs.platform_dashboard import PlatformDashboard
 from ferry_infra.constructs.push_pool_role import PushPoolRole
 from ferry_infra.constructs.task_network import TaskNetwork
 from ferry_infra.outputs import add_output
@@ -34,7 +37,7 @@ class EnvironmentStack(Stack):
         super().__init__(
             scope,
             env.stack_name,
-            description=f"ferry {env.name}: ECS cluster, roles, network, secrets and logs of dbt",
+            description=f"ferry {env.name}: cluster, roles, network, secrets, logs, alarms of dbt",
             env=aws_env,
             analytics_reporting=False,
         )
@@ -45,7 +48,7 @@ class EnvironmentStack(Stack):
             self,
             "EnvironmentKey",
             alias=f"alias/ferry/{env.name}",
-            description=f"ferry {env.name}: secrets and task logs",
+            description=f"ferry {env.name}: secrets, task logs and the platform alarm topic",
             log_group_names=(env.log_group_name,),
         ).key
         network = TaskNetwork(self, "Network", env=env)
@@ -85,6 +88,14 @@ class EnvironmentStack(Stack):
             provider_arn=github_oidc_provider_arn(self, config),
             repository=imported.repository,
         ).role
+        alarms = PlatformAlarms(self, "PlatformAlarms", env=env, key=key, cluster=cluster)
+        PlatformDashboard(
+            self,
+            "PlatformDashboard",
+            env=env,
+            task_stopped_rule=alarms.task_stopped_rule,
+            alarms=alarms.alarms,
+        )
 
         for key_name, value, description in (
             ("FerryEcsCluster", cluster.cluster_name, "ECS cluster name"),
