@@ -12,7 +12,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench  per-node visibility overhead vs raw dbt (300-model synthetic project)"
 	@echo "make bench-startup  the image's start-up: baked vs cold parse, runtime closure size"
 	@echo "make bench-slim-ci  Slim CI (state:modified+ --defer) vs a full build, one leaf changed"
+	@echo "make bench-history  ferry history over 2,000 runs x 600 nodes: cold cache vs warm"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 setup:
@@ -81,6 +82,10 @@ bench-slim-ci: setup
 # The image's recipe performed without Docker, then time to the first dbt node, baked vs cold.
 bench-startup: setup
 	$(BIN)/python bench/startup.py --models 300 --rounds 2
+
+# ferry history's fetch and DuckDB queries over 2,000 stored runs of 600 nodes, cold vs warm.
+bench-history: setup
+	$(BIN)/python bench/history.py --runs 2000 --nodes 600 --rounds 3
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +48,10 @@ class ArtifactStore(Protocol):
         ...
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix` (a folder's path ending in '/', or ''), in no set order."""
+        ...
 
 
 class LocalStore:
@@ -74,9 +80,21 @@ class LocalStore:
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        top = self.root / prefix if prefix else self.root
+        if not top.is_dir():
+            return
+        for folder, _, names in os.walk(top):
+            base = Path(folder).relative_to(self.root).as_posix()
+            for name in names:
+                if not name.endswith(".tmp"):  # a pointer half-written by put_bytes
+                    yield name if base == "." else f"{base}/{name}"
+
 
 class S3Store:
     """`s3://bucket/prefix`; the endpoint is overridable (moto, MinIO)."""
+
+    list_page_size = 1000  # S3's own maximum; a test lowers it to see several pages
 
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None):
         import boto3
@@ -113,6 +131,19 @@ class S3Store:
             raise ArtifactStoreError(f"cannot read {self.url}/{key}: {exc}") from exc
         data: bytes = obj["Body"].read()
         return data
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        start = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        cut = len(f"{self.prefix}/") if self.prefix else 0
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][cut:]
+        except Exception as exc:
+            raise ArtifactStoreError(f"cannot list {self.url}/{prefix}: {exc}") from exc
 
 
 def open_store(url: str, endpoint_url: str | None = None) -> ArtifactStore:

@@ -12,15 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from flows.cli import alerts, ci, packages, release, stack
+from flows.cli import history as history_cli
 from flows.cli import run as run_cli
 
-GROUPS = ("run", "stack", "packages", "alerts", "release", "ci")
+GROUPS = ("run", "history", "stack", "packages", "alerts", "release", "ci")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
     sub = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
     run_cli.add_parser(sub)
+    history_cli.add_parser(sub)
     for group in (stack, packages, alerts, release, ci):
         group.add_parser(sub)
     return parser

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from flows.cli import _parser
 
-GROUPS = {"run", "stack", "packages", "alerts", "release", "ci"}
+GROUPS = {"run", "history", "stack", "packages", "alerts", "release", "ci"}
 LEAVES = {
     "ferry run",
+    "ferry history",
     "ferry stack up",
     "ferry stack down",
     "ferry stack demo",

@@ -1,0 +1,138 @@
+"""`ferry history`: an environment's stored runs and each dbt node's record across them.
+
+Reads the artifact store (`--artifacts`, default FERRY_ARTIFACTS) through a local cache that
+fetches each run once (flows/history/); answers with an embedded DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flows.cli._common import Leaf, classify
+from flows.exit_codes import ExitCode
+
+PROG = "ferry history"
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "history",
+        help="the stored runs of an environment and each node's durations and failure rate",
+        description="The runs stored in the artifact store (newest first) and, per dbt node, "
+        "runs, median/p95/last duration, failure and warning rates and rows affected. Exit 0, "
+        "1 when the store cannot be read, 2 on bad input.",
+    )
+    parser.add_argument("--since", help="runs started since: 7d, 12h, 30m, 2w, or a date")
+    parser.add_argument("--env", help="the environment (FERRY_ENV; default local)")
+    parser.add_argument("--project", help="only this dbt project (default: every project)")
+    parser.add_argument("--limit", type=int, default=20, help="rows per table (default 20)")
+    parser.add_argument(
+        "--artifacts", help="s3://bucket/prefix or a folder (FERRY_ARTIFACTS; .ferry/artifacts)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where fetched runs are kept (default .ferry/history)",
+    )
+    parser.add_argument("--nodes", action="store_true", help="show the nodes table only")
+    parser.add_argument("--json", action="store_true", help="print runs and nodes as JSON")
+    parser.set_defaults(leaf=Leaf(PROG, _history))
+
+
+def _history(args: argparse.Namespace) -> ExitCode:
+    from flows.artifacts import ArtifactStoreError, open_store
+    from flows.history.fetch import DEFAULT_CACHE, sync
+    from flows.history.query import ask, parse_since
+    from flows.settings import FerrySettings, InvalidSettings
+
+    with classify(invalid=(InvalidSettings, ValueError)):
+        settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
+        since = parse_since(args.since) if args.since else None
+        if args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: pass a number of rows, 1 or more")
+        store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+    with classify(failed=(ArtifactStoreError, OSError), aws=True):
+        synced = sync(store, settings.env, args.cache_dir or DEFAULT_CACHE, args.project)
+        found = ask(synced.folder, since=since, limit=args.limit, project=args.project)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "store": store.url,
+                    "env": settings.env,
+                    "since": since.isoformat() if since else None,
+                    "runs_total": found.runs_total,
+                    "fetched": synced.fetched,
+                    "runs": found.runs,
+                    "nodes": found.nodes,
+                },
+                default=_jsonable,
+            )
+        )
+        return ExitCode.OK
+    print(
+        f"{found.runs_total} run(s) of environment {settings.env!r} at {store.url}"
+        + (f" since {since:%Y-%m-%d %H:%M} UTC" if since else "")
+        + f" ({synced.fetched} newly fetched)"
+    )
+    if not args.nodes:
+        print()
+        print(_table(_RUN_COLUMNS, [_run_row(r) for r in found.runs]))
+    if found.nodes:
+        print()
+        print(_table(_NODE_COLUMNS, [_node_row(n) for n in found.nodes]))
+    return ExitCode.OK
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+_RUN_COLUMNS = ("started (UTC)", "deployment", "outcome", "took", "failed", "git", "image")
+_NODE_COLUMNS = ("node", "runs", "median", "p95", "last", "failed", "warned", "rows")
+
+
+def _run_row(run: dict[str, Any]) -> tuple[str, ...]:
+    failed = run["failed"] or []
+    return (
+        f"{run['started_at']:%Y-%m-%d %H:%M}",
+        run["deployment"] or "",
+        run["outcome"] or "",
+        _seconds(run["duration_s"]),
+        (failed[0] + (f" +{len(failed) - 1}" if len(failed) > 1 else "")) if failed else "",
+        (run["git_sha"] or "")[:8],
+        (run["image_digest"] or "").removeprefix("sha256:")[:12],
+    )
+
+
+def _node_row(node: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        node["node"],
+        str(node["runs"]),
+        _seconds(node["median_s"]),
+        _seconds(node["p95_s"]),
+        _seconds(node["last_s"]),
+        f"{node['failure_rate']:.0%}",
+        f"{node['warning_rate']:.0%}",
+        "" if node["last_rows"] is None else str(node["last_rows"]),
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}s" if value < 600 else f"{value / 60:.0f}m"
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return "(none)"
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

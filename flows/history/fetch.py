@@ -1,0 +1,165 @@
+"""The local cache of an artifact store's runs: one compact record per run, fetched once.
+
+A run's files never change once its index entry is written (flows.artifacts.publish_run writes
+files first, pointers last), so a run already in the cache is never fetched again: a warm
+`ferry history` lists the index and reads nothing else from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flows.artifacts import ArtifactStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path(".ferry/history")
+# Bumped when a record's shape changes: the records live under v<N>/, so all are fetched again.
+RECORD_VERSION = 1
+_INDEX_KEY = re.compile(r"^(?P<project>[^/]+)/(?P<env>[^/]+)/index/(?P<run_id>[^/]+)\.json$")
+_FAILED = {"error", "fail", "runtime error"}
+_FETCHERS = 16
+
+
+@dataclass(frozen=True)
+class Sync:
+    """What one fetch did: the folder of records, and how many runs it read from the store."""
+
+    folder: Path
+    known: int
+    fetched: int
+    unreadable: list[str]
+
+
+def cache_folder(cache_root: Path, store_url: str) -> Path:
+    """`<cache_root>/<hash of the store's URL>`: two stores never share records."""
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:16]
+    return cache_root / digest
+
+
+def sync(
+    store: ArtifactStore, env: str, cache_root: Path = DEFAULT_CACHE, project: str | None = None
+) -> Sync:
+    """Brings the cache of `env` (all projects, or one) up to date with the store.
+
+    Lists the index (one key per run) and fetches only the runs whose record is missing.
+
+    Raises:
+        flows.artifacts.ArtifactStoreError: the store could not be listed or read.
+    """
+    root = cache_folder(cache_root, store.url)
+    folder = root / f"v{RECORD_VERSION}" / env
+    folder.mkdir(parents=True, exist_ok=True)
+    (root / "store.txt").write_text(store.url + "\n")
+    prefix = f"{project}/{env}/index/" if project else ""
+    known = 0
+    missing: dict[str, tuple[str, Path]] = {}  # index key: run id, its record
+    for key in store.list_keys(prefix):
+        match = _INDEX_KEY.match(key)
+        if match is None or match["env"] != env:
+            continue
+        known += 1
+        record = folder / f"{match['project']}__{match['run_id']}.json"
+        if not record.is_file():
+            missing[key] = (match["run_id"], record)
+    # A run is three small reads; S3 answers each in tens of milliseconds, so they overlap.
+    # Each record is written as soon as it is built: memory holds a few runs, not all of them.
+    with ThreadPoolExecutor(max_workers=_FETCHERS) as pool:
+        stored = list(pool.map(lambda key: _store_record(store, key, missing[key][1]), missing))
+    unreadable = [
+        run_id for (run_id, _), ok in zip(missing.values(), stored, strict=True) if not ok
+    ]
+    fetched = len(stored) - len(unreadable)
+    if unreadable:
+        logger.warning("runs without a readable summary.json: %s", ", ".join(unreadable))
+    return Sync(folder=folder, known=known, fetched=fetched, unreadable=unreadable)
+
+
+def _store_record(store: ArtifactStore, index_key: str, record: Path) -> bool:
+    """Fetches one run into `record`; False when it has no readable summary yet."""
+    body = _record(store, index_key)
+    if body is None:
+        return False
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(record)
+    return True
+
+
+def _record(store: ArtifactStore, index_key: str) -> dict[str, Any] | None:
+    """One run's compact record, or None when its summary is missing or unreadable (a run whose
+    store failed part-way: asked again next time)."""
+    try:
+        pointer = json.loads(store.get_bytes(index_key) or b"null")
+        raw = store.get_bytes(f"{pointer['prefix']}/summary.json")
+        summary = json.loads(raw) if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    results_raw = store.get_bytes(f"{pointer['prefix']}/run_results.json")
+    try:
+        results = json.loads(results_raw)["results"] if results_raw else []
+    except (ValueError, KeyError, TypeError):
+        results = []
+    return compact(summary, results)
+
+
+def compact(summary: dict[str, Any], results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The fields history shows, from summary.json and run_results.json's `results`."""
+    request = summary.get("request") or {}
+    return {
+        "v": RECORD_VERSION,
+        "run_id": summary["run_id"],
+        "flow_run_id": summary.get("flow_run_id"),
+        "project": summary.get("project"),
+        "env": summary.get("env"),
+        "deployment": summary.get("deployment") or _selection(request, with_command=True),
+        "command": request.get("command"),
+        "selection": _selection(request, with_command=False),
+        "target": summary.get("target"),
+        "outcome": summary.get("outcome"),
+        "verdict": summary.get("verdict"),
+        "started_at": summary.get("started_at"),
+        "finished_at": summary.get("finished_at"),
+        "duration_s": summary.get("duration_s"),
+        "git_sha": summary.get("git_sha"),
+        "image_digest": summary.get("image_digest"),
+        "nodes_total": summary.get("nodes_total", 0),
+        "failed": [n["unique_id"] for n in summary.get("failed") or ()],
+        "nodes": [_node(r) for r in results if "unique_id" in r],
+    }
+
+
+def _node(result: dict[str, Any]) -> dict[str, Any]:
+    status = str(result.get("status") or "")
+    rows = (result.get("adapter_response") or {}).get("rows_affected")
+    return {
+        "id": result["unique_id"],
+        "status": status,
+        "s": result.get("execution_time"),
+        "rows": rows if isinstance(rows, int) and rows >= 0 else None,
+        "failed": status in _FAILED,
+        "warned": status == "warn",
+    }
+
+
+def _selection(request: dict[str, Any], *, with_command: bool) -> str:
+    parts = [str(request.get("command") or "?")] if with_command else []
+    if request.get("selector"):
+        parts.append(f"--selector {request['selector']}")
+    if request.get("select"):
+        parts.append(" ".join(request["select"]))
+    if request.get("exclude"):
+        parts.append("--exclude " + " ".join(request["exclude"]))
+    if len(parts) == (1 if with_command else 0):
+        parts.append("(all)")
+    return " ".join(parts)

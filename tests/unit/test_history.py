@@ -1,0 +1,316 @@
+"""`ferry history`: the store listed, runs fetched once into the cache, the answers DuckDB gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from flows.artifacts import LocalStore, S3Store, index_key, open_store
+from flows.cli import main as ferry
+from flows.history.fetch import compact, sync
+from flows.history.query import ask, parse_since
+
+T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+
+
+def write_run(store, n, *, project="shop", env="prod", nodes, outcome="success", **summary):
+    """Run number `n` (started n hours after T0): `nodes` maps unique_id to (status, seconds,
+    rows affected or None)."""
+    run_id = f"run-{n:03d}"
+    started = T0 + timedelta(hours=n)
+    prefix = f"{project}/{env}/runs/{started:%Y-%m-%d}/{run_id}"
+    results = []
+    for uid, (status, seconds, rows) in nodes.items():
+        adapter = {"_message": "OK"} | ({"rows_affected": rows} if rows is not None else {})
+        results.append(
+            {
+                "unique_id": uid,
+                "status": status,
+                "execution_time": seconds,
+                "adapter_response": adapter,
+            }
+        )
+    body = {
+        "run_id": run_id,
+        "flow_run_id": None,
+        "project": project,
+        "env": env,
+        "request": {"command": "build", "select": ["tag:daily"], "exclude": [], "selector": None},
+        "target": "prod",
+        "outcome": outcome,
+        "verdict": outcome,
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=60)).isoformat(),
+        "duration_s": 60.0,
+        "git_sha": "abc1234def",
+        "image_digest": None,
+        "nodes_total": len(nodes),
+        "failed": [{"unique_id": u} for u, (s, _, _) in nodes.items() if s in {"error", "fail"}],
+        **summary,
+    }
+    store.put_bytes(f"{prefix}/summary.json", json.dumps(body).encode())
+    store.put_bytes(f"{prefix}/run_results.json", json.dumps({"results": results}).encode())
+    store.put_bytes(
+        index_key(project, env, run_id), json.dumps({"run_id": run_id, "prefix": prefix}).encode()
+    )
+    return run_id
+
+
+class CountingStore:
+    """A store that counts what is read from it."""
+
+    def __init__(self, store):
+        self.inner, self.reads = store, []
+        self.url = store.url
+
+    def get_bytes(self, key):
+        self.reads.append(key)
+        return self.inner.get_bytes(key)
+
+    def list_keys(self, prefix):
+        return self.inner.list_keys(prefix)
+
+
+def ten_runs(store):
+    """model.a: 1..10 s, 500 rows each time; test.b fails in runs 3 and 7, warns in run 5."""
+    for n in range(1, 11):
+        status = "fail" if n in (3, 7) else "warn" if n == 5 else "pass"
+        write_run(
+            store,
+            n,
+            nodes={
+                "model.shop.a": ("success", float(n), 500 + n),
+                "test.shop.b": (status, 0.1, None),
+            },
+            outcome="failed" if status == "fail" else "success",
+        )
+
+
+def by_node(history):
+    return {n["node"]: n for n in history.nodes}
+
+
+def test_local_store_lists_keys_under_a_prefix(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    assert list(store.list_keys("shop/")) == []  # no folder yet
+    for key in ("shop/prod/index/a.json", "shop/prod/runs/d/a/summary.json", "other/x.json"):
+        store.put_bytes(key, b"{}")
+    assert sorted(store.list_keys("shop/prod/")) == [
+        "shop/prod/index/a.json",
+        "shop/prod/runs/d/a/summary.json",
+    ]
+    assert len(list(store.list_keys(""))) == 3
+
+
+@mock_aws
+def test_s3_store_lists_every_page_under_its_prefix(monkeypatch):
+    monkeypatch.setattr(S3Store, "list_page_size", 2)  # 7 keys: four pages
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="arts")
+    for i in range(7):
+        s3.put_object(Bucket="arts", Key=f"dbt/shop/prod/index/{i}.json", Body=b"{}")
+    s3.put_object(Bucket="arts", Key="dbt/other/prod/index/x.json", Body=b"{}")
+    s3.put_object(Bucket="arts", Key="elsewhere/shop/prod/index/x.json", Body=b"{}")
+    keys = list(open_store("s3://arts/dbt").list_keys("shop/prod/index/"))
+    assert keys == [f"shop/prod/index/{i}.json" for i in range(7)]
+    assert len(list(open_store("s3://arts/dbt").list_keys(""))) == 8
+    assert len(list(open_store("s3://arts").list_keys(""))) == 9
+
+
+def test_per_node_stats_over_the_runs(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    found = ask(sync(store, "prod", tmp_path / "cache").folder)
+    assert found.runs_total == 10
+    a, b = by_node(found)["model.shop.a"], by_node(found)["test.shop.b"]
+    assert (a["runs"], a["median_s"], a["last_s"]) == (10, 5.5, 10.0)
+    assert a["p95_s"] == pytest.approx(9.55)
+    assert (a["failure_rate"], a["last_rows"], a["median_rows"]) == (0.0, 510, 505.5)
+    assert (b["failure_rate"], b["warning_rate"], b["last_rows"]) == (0.2, 0.1, None)
+    assert [n["node"] for n in found.nodes] == ["model.shop.a", "test.shop.b"]  # slowest first
+
+
+def test_runs_newest_first_with_what_ran_and_what_failed(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    runs = ask(sync(store, "prod", tmp_path / "cache").folder, limit=4).runs
+    assert [r["run_id"] for r in runs] == ["run-010", "run-009", "run-008", "run-007"]
+    assert runs[3]["failed"] == ["test.shop.b"] and runs[3]["outcome"] == "failed"
+    assert runs[0]["deployment"] == "build tag:daily" and runs[0]["selection"] == "tag:daily"
+    assert runs[0]["started_at"] == T0 + timedelta(hours=10)
+    assert runs[0]["git_sha"] == "abc1234def" and runs[0]["duration_s"] == 60.0
+
+
+def test_since_limits_the_runs_and_the_stats(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    folder = sync(store, "prod", tmp_path / "cache").folder
+    found = ask(folder, since=T0 + timedelta(hours=8))
+    assert found.runs_total == 3 and len(found.runs) == 3
+    assert by_node(found)["model.shop.a"]["median_s"] == 9.0
+    assert by_node(found)["test.shop.b"]["failure_rate"] == 0.0
+
+
+def test_a_recorded_deployment_wins_and_other_envs_and_projects_stay_apart(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    write_run(store, 1, nodes={"model.shop.a": ("success", 1.0, None)}, deployment="dbt/build-prod")
+    write_run(store, 2, env="staging", nodes={"model.shop.a": ("success", 2.0, None)})
+    write_run(store, 3, project="other", nodes={"model.other.z": ("success", 3.0, None)})
+    prod = ask(sync(store, "prod", tmp_path / "cache").folder)
+    assert {r["run_id"]: r["deployment"] for r in prod.runs} == {
+        "run-001": "dbt/build-prod",
+        "run-003": "build tag:daily",
+    }
+    only_shop = ask(sync(store, "prod", tmp_path / "cache", "shop").folder, project="shop")
+    assert [r["run_id"] for r in only_shop.runs] == ["run-001"]
+    assert [n["node"] for n in only_shop.nodes] == ["model.shop.a"]
+    staging = ask(sync(store, "staging", tmp_path / "cache").folder)
+    assert [r["run_id"] for r in staging.runs] == ["run-002"]
+
+
+@mock_aws
+def test_from_s3_only_runs_not_seen_before_are_fetched(tmp_path):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="arts")
+    store = CountingStore(open_store("s3://arts/dbt"))
+    ten_runs(store.inner)
+    first = sync(store, "prod", tmp_path / "cache")
+    assert (first.known, first.fetched) == (10, 10) and len(store.reads) == 30
+    store.reads.clear()
+    assert ask(first.folder).runs_total == 10
+
+    again = sync(store, "prod", tmp_path / "cache")
+    assert (again.known, again.fetched, store.reads) == (10, 0, [])
+    new = write_run(store.inner, 11, nodes={"model.shop.a": ("success", 11.0, None)})
+    third = sync(store, "prod", tmp_path / "cache")
+    assert third.fetched == 1 and all(new in key or "run-011" in key for key in store.reads)
+    found = ask(third.folder)  # the tables are rebuilt with the new run
+    assert found.runs_total == 11 and by_node(found)["model.shop.a"]["last_s"] == 11.0
+
+
+def test_a_run_without_its_summary_is_skipped_and_asked_again(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    write_run(store, 1, nodes={"model.shop.a": ("success", 1.0, None)})
+    store.put_bytes(index_key("shop", "prod", "run-002"), b'{"prefix": "shop/prod/runs/x/run-002"}')
+    synced = sync(store, "prod", tmp_path / "cache")
+    assert (synced.fetched, synced.unreadable) == (1, ["run-002"])
+    write_run(store, 2, nodes={"model.shop.a": ("success", 2.0, None)})
+    assert sync(store, "prod", tmp_path / "cache").fetched == 1
+
+
+def test_an_empty_store_answers_nothing(tmp_path):
+    found = ask(sync(LocalStore(tmp_path / "store"), "prod", tmp_path / "cache").folder)
+    assert (found.runs, found.nodes, found.runs_total) == ([], [], 0)
+
+
+def test_two_stores_never_share_a_cache(tmp_path):
+    one, two = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "two")
+    write_run(one, 1, nodes={"model.shop.a": ("success", 1.0, None)})
+    assert (
+        sync(one, "prod", tmp_path / "cache").folder != sync(two, "prod", tmp_path / "cache").folder
+    )
+    assert ask(sync(two, "prod", tmp_path / "cache").folder).runs_total == 0
+
+
+def test_compact_keeps_only_real_row_counts():
+    record = compact(
+        {"run_id": "r", "request": {"command": "run", "selector": "nightly"}},
+        [
+            {
+                "unique_id": "model.x",
+                "status": "success",
+                "adapter_response": {"rows_affected": -1},
+            },
+            {"unique_id": "model.y", "status": "error", "adapter_response": {"rows_affected": 7}},
+        ],
+    )
+    assert record["deployment"] == "run --selector nightly"
+    assert [(n["rows"], n["failed"]) for n in record["nodes"]] == [(None, False), (7, True)]
+
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", NOW - timedelta(days=7)),
+        ("12h", NOW - timedelta(hours=12)),
+        ("30m", NOW - timedelta(minutes=30)),
+        ("2w", NOW - timedelta(weeks=2)),
+        ("2026-12-01", datetime(2026, 12, 1, tzinfo=UTC)),
+        ("2026-12-01T08:30", datetime(2026, 12, 1, 8, 30, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_a_duration_or_a_date(text, expected):
+    assert parse_since(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["7", "7x", "yesterday", "2026-13-01", "-3d"])
+def test_a_malformed_since_is_refused(text):
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_since(text, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--since", "7x"], "--since '7x' is neither a duration"),
+        (["--artifacts", "ftp://host/x"], "ftp:// is not supported"),
+        (["--limit", "0"], "--limit 0"),
+        (["--env", "a/b"], "FERRY_ENV"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
+    argv = ["history", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path), *flags]
+    assert ferry(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ferry history: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_table_shows_runs_and_nodes(tmp_path, capsys):
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    argv = [
+        "history",
+        "--artifacts",
+        str(store.root),
+        "--env",
+        "prod",
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    assert ferry([*argv, "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("10 run(s) of environment 'prod'") and "(10 newly fetched)" in out
+    lines = out.splitlines()
+    assert lines[2].split() == [
+        "started",
+        "(UTC)",
+        "deployment",
+        "outcome",
+        "took",
+        "failed",
+        "git",
+        "image",
+    ]
+    assert lines[3].split()[:5] == ["2026-11-01", "16:00", "build", "tag:daily", "success"]
+    assert "model.shop.a" in out and "20%" in out and "510" in out
+    assert ferry([*argv, "--nodes", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["fetched"] == 0 and data["runs_total"] == 10 and len(data["runs"]) == 10
+
+
+def test_an_unreadable_store_fails_with_one_line(tmp_path, capsys):
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    argv = ["history", "--artifacts", str(store.root), "--env", "prod", "--cache-dir", str(blocker)]
+    assert ferry(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry history: ") and err.count("\n") == 1
