@@ -53,6 +53,10 @@ class ArtifactStore(Protocol):
         """Every key under `prefix` (a folder's path ending in '/', or ''), in no set order."""
         ...
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under `prefix` (ending in '/', or ''), sorted."""
+        ...
+
 
 class LocalStore:
     """A folder on disk: the default for a laptop."""
@@ -89,6 +93,10 @@ class LocalStore:
             for name in names:
                 if not name.endswith(".tmp"):  # a pointer half-written by put_bytes
                     yield name if base == "." else f"{base}/{name}"
+
+    def list_folders(self, prefix: str) -> list[str]:
+        top = self.root / prefix if prefix else self.root
+        return sorted(p.name for p in top.iterdir() if p.is_dir()) if top.is_dir() else []
 
 
 class S3Store:
@@ -144,6 +152,20 @@ class S3Store:
                     yield obj["Key"][cut:]
         except Exception as exc:
             raise ArtifactStoreError(f"cannot list {self.url}/{prefix}: {exc}") from exc
+
+    def list_folders(self, prefix: str) -> list[str]:
+        start = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=start,
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+            found = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
+        except Exception as exc:
+            raise ArtifactStoreError(f"cannot list {self.url}/{prefix}: {exc}") from exc
+        return sorted(name[len(start) :].rstrip("/") for name in found)
 
 
 def open_store(url: str, endpoint_url: str | None = None) -> ArtifactStore:

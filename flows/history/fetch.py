@@ -59,10 +59,12 @@ def sync(
     folder = root / f"v{RECORD_VERSION}" / env
     folder.mkdir(parents=True, exist_ok=True)
     (root / "store.txt").write_text(store.url + "\n")
-    prefix = f"{project}/{env}/index/" if project else ""
+    # Only the index is listed: one key per run, never the files of every run of every env.
+    projects = [project] if project else store.list_folders("")
+    keys = (key for name in projects for key in store.list_keys(f"{name}/{env}/index/"))
     known = 0
     missing: dict[str, tuple[str, Path]] = {}  # index key: run id, its record
-    for key in store.list_keys(prefix):
+    for key in keys:
         match = _INDEX_KEY.match(key)
         if match is None or match["env"] != env:
             continue
