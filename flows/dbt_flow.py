@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
 from flows import prefect_api
 from flows.dbt.commands import DbtCommand
 from flows.node_runs import PrefectNodeReporter
+from flows.run import metrics
 from flows.run.events import emit_crash, emit_invalid, emit_outcome
 from flows.run.owner import RunReport, run
 from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
@@ -96,6 +97,8 @@ def dbt_flow(
     summary = report.summary
     _finish(summary, settings)
     _publish_report(report)
+    if settings.metrics:
+        metrics.write(metrics.emf_lines(summary, report.nodes, deployment.name))
     for line in summary.failed:
         logger.error("%s %s: %s", line.status.value, line.unique_id, line.first_error_line)
     for line in summary.warned:

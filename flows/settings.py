@@ -16,6 +16,7 @@ never taken for a setting.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,6 +224,16 @@ class FerrySettings(BaseSettings):
         description=(
             "Set by a Prefect worker in the process it starts for a deployment's flow run: the "
             "run then owns its process's end (FERRY_PREFECT_API_WAIT_S applies)."
+        ),
+    )
+
+    # --- Metrics for CloudWatch -------------------------------------------------------
+    metrics: bool = Field(
+        default_factory=lambda: bool(os.environ.get("ECS_CONTAINER_METADATA_URI_V4")),
+        description=(
+            "Write the run's CloudWatch metrics as Embedded Metric Format lines to stdout when "
+            "it ends (flows/run/metrics.py). Default: on in an ECS task, where the log driver "
+            "delivers them, off elsewhere."
         ),
     )
 

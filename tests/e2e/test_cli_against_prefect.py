@@ -44,11 +44,16 @@ def ferry_run(prefect_api, project, tmp_path, env, *extra):
 def test_a_build_shows_every_node_as_a_task_run(
     prefect_api, api, shop_project, shop_ready, tmp_path
 ):
-    proc = ferry_run(prefect_api, shop_project, tmp_path, shop_ready)
+    # FERRY_METRICS as in an ECS task: the EMF lines go where dbt's console goes (stderr under
+    # --json, whose stdout holds the summary alone).
+    proc = ferry_run(prefect_api, shop_project, tmp_path, {**shop_ready, "FERRY_METRICS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-3000:]
     summary = summary_of(proc.stdout)
     assert summary["outcome"] == "warnings"
+    [emf] = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith('{"_aws"')]
+    assert (emf["RunId"], emf["FlowRunId"]) == (summary["run_id"], summary["flow_run_id"])
+    assert (emf["RunSucceeded"], emf["NodesWarned"], emf["Deployment"]) == (1, 1, "ad-hoc")
 
     flow_run = api.flow_run(summary["flow_run_id"])
     assert flow_run["state_type"] == "COMPLETED"
