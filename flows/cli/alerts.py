@@ -19,7 +19,8 @@ _NOUNS = {
     ),
     "automations": (
         "ferry's alerting automations, matched by name, and the writer limits",
-        "Creates or updates the file's automations (matched by name; duplicates are deleted) "
+        "Creates or updates the file's automations (matched by name; duplicates are deleted, "
+        "and so are automations tagged ferry that the file no longer names) "
         "and the ferry-writer-<env> concurrency limit of each environment of the prefect.yaml "
         "beside the file. Their channels' blocks must exist: apply the channels first.",
     ),

@@ -2,7 +2,9 @@
 
 `prefect automation create` adds a new automation on every call, so alerts would double with
 each deploy. `apply` instead matches what exists by name: it creates what is missing, updates
-what differs, leaves the rest alone and deletes duplicates of a name, keeping one.
+what differs, leaves what matches alone and deletes duplicates of a name, keeping one. It also
+deletes what the file no longer names, but only automations carrying ferry's tag: one made by
+hand in the UI is never touched.
 
 Leaving an unchanged automation alone matters beyond tidiness: Prefect resets a trigger's
 state when its automation is updated, so a proactive alert's wait would start over on every
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
     from prefect.events.schemas.automations import Automation
 
 MANAGED_TAG = "ferry"
-"""Tag on every automation ferry applies, to find them in the UI and API."""
+"""Tag on every automation ferry applies, to find them in the UI and API: `apply` deletes one
+that carries it once automations.yaml no longer names it."""
 
 _TRIGGER_CLASSES: dict[str, type[BaseModel]] = {
     "event": EventTrigger,
@@ -61,6 +64,8 @@ _TRIGGER_CLASSES: dict[str, type[BaseModel]] = {
 _CORE_FIELDS = frozenset(AutomationCore.model_fields)
 _UNION_TAGS = {*_TRIGGER_CLASSES, "slack", "email", "webhook"}
 _DURATION = TypeAdapter(timedelta)  # seconds, "HH:MM:SS" or ISO 8601 ("PT26H")
+_PAGE = 200  # the most the server returns per call (PREFECT_SERVER_API_DEFAULT_LIMIT)
+_STALE = "no longer in automations.yaml"
 
 
 class Notify(BaseModel):
@@ -234,11 +239,21 @@ def diff(desired: AutomationCore, existing: Sequence[Automation]) -> Plan:
     return Plan(kind, keep.id, tuple(a.id for a in existing if a.id != keep.id))
 
 
+def stale(spec: AlertsSpec, on_server: Sequence[Automation]) -> list[Automation]:
+    """ferry's automations on the server that `spec` no longer names, to delete.
+
+    The tag is checked here, not only in the server's filter: an automation made by hand must
+    survive even a server that ignored the filter.
+    """
+    named = {a.name for a in spec.automations}
+    return [a for a in on_server if MANAGED_TAG in a.tags and a.name not in named]
+
+
 async def apply(spec: AlertsSpec, client: PrefectClient, *, dry_run: bool = False) -> list[Change]:
     """Makes the server's automations match `spec`, by name; prints nothing.
 
-    Automations not in `spec` are left alone, even ferry's own: renaming one here leaves the
-    old name on the server until deleted by hand.
+    Automations not in `spec` are deleted when they carry ferry's tag (renaming one here
+    replaces it) and left alone otherwise.
 
     Args:
         spec: The validated automations.yaml.
@@ -247,7 +262,8 @@ async def apply(spec: AlertsSpec, client: PrefectClient, *, dry_run: bool = Fals
 
     Returns:
         Per automation in file order: created, updated or unchanged, then a
-        `deleted duplicate` for each extra automation of that name.
+        `deleted duplicate` for each extra automation of that name; last, a `deleted` for
+        each of ferry's automations the file no longer names.
 
     Raises:
         NotifyConfigError: a channel's block does not exist yet (run `ferry alerts channels apply`).
@@ -267,7 +283,28 @@ async def apply(spec: AlertsSpec, client: PrefectClient, *, dry_run: bool = Fals
                 await client.delete_automation(duplicate)
         changes.append(Change(plan.kind, automation.name))
         changes += [Change(ChangeKind.DELETED_DUPLICATE, automation.name)] * len(plan.duplicates)
+    for gone in stale(spec, await _tagged(client)):
+        if not dry_run:
+            await client.delete_automation(gone.id)
+        changes.append(Change(ChangeKind.DELETED, gone.name, _STALE))
     return changes
+
+
+async def _tagged(client: PrefectClient) -> list[Automation]:
+    """Every automation on the server with ferry's tag, by name; all read before any is
+    deleted, so the pages do not shift under the reading."""
+    from prefect.client.schemas.sorting import AutomationSort
+    from prefect.events.filters import AutomationFilter, AutomationFilterTags
+
+    ours = AutomationFilter(tags=AutomationFilterTags(all_=[MANAGED_TAG]))
+    found: list[Automation] = []
+    while True:
+        page = await client.read_automations(
+            automations=ours, sort=AutomationSort.NAME_ASC, limit=_PAGE, offset=len(found)
+        )
+        found += page
+        if len(page) < _PAGE:
+            return found
 
 
 async def _block_ids(spec: AlertsSpec, client: PrefectClient) -> dict[str, UUID]:

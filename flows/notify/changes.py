@@ -11,17 +11,21 @@ class ChangeKind(StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     DELETED_DUPLICATE = "deleted duplicate"
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
 class Change:
-    """One line of an apply's report, e.g. `updated: ferry - dbt run failed`."""
+    """One line of an apply's report, e.g. `updated: ferry - dbt run failed`, or with a reason,
+    `deleted: ferry - old alert (no longer in automations.yaml)`."""
 
     kind: ChangeKind
     name: str
+    reason: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind.value}: {self.name}"
+        line = f"{self.kind.value}: {self.name}"
+        return f"{line} ({self.reason})" if self.reason else line
 
 
 class NotifyConfigError(ValueError):

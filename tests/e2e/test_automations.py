@@ -262,6 +262,43 @@ def test_applying_twice_leaves_exactly_one_of_each(
     assert all(a["enabled"] for a in after)
 
 
+def test_an_automation_removed_from_the_file_is_deleted_and_one_made_by_hand_is_not(
+    prefect_api, prefect_env, api, clean_automations, tmp_path
+):
+    asyncio.run(_apply(automations.load(SHIPPED), SECRETS))  # channels and automations, as shipped
+    removed, kept = NAMES[-1], NAMES[:-1]
+    # Made by hand in the UI with the very name removed: ferry's tag is all that tells them apart.
+    [ours] = [a for a in ferry_automations(api) if a["name"] == removed]
+    hand_made = {k: v for k, v in ours.items() if k not in {"id", "created", "updated"}}
+    hand_made |= {"tags": [], "enabled": False}  # disabled: it must not alert for other tests
+    by_hand = api.client.post("/automations/", json=hand_made).raise_for_status().json()["id"]
+
+    document = yaml.safe_load(SHIPPED.read_text())
+    document["automations"] = [a for a in document["automations"] if a["name"] != removed]
+    trimmed = tmp_path / "automations.yaml"
+    trimmed.write_text(yaml.safe_dump(document, sort_keys=False))
+    (tmp_path / "prefect.yaml").write_text((REPO / "prefect.yaml").read_text())
+
+    def apply(*args: str) -> list[str]:
+        return lines(
+            run_ferry(prefect_api, "alerts", "automations", "apply", *args, "--file", str(trimmed))
+        )
+
+    try:
+        deleted = f"deleted: {removed} (no longer in automations.yaml)"
+        assert apply("--dry-run")[: len(NAMES)] == [
+            *(f"(dry run) unchanged: {n}" for n in kept),
+            f"(dry run) {deleted}",
+        ]
+        assert sorted(a["name"] for a in ferry_automations(api)) == sorted(NAMES), "dry run"
+        assert apply()[: len(NAMES)] == [*(f"unchanged: {n}" for n in kept), deleted]
+        assert sorted(a["name"] for a in ferry_automations(api)) == sorted(kept)
+        assert api.client.get(f"/automations/{by_hand}").json()["name"] == removed
+        assert apply() == [f"unchanged: {n}" for n in kept + LIMITS]
+    finally:
+        api.client.delete(f"/automations/{by_hand}").raise_for_status()
+
+
 def test_bad_input_is_refused_and_an_unreachable_api_is_a_failure(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}/api"
     broken = tmp_path / "automations.yaml"

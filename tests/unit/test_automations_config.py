@@ -503,6 +503,15 @@ def test_diff_without_a_match_updates_the_oldest_and_deletes_the_rest(desired):
     assert plan == automations.Plan(ChangeKind.UPDATED, old.id, (recent.id,))
 
 
+def test_stale_is_only_ferrys_own_automations_the_file_no_longer_names(shipped, desired):
+    in_the_file = existing(desired)
+    renamed = existing(desired, name="ferry - dbt run failed (old name)")
+    by_hand = existing(desired, name="ferry - dbt run failed (by hand)", tags=["team-a"])
+    untagged = existing(desired, name="ferry - dbt run failed (no tags)", tags=[])
+    on_server = [in_the_file, renamed, by_hand, untagged]
+    assert automations.stale(shipped, on_server) == [renamed]
+
+
 class FakeClient:
     """The few client calls apply makes, recording the writes."""
 
@@ -525,6 +534,10 @@ class FakeClient:
     async def read_automations_by_name(self, name):
         return [a for a in self.automations if a.name == name]
 
+    async def read_automations(self, *, automations=None, sort=None, limit=200, offset=0):
+        # Ignores the tag filter, as a server that did not know it would: apply checks the tag.
+        return self.automations[offset : offset + limit]
+
     async def create_automation(self, automation):
         self.writes.append(f"create {automation.name}")
 
@@ -539,7 +552,9 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
     ids = {c.name: uuid4() for c in shipped.channels}
     first = automations.render(shipped.automations[0], ids)
     warned = automations.render(shipped.automations[2], ids)
-    server = [existing(first), existing(first), existing(warned, enabled=False)]
+    retired = existing(first, name="ferry - retired alert")
+    by_hand = existing(first, name="ferry - made by hand", tags=[])
+    server = [existing(first), existing(first), existing(warned, enabled=False), retired, by_hand]
     dry = FakeClient(ids, server)
     changes = asyncio.run(automations.apply(shipped, dry, dry_run=True))  # type: ignore[arg-type]
     assert [str(c) for c in changes] == [
@@ -549,6 +564,7 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "updated: ferry - dbt run warned",
         "created: ferry - build-prod missing",
         "created: ferry - source freshness failed",
+        "deleted: ferry - retired alert (no longer in automations.yaml)",
     ]
     assert dry.writes == []
     real = FakeClient(ids, server)
@@ -559,7 +575,17 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "update ferry - dbt run warned",
         "create ferry - build-prod missing",
         "create ferry - source freshness failed",
+        f"delete {retired.id}",
     ]
+
+
+def test_apply_deletes_past_the_servers_first_page(shipped):
+    ids = {c.name: uuid4() for c in shipped.channels}
+    first = automations.render(shipped.automations[0], ids)
+    retired = [existing(first, name=f"ferry - retired {i}") for i in range(250)]
+    client = FakeClient(ids, retired)
+    asyncio.run(automations.apply(shipped, client))  # type: ignore[arg-type]
+    assert client.writes[-250:] == [f"delete {a.id}" for a in retired]
 
 
 def test_apply_needs_the_channels_first(shipped):
