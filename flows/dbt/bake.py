@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flows.dbt import packages
-from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport
+from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport, dbt_version
 from flows.dbt.profiles import DbtProject
 from flows.run.request import InvalidRunRequest, RunRequest
 from flows.settings import environment_name_problem
@@ -205,7 +205,7 @@ def bake(
         "env": spec.env,
         "target": target,
         "project": project.name,
-        "dbt_version": _dbt_version(),
+        "dbt_version": dbt_version(),
         "nodes": nodes,
         "vars": spec.vars,
         "environment": sorted(spec.environment),  # names only: the values are the runs'
@@ -292,12 +292,3 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def _dbt_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dbt-core")
-    except PackageNotFoundError:
-        return None

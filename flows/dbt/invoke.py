@@ -8,12 +8,14 @@ visibility").
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -360,3 +362,12 @@ def _exception_message(exc: BaseException | None) -> str:
         return "dbt failed without an error message (see dbt.log)"
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+@functools.cache
+def dbt_version() -> str | None:
+    """The installed dbt-core's version (what a summary, a bake and the packages' record note)."""
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return None

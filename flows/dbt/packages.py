@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from flows.dbt.invoke import dbt_version
 from flows.run.request import InvalidRunRequest
 
 #: dbt's file names: where packages are declared, and the lock `dbt deps` writes.
@@ -81,8 +80,14 @@ class ProjectPackages:
 
     @classmethod
     def read(cls, project_dir: Path) -> ProjectPackages:
-        """Raises InvalidRunRequest when packages.yml (or dependencies.yml) is not YAML."""
+        """Raises InvalidRunRequest when the folder holds no dbt project, or when packages.yml
+        (or dependencies.yml) is not YAML."""
         project_dir = project_dir.resolve()
+        if not (project_dir / "dbt_project.yml").is_file():
+            raise InvalidRunRequest(
+                f"no dbt_project.yml in {project_dir}; pass the dbt project's directory "
+                "(--project-dir / FERRY_PROJECT_DIR)"
+            )
         declaration, declared = None, 0
         for name in DECLARATION_FILES:
             path = project_dir / name
@@ -100,7 +105,7 @@ class ProjectPackages:
         return {
             "declaration": _sha1(self.declaration),
             "lock": _sha1(self.lock),
-            "dbt": _dbt_version(),
+            "dbt": dbt_version(),
         }
 
     def up_to_date(self) -> bool:
@@ -270,11 +275,3 @@ def _sha1(path: Path | None) -> str | None:
     if path is None or not path.is_file():
         return None
     return hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
-
-
-@functools.cache
-def _dbt_version() -> str | None:
-    try:
-        return version("dbt-core")
-    except PackageNotFoundError:
-        return None

@@ -16,11 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 
 from flows.artifacts import Publication
 from flows.dbt.deadline import Deadline
-from flows.dbt.invoke import NodeListener
+from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.run.execute import Log, WriterSlot, execute
 from flows.run.plan import RunPlan, plan
@@ -102,7 +101,7 @@ def run(
             finished_at=datetime.now(UTC),
             dbt_elapsed_s=done.dbt_elapsed_s,
             parse=done.parse,
-            dbt_version=_dbt_version(),
+            dbt_version=dbt_version(),
             git_sha=settings.git_sha,
             image_digest=settings.image_digest,
             error=done.error,
@@ -134,10 +133,3 @@ def _remaining(timeout_s: float | None, planned: RunPlan) -> float | None:
     if timeout_s is None:
         return None
     return max(timeout_s - (datetime.now(UTC) - planned.started_at).total_seconds(), 0.01)
-
-
-def _dbt_version() -> str | None:
-    try:
-        return version("dbt-core")
-    except PackageNotFoundError:
-        return None

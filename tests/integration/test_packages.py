@@ -178,6 +178,11 @@ def test_the_image_build_installs_from_the_committed_lock_or_refuses(project: Pa
     missing = ferry(project, "packages", "install", "--frozen")
     assert missing.returncode == 2 and "there is no package-lock.yml" in missing.stderr
 
+    # A folder that is no dbt project is bad input, not "no packages declared".
+    elsewhere = ferry(project, "packages", "install", "--project-dir", str(project / "models"))
+    assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
+    assert elsewhere.stderr.startswith("ferry packages install: no dbt_project.yml in ")
+
 
 def test_the_bake_installs_the_packages_and_parses_with_them(project: Path, tmp_path: Path):
     baked_dir = tmp_path / "baked"

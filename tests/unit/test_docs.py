@@ -111,7 +111,7 @@ def test_the_checks_catch_what_they_are_for():
     assert not any(p.search(line) for p in _TRACKER for line in allowed)
 
     assert _LOCAL_PATH.search("kept in /home/alice/ferry/.venv")
-    assert _LOCAL_PATH.search("a checkout in /work/ferry")
+    assert _LOCAL_PATH.search("a checkout in /Users/bob/ferry")
     assert _LOCAL_PATH.search("see `/tmp/pytest-of-root/x`")
     assert _LOCAL_PATH.search("(/root/.cache/uv)")
     assert not _LOCAL_PATH.search("s3://bucket/tmp/x and https://example.com/home/x")
