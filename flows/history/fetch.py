@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(".ferry/history")
 # Bumped when a record's shape changes: the records live under v<N>/, so all are fetched again.
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 _INDEX_KEY = re.compile(r"^(?P<project>[^/]+)/(?P<env>[^/]+)/index/(?P<run_id>[^/]+)\.json$")
 _FAILED = {"error", "fail", "runtime error"}
 _FETCHERS = 16
@@ -138,6 +138,9 @@ def compact(summary: dict[str, Any], results: Iterable[dict[str, Any]]) -> dict[
         "nodes_total": summary.get("nodes_total", 0),
         "failed": [n["unique_id"] for n in summary.get("failed") or ()],
         "nodes": [_node(r) for r in results if "unique_id" in r],
+        # What the run's signals found against the history before it (flows.history.signals).
+        "regressions": summary.get("regressions") or [],
+        "anomalies": summary.get("anomalies") or [],
     }
 
 

@@ -17,6 +17,11 @@ from typing import Any
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _TABLES = "tables.json"
+# The two tables every reader of history shares (`ferry history`, `ferry report`, the signals
+# of a run): one row per run (its record without the nodes), one row per node of a run; they
+# join on `record`.
+RUNS_TABLE = "runs.parquet"
+NODES_TABLE = "nodes.parquet"
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -63,13 +68,13 @@ def ask(
     """
     import duckdb
 
-    tables = _tables(folder)
+    has_runs = refresh_tables(folder)
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
-        if tables is None:
+        if not has_runs:
             return History(runs=[], nodes=[], runs_total=0)
-        runs_file, nodes_file = (str(folder / name) for name in tables)
+        runs_file, nodes_file = (str(folder / name) for name in (RUNS_TABLE, NODES_TABLE))
         where = ["started_at >= ?"] * bool(since) + ["project = ?"] * bool(project)
         window = ("where " + " and ".join(where)) if where else ""
         params = [p for p in (since, project) if p]
@@ -123,8 +128,9 @@ def _rows(con: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _tables(folder: Path) -> tuple[str, str] | None:
-    """runs.parquet and nodes.parquet, rebuilt when the records changed; None without any."""
+def refresh_tables(folder: Path) -> bool:
+    """Rebuilds `folder`'s RUNS_TABLE and NODES_TABLE when its records changed; False when it
+    holds no record (and so no tables)."""
     records = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json"))
     if _TABLES in records:
         records.remove(_TABLES)
@@ -133,10 +139,10 @@ def _tables(folder: Path) -> tuple[str, str] | None:
     marker = folder / _TABLES
     seen = json.loads(marker.read_text()) if marker.is_file() else {}
     if seen.get("records") == len(records) and seen.get("last") == records[-1]:
-        return "runs.parquet", "nodes.parquet"
+        return True
     _build(folder)
     marker.write_text(json.dumps({"records": len(records), "last": records[-1]}))
-    return "runs.parquet", "nodes.parquet"
+    return True
 
 
 _RECORD_COLUMNS = {
@@ -159,6 +165,9 @@ _RECORD_COLUMNS = {
     "failed": "varchar[]",
     "nodes": "struct(id varchar, status varchar, s double, rows bigint, failed boolean, "
     "warned boolean)[]",
+    "regressions": "struct(unique_id varchar, s double, usual_s double, runs integer)[]",
+    "anomalies": "struct(unique_id varchar, kind varchar, rows bigint, usual_rows double, "
+    "deviation double, runs integer)[]",
 }
 
 
@@ -178,8 +187,8 @@ def _build(folder: Path) -> None:
             """,
             [str(folder / "*__*.json")],
         )
-        runs = folder / "runs.parquet"
-        nodes = folder / "nodes.parquet"
+        runs = folder / RUNS_TABLE
+        nodes = folder / NODES_TABLE
         con.execute(
             f"copy (select * exclude (nodes) from records) to '{runs}.tmp' (format parquet)"
         )
