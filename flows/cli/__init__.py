@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from flows.cli import alerts, ci, packages, release, stack
 from flows.cli import history as history_cli
+from flows.cli import report as report_cli
 from flows.cli import run as run_cli
 
 GROUPS = ("run", "history", "stack", "packages", "alerts", "release", "ci")
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
     run_cli.add_parser(sub)
     history_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     for group in (stack, packages, alerts, release, ci):
         group.add_parser(sub)
     return parser

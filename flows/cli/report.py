@@ -1,0 +1,87 @@
+"""`ferry report`: an environment's run history as one self-contained HTML page.
+
+Reads the artifact store through the same cache as `ferry history` (flows/history/), then
+flows.report.render draws it; the page opens offline (plotly.js is inlined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from flows.cli._common import Leaf, classify
+from flows.exit_codes import ExitCode
+
+PROG = "ferry report"
+DEFAULT_OUT = Path(".ferry/report/index.html")
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "report",
+        help="an environment's run history as one HTML page that opens offline",
+        description="Writes one self-contained HTML page (no CDN, no server) of the runs stored "
+        "in the artifact store: run durations by outcome, the slowest models, the latest "
+        "regressions and anomalies, failure and warning rates by day, rows affected. Exit 0, "
+        "1 when the store cannot be read or the page cannot be written, 2 on bad input.",
+    )
+    parser.add_argument("--since", help="runs started since: 7d, 12h, 30m, 2w, or a date")
+    parser.add_argument("--env", help="the environment (FERRY_ENV; default local)")
+    parser.add_argument("--project", help="only this dbt project (default: every project)")
+    parser.add_argument(
+        "--artifacts", help="s3://bucket/prefix or a folder (FERRY_ARTIFACTS; .ferry/artifacts)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where fetched runs are kept (default .ferry/history)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"the page to write (default {DEFAULT_OUT})",
+    )
+    parser.set_defaults(leaf=Leaf(PROG, _report))
+
+
+def _report(args: argparse.Namespace) -> ExitCode:
+    from flows.artifacts import ArtifactStoreError, open_store
+    from flows.history.fetch import DEFAULT_CACHE, sync
+    from flows.history.query import parse_since
+    from flows.report.render import report
+    from flows.settings import FerrySettings, InvalidSettings
+
+    with classify(invalid=(InvalidSettings, ValueError)):
+        settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
+        since = parse_since(args.since) if args.since else None
+        if args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a folder: pass the page's file name")
+        store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+    with classify(failed=(ArtifactStoreError, OSError), aws=True):
+        synced = sync(store, settings.env, args.cache_dir or DEFAULT_CACHE, args.project)
+        made = report(
+            synced.folder,
+            env=settings.env,
+            project=args.project,
+            store_url=store.url,
+            since=since,
+        )
+    with classify(failed=(OSError,)):
+        _write(args.out, made.html)
+    print(f"ferry: report of {made.runs} run(s) written to {args.out}")
+    return ExitCode.OK
+
+
+def _write(path: Path, page: str) -> None:
+    """Written beside, then moved into place: a reader never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,569 @@
+"""The report's page: a header, five sections, and plotly.js inlined once.
+
+DuckDB reduces the runs and nodes tables to what each figure draws (at most `_BUCKETS` points
+per line, one point per run for the durations), so the page's size follows the number of runs,
+never runs x nodes. Every string that comes from the data is HTML-escaped, in the page and in
+the figures' labels (plotly.js renders a subset of HTML in them).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from flows.history.query import NODES_TABLE, RUNS_TABLE, refresh_tables
+
+_TOP = 10
+# A trend line is the median per time window, at most this many windows over the runs shown.
+_BUCKETS = 200
+# The durations plot shows one point per run, the newest this many.
+_MAX_RUNS_PLOTTED = 5000
+_MATERIALIZED = ("model", "snapshot", "seed")
+_OUTCOME_COLOURS = {
+    "success": "#2e7d32",
+    "warnings": "#f9a825",
+    "failed": "#c62828",
+    "invalid": "#6a1b9a",
+}
+_OTHER_COLOUR = "#757575"
+_FAILED_OUTCOMES = ("failed", "invalid")
+_SIGNAL_NAMES = {"regression": "slower", "unusual": "unusual volume", "nothing_new": "nothing new"}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The page, and how many runs it shows."""
+
+    html: str
+    runs: int
+
+
+def render(
+    folder: Path,
+    *,
+    env: str,
+    project: str | None,
+    store_url: str,
+    now: datetime | None = None,
+    since: datetime | None = None,
+) -> str:
+    """The report of the runs in `folder` (flows.history.fetch.sync's) as one HTML page.
+
+    Args:
+        env: the environment the runs belong to (shown in the header).
+        project: only this dbt project's runs; None for every project's.
+        store_url: the artifact store the runs were read from (shown in the header).
+        now: the moment the page says it was generated (tests pin it).
+        since: only runs started at or after it; None for all.
+    """
+    return report(folder, env=env, project=project, store_url=store_url, now=now, since=since).html
+
+
+def report(
+    folder: Path,
+    *,
+    env: str,
+    project: str | None,
+    store_url: str,
+    now: datetime | None = None,
+    since: datetime | None = None,
+) -> Report:
+    """`render`'s page with the number of runs it shows (what `ferry report` says)."""
+    import duckdb
+
+    generated = (now or datetime.now(UTC)).astimezone(UTC)
+    facts = {
+        "environment": env,
+        "project": project or "every project",
+        "store": store_url,
+        "generated": f"{generated:%Y-%m-%d %H:%M} UTC",
+    }
+    if since:
+        facts["since"] = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    empty = Report(_page(env, facts | {"runs": "0"}, [_none_yet(env)], with_plotly=False), 0)
+    if not refresh_tables(folder):
+        return empty
+    con = duckdb.connect()
+    try:
+        con.execute("set timezone = 'UTC'")
+        _pick(con, folder, project, since)
+        summary = _summary(con)
+        if summary is None:
+            return empty
+        width_s = max(1, math.ceil(summary.span_s / _BUCKETS))
+        sections = [
+            _durations(con, summary.runs),
+            _slowest(con, width_s),
+            _signals(con),
+            _failure_rate(con),
+            _rows(con, width_s),
+        ]
+    finally:
+        con.close()
+    facts |= {
+        "runs": f"{summary.runs:,} ({summary.first} to {summary.last} UTC)",
+        "latest run": summary.latest,
+    }
+    return Report(_page(env, facts, sections, with_plotly=True), summary.runs)
+
+
+def _pick(con: Any, folder: Path, project: str | None, since: datetime | None) -> None:
+    """`runs`: the runs shown; `nodes`: their nodes, each with its run's start."""
+    where = ["started_at >= ?"] * bool(since) + ["project = ?"] * bool(project)
+    window = ("where " + " and ".join(where)) if where else ""
+    params = [p for p in (since, project) if p]
+    con.execute(
+        f"create temp table runs as select * from read_parquet(?) {window}",
+        [str(folder / RUNS_TABLE), *params],
+    )
+    nodes = str(folder / NODES_TABLE).replace("'", "''")
+    con.execute(
+        f"""
+        create temp view nodes as
+        select n.id, n.status, n.s, n.rows, n.failed, n.warned, r.started_at
+        from read_parquet('{nodes}') as n
+        inner join runs as r on n.record = r.record
+        """
+    )
+
+
+@dataclass(frozen=True)
+class _Summary:
+    runs: int
+    first: str
+    last: str
+    span_s: float
+    latest: str
+
+
+def _summary(con: Any) -> _Summary | None:
+    row = con.execute(
+        """
+        select count(*), min(started_at), max(started_at),
+            epoch(max(started_at)) - epoch(min(started_at)),
+            arg_max(outcome, started_at), arg_max(verdict, started_at),
+            arg_max(deployment, started_at)
+        from runs
+        """
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    runs, first, last, span, outcome, verdict, deployment = row
+    when = f"{last:%Y-%m-%d %H:%M} UTC"
+    latest = f"{outcome or '?'}: {verdict or '(no verdict)'} ({deployment or '?'}, {when})"
+    return _Summary(
+        runs=int(runs),
+        first=f"{first:%Y-%m-%d %H:%M}",
+        last=f"{last:%Y-%m-%d %H:%M}",
+        span_s=float(span or 0),
+        latest=latest,
+    )
+
+
+def _durations(con: Any, runs: int) -> str:
+    """(a) Each run's duration, coloured by outcome."""
+    import plotly.graph_objects as go
+
+    rows = con.execute(
+        """
+        select * from (
+            select strftime(started_at, '%Y-%m-%d %H:%M:%S') as x_at, duration_s,
+                coalesce(outcome, '?') as outcome, coalesce(deployment, '?'), run_id, started_at
+            from runs
+            order by started_at desc
+            limit ?
+        ) order by started_at
+        """,
+        [_MAX_RUNS_PLOTTED],
+    ).fetchall()
+    by_outcome: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_outcome.setdefault(row[2], []).append(row)
+    fig = go.Figure()
+    for outcome in sorted(by_outcome, key=_outcome_order):
+        points = by_outcome[outcome]
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                customdata=[[_esc(p[3]), _esc(p[4])] for p in points],
+                mode="markers",
+                name=_esc(outcome),
+                marker={"color": _OUTCOME_COLOURS.get(outcome, _OTHER_COLOUR), "size": 6},
+                hovertemplate="%{x} UTC<br>%{customdata[0]}<br>%{y:.1f} s<br>"
+                "run %{customdata[1]}<extra>%{fullData.name}</extra>",
+            )
+        )
+    _layout(fig, "seconds")
+    note = f"The newest {_MAX_RUNS_PLOTTED:,} of {runs:,} runs." if runs > _MAX_RUNS_PLOTTED else ""
+    return _section(
+        "Run duration",
+        "How long each run took, from start to verdict; colour is its outcome.",
+        _figure(fig, "plot-durations") + _note(note),
+    )
+
+
+def _slowest(con: Any, width_s: int) -> str:
+    """(b) The slowest models by p95, and their duration over the runs."""
+    import plotly.graph_objects as go
+
+    rows = con.execute(
+        f"""
+        with timed as (
+            select * from nodes
+            where status != 'skipped' and s is not null
+                and split_part(id, '.', 1) in {_MATERIALIZED}
+        ),
+        top as (
+            select id, quantile_cont(s, 0.95) as p95 from timed
+            group by id order by p95 desc, id limit {_TOP}
+        )
+        select t.id, t.p95, strftime({_bucket(width_s)}, '%Y-%m-%d %H:%M:%S') as x_at, median(n.s)
+        from timed as n
+        inner join top as t on n.id = t.id
+        group by t.id, t.p95, x_at
+        order by t.p95 desc, t.id, x_at
+        """
+    ).fetchall()
+    if not rows:
+        return _section("The slowest models", "", _note("No model, snapshot or seed ran yet."))
+    fig = go.Figure()
+    for uid, p95, points in _lines(rows):
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                mode="lines+markers",
+                marker={"size": 4},
+                name=f"{_esc(uid)} (p95 {p95:.1f} s)",
+                hovertemplate="%{x} UTC<br>%{y:.2f} s<extra>%{fullData.name}</extra>",
+            )
+        )
+    _layout(fig, "seconds")
+    return _section(
+        "The slowest models",
+        f"The {_TOP} models, snapshots and seeds slowest at the 95th percentile, and their "
+        f"duration over the runs{_window_text(width_s)}.",
+        _figure(fig, "plot-slowest"),
+    )
+
+
+def _signals(con: Any) -> str:
+    """(c) The regressions and anomalies the latest run of each deployment found."""
+    rows = con.execute(
+        """
+        with latest as (
+            select * from runs
+            qualify row_number() over (
+                partition by deployment order by started_at desc, run_id desc
+            ) = 1
+        ),
+        slower as (
+            select deployment, started_at, run_id, unnest(regressions, recursive := true)
+            from latest
+        ),
+        volume as (
+            select deployment, started_at, run_id, unnest(anomalies, recursive := true)
+            from latest
+        )
+        select deployment, started_at, run_id, 'regression' as kind, unique_id,
+            s, usual_s, null::bigint as rows, null::double as usual_rows, null::double, runs
+        from slower
+        union all
+        select deployment, started_at, run_id, kind, unique_id,
+            null, null, rows, usual_rows, deviation, runs
+        from volume
+        order by deployment, kind, unique_id
+        """
+    ).fetchall()
+    intro = "What the latest run of each deployment found against the runs before it."
+    head = "".join(f"<th>{c}</th>" for c in ("deployment", "run (UTC)", "signal", "node", "what"))
+    if not rows:
+        body = (
+            '<tr><td colspan="5" class="none">none: the latest run of each deployment found '
+            "no timing regression and no volume anomaly</td></tr>"
+        )
+    else:
+        body = "".join(_signal_row(*row) for row in rows)
+    table = f'<table id="signals"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return _section("Regressions and anomalies", intro, table)
+
+
+def _signal_row(
+    deployment: str | None, started: datetime, run_id: str, kind: str, uid: str, *what: Any
+) -> str:
+    cells = (
+        _esc(deployment),
+        f"{started:%Y-%m-%d %H:%M}",
+        _esc(_SIGNAL_NAMES.get(kind, kind)),
+        _esc(uid),
+        _esc(_what(kind, *what)),
+    )
+    title = f' title="run {_esc(run_id)}"'
+    return f"<tr{title}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _what(
+    kind: str,
+    s: float | None,
+    usual_s: float | None,
+    rows: int | None,
+    usual_rows: float | None,
+    deviation: float | None,
+    runs: int | None,
+) -> str:
+    over = f" (the median of {runs} runs)" if runs else ""
+    if kind == "regression":
+        return f"{s or 0:.1f} s, usually {usual_s or 0:.1f} s{over}"
+    usual = f"usually {usual_rows or 0:,.0f}{over}"
+    if kind == "nothing_new":
+        return f"0 rows, {usual}: did its sources deliver nothing new?"
+    return f"{rows or 0:,} rows, {usual}, {deviation or 0:.1f} sd away"
+
+
+def _failure_rate(con: Any) -> str:
+    """(d) Per day: the share of nodes failed and warned, and the runs failed."""
+    import plotly.graph_objects as go
+
+    failed_runs = ", ".join(f"'{o}'" for o in _FAILED_OUTCOMES)
+    rows = con.execute(
+        f"""
+        with per_run as (
+            select strftime(started_at, '%Y-%m-%d') as day, count(*) as runs,
+                count(*) filter (where outcome in ({failed_runs})) as failed
+            from runs group by day
+        ),
+        per_start as (
+            select started_at, count(*) as nodes, count(*) filter (where failed) as failed,
+                count(*) filter (where warned) as warned
+            from nodes group by started_at
+        ),
+        per_node as (
+            select strftime(started_at, '%Y-%m-%d') as day,
+                sum(failed) * 100 / sum(nodes) as failed_pct,
+                sum(warned) * 100 / sum(nodes) as warned_pct
+            from per_start group by day
+        )
+        select r.day, r.runs, r.failed, coalesce(n.failed_pct, 0), coalesce(n.warned_pct, 0)
+        from per_run as r left join per_node as n on r.day = n.day
+        order by r.day
+        """
+    ).fetchall()
+    days = [r[0] for r in rows]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=days,
+            y=[r[2] for r in rows],
+            customdata=[r[1] for r in rows],
+            name="runs failed",
+            yaxis="y2",
+            marker={"color": "rgba(198, 40, 40, 0.25)"},
+            hovertemplate="%{x}<br>%{y} of %{customdata} runs failed<extra></extra>",
+        )
+    )
+    for column, name, colour in ((3, "nodes failed", "#c62828"), (4, "nodes warned", "#f9a825")):
+        fig.add_trace(
+            go.Scatter(
+                x=days,
+                y=[r[column] for r in rows],
+                mode="lines+markers",
+                name=name,
+                line={"color": colour},
+                hovertemplate="%{x}<br>%{y:.2f}%<extra>" + name + "</extra>",
+            )
+        )
+    _layout(fig, "% of nodes")
+    fig.update_layout(
+        yaxis={"rangemode": "tozero", "ticksuffix": "%"},
+        yaxis2={
+            "title": {"text": "runs failed"},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        },
+        xaxis={"type": "date"},
+    )
+    return _section(
+        "Failures and warnings by day",
+        "Lines: the share of the day's nodes that failed or warned. Bars: the day's runs "
+        "that failed (right axis).",
+        _figure(fig, "plot-failure-rate"),
+    )
+
+
+def _rows(con: Any, width_s: int) -> str:
+    """(e) Rows affected per model over the runs, the models with the most rows."""
+    import plotly.graph_objects as go
+
+    rows = con.execute(
+        f"""
+        with counted as (select * from nodes where rows is not null),
+        top as (
+            select id, sum(rows) as total from counted
+            group by id order by total desc, id limit {_TOP}
+        )
+        select t.id, t.total, strftime({_bucket(width_s)}, '%Y-%m-%d %H:%M:%S') as x_at,
+            median(n.rows)
+        from counted as n
+        inner join top as t on n.id = t.id
+        group by t.id, t.total, x_at
+        order by t.total desc, t.id, x_at
+        """
+    ).fetchall()
+    title = "Rows affected"
+    if not rows:
+        return _section(
+            title,
+            "",
+            _note(
+                "No rows affected were reported for these runs: the adapter does not count them "
+                "(DuckDB's does not; PostgreSQL's and Redshift's do), so there is nothing to plot."
+            ),
+            note_id="rows-none",
+        )
+    fig = go.Figure()
+    for uid, _, points in _lines(rows):
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                mode="lines+markers",
+                marker={"size": 4},
+                name=_esc(uid),
+                hovertemplate="%{x} UTC<br>%{y:,.0f} rows<extra>%{fullData.name}</extra>",
+            )
+        )
+    _layout(fig, "rows")
+    return _section(
+        title,
+        f"The rows each of the {_TOP} models with the most rows wrote, as the adapter reported "
+        f"them{_window_text(width_s)}.",
+        _figure(fig, "plot-rows"),
+    )
+
+
+def _lines(rows: list[tuple[Any, ...]]) -> list[tuple[str, Any, list[tuple[str, float]]]]:
+    """(key, its measure, [(x, y), ...]) from rows ordered by key: one line per key."""
+    lines: list[tuple[str, Any, list[tuple[str, float]]]] = []
+    for key, measure, x, y in rows:
+        if not lines or lines[-1][0] != key:
+            lines.append((key, measure, []))
+        lines[-1][2].append((x, y))
+    return lines
+
+
+def _bucket(width_s: int) -> str:
+    """The start of a run's time window, `width_s` seconds wide (an int: safe to inline)."""
+    return f"to_timestamp(floor(epoch(n.started_at) / {int(width_s)}) * {int(width_s)})"
+
+
+def _window_text(width_s: int) -> str:
+    if width_s <= 60:
+        return ""
+    hours = width_s / 3600
+    span = f"{hours:.1f} hours" if hours >= 1 else f"{width_s / 60:.0f} minutes"
+    return f" (each point: the median over {span})"
+
+
+def _outcome_order(outcome: str) -> int:
+    order = list(_OUTCOME_COLOURS)
+    return order.index(outcome) if outcome in order else len(order)
+
+
+def _layout(fig: Any, y_title: str) -> None:
+    fig.update_layout(
+        template="plotly_white",
+        height=420,
+        margin={"l": 60, "r": 60, "t": 20, "b": 40},
+        yaxis_title=y_title,
+        legend={"orientation": "h", "y": -0.15},
+        hovermode="closest",
+    )
+
+
+def _figure(fig: Any, div_id: str) -> str:
+    import plotly.io as pio
+
+    return str(
+        pio.to_html(
+            fig,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=div_id,
+            config={"displaylogo": False, "responsive": True},
+        )
+    )
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_esc(text)}</p>' if text else ""
+
+
+def _section(title: str, intro: str, content: str, note_id: str | None = None) -> str:
+    anchor = f' id="{note_id}"' if note_id else ""
+    lead = f"<p>{_esc(intro)}</p>" if intro else ""
+    return f"<section{anchor}><h2>{_esc(title)}</h2>{lead}{content}</section>"
+
+
+def _none_yet(env: str) -> str:
+    return (
+        '<section id="no-runs"><h2>No runs yet</h2>'
+        f"<p>The store holds no run of environment {_esc(env)} for this selection: "
+        "run <code>ferry run</code> (or a deployment) first, then make the report again.</p>"
+        "</section>"
+    )
+
+
+@cache
+def _plotly_js() -> str:
+    """plotly.min.js from the installed package; a literal `</script` cannot end it early."""
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs()).replace("</script", "<\\/script")
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
+  max-width: 1200px; padding: 1rem 2rem; color: #212121; }
+h1 { font-size: 1.6rem; margin-bottom: 0.5rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #e0e0e0; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
+dt { color: #616161; }
+dd { margin: 0; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { text-align: left; padding: 0.3rem 0.6rem; border-bottom: 1px solid #eeeeee; }
+td.none { color: #2e7d32; }
+p.note { color: #616161; font-style: italic; }
+"""
+
+
+def _page(env: str, facts: dict[str, str], sections: list[str], *, with_plotly: bool) -> str:
+    header = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts.items())
+    # MathJaxConfig 'local' keeps plotly.js from ever asking a CDN for MathJax.
+    script = (
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
+        f'<script type="text/javascript">{_plotly_js()}</script>\n'
+        if with_plotly
+        else ""
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>ferry report: {_esc(env)}</title>\n"
+        f"<style>{_STYLE}</style>\n{script}</head>\n<body>\n"
+        f'<header><h1>ferry report: {_esc(env)}</h1><dl id="facts">{header}</dl></header>\n'
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
+    )
