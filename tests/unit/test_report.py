@@ -1,0 +1,260 @@
+"""`ferry report`: the page drawn from history records, and the command that writes it."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.artifacts import LocalStore, index_key
+from flows.cli import main as ferry
+from flows.history.fetch import compact
+from flows.report.render import render, report
+
+T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+PLOTS = ("plot-durations", "plot-slowest", "plot-failure-rate", "plot-rows")
+
+
+def summary(n, *, project="shop", deployment="dbt/build-prod", outcome="success", **fields):
+    """Run number `n`, started n hours after T0."""
+    started = T0 + timedelta(hours=n)
+    return {
+        "run_id": f"run-{n:03d}",
+        "project": project,
+        "env": "prod",
+        "deployment": deployment,
+        "request": {"command": "build"},
+        "outcome": outcome,
+        "verdict": f"{outcome} verdict of run {n}",
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=60 + n)).isoformat(),
+        "duration_s": 60.0 + n,
+        "nodes_total": 2,
+        **fields,
+    }
+
+
+def results(*, seconds=1.0, rows=500, test_status="pass", model="model.shop.orders"):
+    adapter = {} if rows is None else {"rows_affected": rows}
+    return [
+        {
+            "unique_id": model,
+            "status": "success",
+            "execution_time": seconds,
+            "adapter_response": adapter,
+        },
+        {"unique_id": "test.shop.t", "status": test_status, "execution_time": 0.1},
+    ]
+
+
+def write(folder: Path, body: dict, nodes: list[dict]) -> None:
+    """One record as flows.history.fetch.sync writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = compact(body, nodes)
+    (folder / f"{record['project']}__{record['run_id']}.json").write_text(json.dumps(record))
+
+
+def page_of(folder: Path, **kwargs) -> str:
+    args = {"env": "prod", "project": None, "store_url": "s3://arts/dbt", "now": NOW} | kwargs
+    return render(folder, **args)
+
+
+def text_of(page: str) -> str:
+    """The page without plotly.js: what the report itself wrote."""
+    return re.sub(r"<script type=\"text/javascript\">.*?</script>", "", page, flags=re.S)
+
+
+@pytest.fixture
+def ten(tmp_path) -> Path:
+    """Ten runs: the test warns in run 4 and fails in run 7 (that run failed)."""
+    folder = tmp_path / "records"
+    for n in range(1, 11):
+        status = "fail" if n == 7 else "warn" if n == 4 else "pass"
+        write(
+            folder,
+            summary(n, outcome="failed" if n == 7 else "success"),
+            results(seconds=float(n), rows=500 + n, test_status=status),
+        )
+    return folder
+
+
+def test_every_plot_and_the_header_are_on_one_self_contained_page(ten):
+    page = page_of(ten)
+    for plot in PLOTS:
+        assert f'id="{plot}"' in page
+        assert f'Plotly.newPlot(                        "{plot}"' in page
+    assert page.count('<script type="text/javascript">/**\n* plotly.js') == 1
+    own = text_of(page)
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", own), "nothing is fetched"
+    assert "http" not in own.replace("http://www.w3.org", "")
+    facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", own))
+    assert facts["environment"] == "prod" and facts["project"] == "every project"
+    assert facts["store"] == "s3://arts/dbt" and facts["generated"] == "2026-12-03 12:00 UTC"
+    assert facts["runs"] == "10 (2026-11-01 07:00 to 2026-11-01 16:00 UTC)"
+    assert facts["latest run"].startswith("success: success verdict of run 10 (dbt/build-prod")
+
+
+def test_the_figures_carry_aggregates_of_the_runs(ten):
+    own = text_of(page_of(ten))
+    assert '"name":"success"' in own and '"name":"failed"' in own
+    assert "model.shop.orders (p95 9.5 s)" in own  # 1..10 s: p95 9.55
+    assert '"2026-11-01"' in own  # the one day of the failure-rate plot
+    assert '"y":[1]' in own  # one run failed that day
+    assert '"y":[5.0]' in own and "nodes warned" in own  # 1 of 20 nodes failed, 1 warned
+
+
+def test_every_string_of_the_data_is_escaped(tmp_path):
+    evil = '<img src=x onerror="alert(1)">'
+    folder = tmp_path / "records"
+    body = summary(
+        1,
+        deployment=evil,
+        verdict=evil,
+        regressions=[{"unique_id": evil, "s": 30.0, "usual_s": 10.0, "runs": 5}],
+    )
+    write(folder, body, results(model=f"model.shop.{evil}"))
+    page = page_of(folder, env="<b>prod</b>", store_url=f"s3://arts/{evil}")
+    assert evil not in page and "<b>prod</b>" not in page
+    own = text_of(page)
+    assert "&lt;b&gt;prod&lt;/b&gt;" in own
+    assert own.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 4  # header, table
+    # the figures' labels too: plotly.js renders some HTML in them, and decodes the entities
+    assert '"name":"model.shop.&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"' in own
+
+
+def test_zero_runs_render_a_message(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    made = report(folder, env="prod", project=None, store_url="s3://arts/dbt", now=NOW)
+    assert made.runs == 0
+    assert 'id="no-runs"' in made.html and "No runs yet" in made.html
+    assert "plotly.js" not in made.html and "<dd>0</dd>" in made.html
+
+
+def test_the_signals_table_shows_the_latest_run_of_each_deployment(tmp_path):
+    folder = tmp_path / "records"
+    old = [{"unique_id": "model.shop.gone", "s": 50.0, "usual_s": 5.0, "runs": 20}]
+    write(folder, summary(1, regressions=old), results())
+    slower = [{"unique_id": "model.shop.orders", "s": 31.5, "usual_s": 10.2, "runs": 20}]
+    write(folder, summary(2, regressions=slower), results())
+    nothing = {
+        "unique_id": "model.shop.payments",
+        "kind": "nothing_new",
+        "rows": 0,
+        "usual_rows": 1200.0,
+        "deviation": 8.0,
+        "runs": 20,
+    }
+    write(folder, summary(3, deployment="dbt/run-prod", anomalies=[nothing]), results())
+    table = re.search(r'<table id="signals">.*?</table>', page_of(folder), re.S)
+    assert table
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr.*?</tr>", table[0])]
+    assert cells[1:] == [
+        [
+            "dbt/build-prod",
+            "2026-11-01 08:00",
+            "slower",
+            "model.shop.orders",
+            "31.5 s, usually 10.2 s (the median of 20 runs)",
+        ],
+        [
+            "dbt/run-prod",
+            "2026-11-01 09:00",
+            "nothing new",
+            "model.shop.payments",
+            "0 rows, usually 1,200 (the median of 20 runs): did its sources deliver nothing new?",
+        ],
+    ]
+
+
+def test_no_signal_says_none(ten):
+    table = re.search(r'<table id="signals">.*?</table>', page_of(ten), re.S)
+    assert table and 'class="none">none:' in table[0]
+
+
+def test_an_adapter_without_row_counts_gets_a_note_not_a_plot(tmp_path):
+    folder = tmp_path / "records"
+    for n in (1, 2):
+        write(folder, summary(n), results(rows=None))
+    page = page_of(folder)
+    assert 'id="plot-rows"' not in page and 'id="rows-none"' in page
+    assert "DuckDB's does not" in html.unescape(page)
+    assert all(f'id="{plot}"' in page for plot in PLOTS[:3])
+
+
+def test_project_and_since_narrow_the_runs(ten):
+    write(ten, summary(11, project="other"), results(model="model.other.big"))
+    assert report(ten, env="prod", project=None, store_url="x").runs == 11
+    only = report(ten, env="prod", project="shop", store_url="x", since=T0 + timedelta(hours=8))
+    assert only.runs == 3 and "model.other.big" not in text_of(only.html)
+    assert report(ten, env="prod", project="nope", store_url="x").runs == 0
+
+
+def store_run(store: LocalStore, n: int) -> None:
+    """Run `n` in the store's layout (summary.json, run_results.json, the index entry)."""
+    body = summary(n)
+    prefix = f"shop/prod/runs/2026-11-01/{body['run_id']}"
+    store.put_bytes(f"{prefix}/summary.json", json.dumps(body).encode())
+    run_results = {"results": results(seconds=float(n))}
+    store.put_bytes(f"{prefix}/run_results.json", json.dumps(run_results).encode())
+    pointer = {"run_id": body["run_id"], "prefix": prefix}
+    store.put_bytes(index_key("shop", "prod", body["run_id"]), json.dumps(pointer).encode())
+
+
+def test_the_command_writes_the_page_and_says_where(tmp_path, capsys):
+    store = LocalStore(tmp_path / "store")
+    for n in (1, 2, 3):
+        store_run(store, n)
+    out = tmp_path / "site" / "index.html"
+    argv = ["report", "--artifacts", str(store.root), "--env", "prod"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert ferry(argv) == 0
+    assert capsys.readouterr().out == f"ferry: report of 3 run(s) written to {out}\n"
+    assert 'id="plot-durations"' in out.read_text()
+    assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temporary left
+    assert ferry([*argv, "--since", "2026-11-01T08:30"]) == 0
+    assert "report of 1 run(s)" in capsys.readouterr().out
+
+
+def test_an_empty_store_writes_a_page_of_no_runs(tmp_path, capsys):
+    out = tmp_path / "index.html"
+    argv = ["report", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path)]
+    assert ferry([*argv, "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"ferry: report of 0 run(s) written to {out}\n"
+    assert "No runs yet" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--since", "7x"], "--since '7x' is neither a duration"),
+        (["--artifacts", "ftp://host/x"], "ftp:// is not supported"),
+        (["--env", "a/b"], "FERRY_ENV"),
+        (["--out", "."], "is a folder: pass the page's file name"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
+    argv = ["report", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path)]
+    assert ferry([*argv, "--out", str(tmp_path / "r.html"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ferry report: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "store").exists() and not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("blocked", ["cache", "out"])
+def test_an_unreadable_store_or_unwritable_page_fails_with_one_line(tmp_path, capsys, blocked):
+    store = LocalStore(tmp_path / "store")
+    store_run(store, 1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cache = blocker if blocked == "cache" else tmp_path / "cache"
+    out = blocker / "index.html" if blocked == "out" else tmp_path / "index.html"
+    argv = ["report", "--artifacts", str(store.root), "--env", "prod"]
+    assert ferry([*argv, "--cache-dir", str(cache), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry report: ") and err.count("\n") == 1
