@@ -387,6 +387,8 @@ def _failure_rate(con: Any) -> str:
             "side": "right",
             "rangemode": "tozero",
             "showgrid": False,
+            # whole runs: a tick every run up to 5, then every few
+            "dtick": max(1, math.ceil(max((r[2] for r in rows), default=0) / 5)),
         },
         xaxis={"type": "date"},
     )
