@@ -8,15 +8,14 @@ the figures' labels (plotly.js renders a subset of HTML in them).
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from flows.history.query import NODES_TABLE, RUNS_TABLE, refresh_tables
+from flows.report.page import esc, no_runs, note, page, section
 
 _TOP = 10
 # A trend line is the median per time window, at most this many windows over the runs shown.
@@ -85,7 +84,7 @@ def report(
     }
     if since:
         facts["since"] = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    empty = Report(_page(env, facts | {"runs": "0"}, [_none_yet(env)], with_plotly=False), 0)
+    empty = Report(page(env, facts | {"runs": "0"}, [no_runs(env)], with_plotly=False), 0)
     if not refresh_tables(folder):
         return empty
     con = duckdb.connect()
@@ -109,7 +108,7 @@ def report(
         "runs": f"{summary.runs:,} ({summary.first} to {summary.last} UTC)",
         "latest run": summary.latest,
     }
-    return Report(_page(env, facts, sections, with_plotly=True), summary.runs)
+    return Report(page(env, facts, sections, with_plotly=True), summary.runs)
 
 
 def _pick(con: Any, folder: Path, project: str | None, since: datetime | None) -> None:
@@ -191,20 +190,21 @@ def _durations(con: Any, runs: int) -> str:
             go.Scatter(
                 x=[p[0] for p in points],
                 y=[p[1] for p in points],
-                customdata=[[_esc(p[3]), _esc(p[4])] for p in points],
+                customdata=[[esc(p[3]), esc(p[4])] for p in points],
                 mode="markers",
-                name=_esc(outcome),
+                name=esc(outcome),
                 marker={"color": _OUTCOME_COLOURS.get(outcome, _OTHER_COLOUR), "size": 6},
                 hovertemplate="%{x} UTC<br>%{customdata[0]}<br>%{y:.1f} s<br>"
                 "run %{customdata[1]}<extra>%{fullData.name}</extra>",
             )
         )
     _layout(fig, "seconds")
-    note = f"The newest {_MAX_RUNS_PLOTTED:,} of {runs:,} runs." if runs > _MAX_RUNS_PLOTTED else ""
-    return _section(
+    capped = runs > _MAX_RUNS_PLOTTED
+    shown = f"The newest {_MAX_RUNS_PLOTTED:,} of {runs:,} runs." if capped else ""
+    return section(
         "Run duration",
         "How long each run took, from start to verdict; colour is its outcome.",
-        _figure(fig, "plot-durations") + _note(note),
+        _figure(fig, "plot-durations") + note(shown),
     )
 
 
@@ -231,7 +231,7 @@ def _slowest(con: Any, width_s: int) -> str:
         """
     ).fetchall()
     if not rows:
-        return _section("The slowest models", "", _note("No model, snapshot or seed ran yet."))
+        return section("The slowest models", "", note("No model, snapshot or seed ran yet."))
     fig = go.Figure()
     for uid, p95, points in _lines(rows):
         fig.add_trace(
@@ -240,12 +240,12 @@ def _slowest(con: Any, width_s: int) -> str:
                 y=[p[1] for p in points],
                 mode="lines+markers",
                 marker={"size": 4},
-                name=f"{_esc(uid)} (p95 {p95:.1f} s)",
+                name=f"{esc(uid)} (p95 {p95:.1f} s)",
                 hovertemplate="%{x} UTC<br>%{y:.2f} s<extra>%{fullData.name}</extra>",
             )
         )
     _layout(fig, "seconds")
-    return _section(
+    return section(
         "The slowest models",
         f"The {_TOP} models, snapshots and seeds slowest at the 95th percentile, and their "
         f"duration over the runs{_window_text(width_s)}.",
@@ -291,20 +291,20 @@ def _signals(con: Any) -> str:
     else:
         body = "".join(_signal_row(*row) for row in rows)
     table = f'<table id="signals"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    return _section("Regressions and anomalies", intro, table)
+    return section("Regressions and anomalies", intro, table)
 
 
 def _signal_row(
     deployment: str | None, started: datetime, run_id: str, kind: str, uid: str, *what: Any
 ) -> str:
     cells = (
-        _esc(deployment),
+        esc(deployment),
         f"{started:%Y-%m-%d %H:%M}",
-        _esc(_SIGNAL_NAMES.get(kind, kind)),
-        _esc(uid),
-        _esc(_what(kind, *what)),
+        esc(_SIGNAL_NAMES.get(kind, kind)),
+        esc(uid),
+        esc(_what(kind, *what)),
     )
-    title = f' title="run {_esc(run_id)}"'
+    title = f' title="run {esc(run_id)}"'
     return f"<tr{title}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
 
 
@@ -392,7 +392,7 @@ def _failure_rate(con: Any) -> str:
         },
         xaxis={"type": "date"},
     )
-    return _section(
+    return section(
         "Failures and warnings by day",
         "Lines: the share of the day's nodes that failed or warned. Bars: the day's runs "
         "that failed (right axis).",
@@ -421,14 +421,14 @@ def _rows(con: Any, width_s: int) -> str:
     ).fetchall()
     title = "Rows affected"
     if not rows:
-        return _section(
+        return section(
             title,
             "",
-            _note(
+            note(
                 "No rows affected were reported for these runs: the adapter does not count them "
                 "(DuckDB's does not; PostgreSQL's and Redshift's do), so there is nothing to plot."
             ),
-            note_id="rows-none",
+            section_id="rows-none",
         )
     fig = go.Figure()
     for uid, _, points in _lines(rows):
@@ -438,12 +438,12 @@ def _rows(con: Any, width_s: int) -> str:
                 y=[p[1] for p in points],
                 mode="lines+markers",
                 marker={"size": 4},
-                name=_esc(uid),
+                name=esc(uid),
                 hovertemplate="%{x} UTC<br>%{y:,.0f} rows<extra>%{fullData.name}</extra>",
             )
         )
     _layout(fig, "rows")
-    return _section(
+    return section(
         title,
         f"The rows each of the {_TOP} models with the most rows wrote, as the adapter reported "
         f"them{_window_text(width_s)}.",
@@ -501,71 +501,4 @@ def _figure(fig: Any, div_id: str) -> str:
             div_id=div_id,
             config={"displaylogo": False, "responsive": True},
         )
-    )
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_esc(text)}</p>' if text else ""
-
-
-def _section(title: str, intro: str, content: str, note_id: str | None = None) -> str:
-    anchor = f' id="{note_id}"' if note_id else ""
-    lead = f"<p>{_esc(intro)}</p>" if intro else ""
-    return f"<section{anchor}><h2>{_esc(title)}</h2>{lead}{content}</section>"
-
-
-def _none_yet(env: str) -> str:
-    return (
-        '<section id="no-runs"><h2>No runs yet</h2>'
-        f"<p>The store holds no run of environment {_esc(env)} for this selection: "
-        "run <code>ferry run</code> (or a deployment) first, then make the report again.</p>"
-        "</section>"
-    )
-
-
-@cache
-def _plotly_js() -> str:
-    """plotly.min.js from the installed package; a literal `</script` cannot end it early."""
-    from plotly.offline import get_plotlyjs
-
-    return str(get_plotlyjs()).replace("</script", "<\\/script")
-
-
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
-  max-width: 1200px; padding: 1rem 2rem; color: #212121; }
-h1 { font-size: 1.6rem; margin-bottom: 0.5rem; }
-h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #e0e0e0; }
-dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
-dt { color: #616161; }
-dd { margin: 0; overflow-wrap: anywhere; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
-th, td { text-align: left; padding: 0.3rem 0.6rem; border-bottom: 1px solid #eeeeee; }
-td.none { color: #2e7d32; }
-p.note { color: #616161; font-style: italic; }
-"""
-
-
-def _page(env: str, facts: dict[str, str], sections: list[str], *, with_plotly: bool) -> str:
-    header = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts.items())
-    # MathJaxConfig 'local' keeps plotly.js from ever asking a CDN for MathJax.
-    script = (
-        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
-        f'<script type="text/javascript">{_plotly_js()}</script>\n'
-        if with_plotly
-        else ""
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>ferry report: {_esc(env)}</title>\n"
-        f"<style>{_STYLE}</style>\n{script}</head>\n<body>\n"
-        f'<header><h1>ferry report: {_esc(env)}</h1><dl id="facts">{header}</dl></header>\n'
-        + "\n".join(sections)
-        + "\n</body>\n</html>\n"
     )

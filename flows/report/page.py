@@ -1,0 +1,80 @@
+"""The page around the figures: the header, the sections, the style, plotly.js inlined once."""
+
+from __future__ import annotations
+
+import html
+from functools import cache
+from typing import Any
+
+
+def esc(value: Any) -> str:
+    """`value` as HTML text: every string of the data goes through here."""
+    return html.escape(str(value))
+
+
+def note(text: str) -> str:
+    """A remark in place of (or under) a figure; nothing for no text."""
+    return f'<p class="note">{esc(text)}</p>' if text else ""
+
+
+def section(title: str, intro: str, content: str, section_id: str | None = None) -> str:
+    """One part of the page: a heading, a line saying what it shows, then `content` (HTML)."""
+    anchor = f' id="{section_id}"' if section_id else ""
+    lead = f"<p>{esc(intro)}</p>" if intro else ""
+    return f"<section{anchor}><h2>{esc(title)}</h2>{lead}{content}</section>"
+
+
+def no_runs(env: str) -> str:
+    """What a page of no runs shows instead of the figures."""
+    return (
+        '<section id="no-runs"><h2>No runs yet</h2>'
+        f"<p>The store holds no run of environment {esc(env)} for this selection: "
+        "run <code>ferry run</code> (or a deployment) first, then make the report again.</p>"
+        "</section>"
+    )
+
+
+@cache
+def _plotly_js() -> str:
+    """plotly.min.js from the installed package (read once per process); a `</script` inside
+    one of its strings would end the element early, so it is written as `<\\/script`."""
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs()).replace("</script", "<\\/script")
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
+  max-width: 1200px; padding: 1rem 2rem; color: #212121; }
+h1 { font-size: 1.6rem; margin-bottom: 0.5rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #e0e0e0; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
+dt { color: #616161; }
+dd { margin: 0; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { text-align: left; padding: 0.3rem 0.6rem; border-bottom: 1px solid #eeeeee; }
+td.none { color: #2e7d32; }
+p.note { color: #616161; font-style: italic; }
+"""
+
+
+def page(env: str, facts: dict[str, str], sections: list[str], *, with_plotly: bool) -> str:
+    """The whole document: `facts` as the header, then the `sections` (HTML) in order."""
+    header = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts.items())
+    # MathJaxConfig 'local' keeps plotly.js from ever asking a CDN for MathJax.
+    script = (
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
+        f'<script type="text/javascript">{_plotly_js()}</script>\n'
+        if with_plotly
+        else ""
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>ferry report: {esc(env)}</title>\n"
+        f"<style>{_STYLE}</style>\n{script}</head>\n<body>\n"
+        f'<header><h1>ferry report: {esc(env)}</h1><dl id="facts">{header}</dl></header>\n'
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
+    )
