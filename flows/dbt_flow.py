@@ -22,7 +22,7 @@ from flows import prefect_api
 from flows.dbt.commands import DbtCommand
 from flows.node_runs import PrefectNodeReporter
 from flows.run import metrics
-from flows.run.events import emit_crash, emit_invalid, emit_outcome
+from flows.run.events import emit_crash, emit_findings, emit_invalid, emit_outcome
 from flows.run.owner import RunReport, run
 from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
 from flows.run.summary import RunSummary, markdown_report
@@ -110,6 +110,7 @@ def dbt_flow(
         message = f"{summary.verdict}; artifacts: {summary.artifacts}"
         return Failed(name="TimedOut", message=message, data=summary)
     emit_outcome(summary)
+    emit_findings(summary)
     if summary.outcome is Outcome.FAILED:
         return Failed(message=summary.verdict, data=summary)
     return Completed(message=summary.verdict, data=summary)

@@ -237,6 +237,60 @@ class FerrySettings(BaseSettings):
         ),
     )
 
+    # --- History: the environment's record across runs (flows/history/) ---------------
+    history: bool = Field(
+        default=True,
+        description=(
+            "After each run: compare it with the environment's history (timing regressions, "
+            "volume anomalies), add it to the history kept in the artifact store and refresh "
+            "the environment's report there (<store>/<project>/<env>/report/index.html)."
+        ),
+    )
+
+    history_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days of runs the history in the artifact store keeps (older ones drop).",
+    )
+
+    history_min_runs: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Earlier successful runs of a node needed before its time or its rows are judged "
+            "against them: fewer and it is never reported."
+        ),
+    )
+
+    history_window: int = Field(
+        default=20,
+        ge=1,
+        description="A node's usual time and rows: the median of its last this-many runs.",
+    )
+
+    regression_factor: float = Field(
+        default=2.0,
+        gt=1,
+        description="A node is a timing regression when it took more than this many times "
+        "its usual time...",
+    )
+
+    regression_floor_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="...and more than this many seconds (a 0.2 s model taking 1 s is noise).",
+    )
+
+    volume_deviation: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "A model's rows affected are a volume anomaly when they are this many robust "
+            "standard deviations (1.4826 x the median absolute deviation, at least 5% of the "
+            "median) from their usual count; 0 rows where there usually are some always is."
+        ),
+    )
+
     # --- Provenance, recorded in every summary ----------------------------------------
     git_sha: str | None = Field(
         default=None, description="Git commit the image was built from (set at image build)."

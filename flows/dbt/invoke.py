@@ -339,7 +339,13 @@ def _node_result(r: Any) -> NodeResult:
         execution_time=float(r.execution_time or 0.0),
         failures=r.failures or None,
         relation=getattr(node, "relation_name", None),
+        rows=_rows_affected(getattr(r, "adapter_response", None)),
     )
+
+
+def _rows_affected(response: Any) -> int | None:
+    rows = response.get("rows_affected") if isinstance(response, dict) else None
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
 
 
 def _parse_dbt_time(value: str) -> datetime | None:

@@ -82,6 +82,8 @@ class NodeResult:
     execution_time: float
     failures: int | None = None
     relation: str | None = None
+    rows: int | None = None
+    """Rows the adapter says the node affected (PostgreSQL, Redshift); None when it does not."""
 
     @property
     def failed(self) -> bool:

@@ -140,7 +140,7 @@ def refresh_tables(folder: Path) -> bool:
     seen = json.loads(marker.read_text()) if marker.is_file() else {}
     if seen.get("records") == len(records) and seen.get("last") == records[-1]:
         return True
-    _build(folder)
+    build_tables(str(folder / "*__*.json"), folder)
     marker.write_text(json.dumps({"records": len(records), "last": records[-1]}))
     return True
 
@@ -171,8 +171,9 @@ _RECORD_COLUMNS = {
 }
 
 
-def _build(folder: Path) -> None:
-    """Folds every record into the two tables (written beside, then moved into place)."""
+def build_tables(records: str, into: Path) -> None:
+    """Folds the records `records` matches (a file or a glob) into `into`'s two tables
+    (written beside, then moved into place)."""
     import duckdb
 
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _RECORD_COLUMNS.items()) + "}"
@@ -182,13 +183,13 @@ def _build(folder: Path) -> None:
         con.execute(
             f"""
             create temp table records as
-            select *, filename as record
+            select *, regexp_extract(filename, '[^/]+$') as record
             from read_json(?, columns = {columns}, filename = true, format = 'auto')
             """,
-            [str(folder / "*__*.json")],
+            [records],
         )
-        runs = folder / RUNS_TABLE
-        nodes = folder / NODES_TABLE
+        runs = into / RUNS_TABLE
+        nodes = into / NODES_TABLE
         con.execute(
             f"copy (select * exclude (nodes) from records) to '{runs}.tmp' (format parquet)"
         )

@@ -1,8 +1,15 @@
-"""The one event each run of the `dbt` flow ends with: what automations alert on.
+"""The events each run of the `dbt` flow ends with: what automations alert on.
 
-One event per run, never one per node, so a failed build with 40 broken nodes pages once. The
-event is emitted inside the flow run, so Prefect relates it to the run, its flow, deployment
-and tags; its payload carries what a notification needs without another API call.
+One outcome event per run, never one per node, so a failed build with 40 broken nodes pages
+once; then at most one event per kind of finding against the environment's history
+(`ferry.dbt.timing.regressed`, `ferry.dbt.volume.anomalous`), each listing every node it is
+about. The events are emitted inside the flow run, so Prefect relates them to the run, its
+flow, deployment and tags; their payload carries what a notification needs without another API
+call.
+
+Source freshness problems alert once per stale period: a freshness run that finds only sources
+already stale at the previous run ends with `ferry.dbt.freshness.still-stale`, which no
+automation listens to.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ _FRESHNESS_NAMES = {
     Outcome.WARNINGS: "ferry.dbt.freshness.warned",
     Outcome.FAILED: "ferry.dbt.freshness.failed",
 }
+STILL_STALE = "ferry.dbt.freshness.still-stale"
+REGRESSED = "ferry.dbt.timing.regressed"
+ANOMALOUS = "ferry.dbt.volume.anomalous"
 
 
 def event_name(outcome: Outcome, command: str) -> str:
@@ -39,8 +49,12 @@ def event_name(outcome: Outcome, command: str) -> str:
 
 def emit_outcome(summary: RunSummary) -> None:
     command = summary.request.command.value
+    name = event_name(summary.outcome, command)
+    freshness = name in _FRESHNESS_NAMES.values()
+    if freshness and summary.newly_stale == [] and not summary.error:
+        name = STILL_STALE  # every stale source was alerted by an earlier run
     _emit(
-        event_name(summary.outcome, command),
+        name,
         env=summary.env,
         project=summary.project,
         command=command,
@@ -52,8 +66,35 @@ def emit_outcome(summary: RunSummary) -> None:
             "warned": [_line(n) for n in summary.warned[:_LISTED]],
             "counts": summary.counts,
             "artifacts": summary.artifacts,
+            "report": summary.report,
+            **({"newly_stale": summary.newly_stale} if freshness else {}),
         },
     )
+
+
+def emit_findings(summary: RunSummary) -> None:
+    """One event for the run's timing regressions, one for its volume anomalies, if any."""
+    command = summary.request.command.value
+    findings = {
+        REGRESSED: (summary.regressions, "slower than usual"),
+        ANOMALOUS: (summary.anomalies, "with unusual row counts"),
+    }
+    for name, (found, what) in findings.items():
+        if not found:
+            continue
+        _emit(
+            name,
+            env=summary.env,
+            project=summary.project,
+            command=command,
+            payload={
+                "verdict": f"{len(found)} node(s) {what} in dbt {summary.request.describe()}",
+                "selection": summary.request.describe(),
+                "nodes": [{**f.model_dump(mode="json"), "text": f.describe()} for f in found],
+                "artifacts": summary.artifacts,
+                "report": summary.report,
+            },
+        )
 
 
 def emit_invalid(env: str, command: str, message: str) -> None:

@@ -44,9 +44,6 @@ def emf_lines(
     summary: RunSummary,
     nodes: Iterable[NodeResult],
     deployment: str | None,
-    *,
-    timing_regressions: int = 0,
-    volume_anomalies: int = 0,
 ) -> list[str]:
     """The run's EMF line, then a line per slowest model (at most SLOWEST_MODELS_PER_RUN)."""
     succeeded = summary.outcome in {Outcome.SUCCESS, Outcome.WARNINGS}
@@ -63,8 +60,8 @@ def emf_lines(
         "RunDurationSeconds": round(summary.duration_s, 3),
         "NodesFailed": len(summary.failed),
         "NodesWarned": len(summary.warned),
-        "TimingRegressions": timing_regressions,
-        "VolumeAnomalies": volume_anomalies,
+        "TimingRegressions": len(summary.regressions),
+        "VolumeAnomalies": len(summary.anomalies),
     }
     run_line: dict[str, Any] = {
         "_aws": {

@@ -1,7 +1,9 @@
 """The owner of a run: plan, execute, judge, publish - the steps the `dbt` flow, `ferry run`
 and the tests share.
 
-    request ─ plan ─ execute ─ judge ─ publish ─▶ RunReport (summary + nodes)
+    request ─ plan ─ execute ─ judge ─ publish ─ history ─▶ RunReport (summary + nodes)
+              │       │         │        │        └ flows/run/history.py: compared with the
+              │       │         │        │          runs before, added to them, report refreshed
               │       │         │        └ flows/run/publish.py: local copy, store, pointers
               │       │         └ flows/run/verdict.py: the only writer of the verdict
               │       └ flows/run/execute.py: parse, selection, writer slot, dbt, retries
@@ -21,6 +23,7 @@ from flows.artifacts import Publication
 from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
+from flows.run import history
 from flows.run.execute import Log, WriterSlot, execute
 from flows.run.plan import RunPlan, plan
 from flows.run.publish import publish, republish_summary
@@ -109,6 +112,8 @@ def run(
             artifacts=f"{planned.store.url}/{planned.layout.run_prefix}",
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
+            comparison = history.compare(planned, done.nodes, log)
+            summary = summary.model_copy(update=comparison.summary_fields())
             summary, publication = publish(summary, planned, log)
             late = _time_limit(settings, deadline)
             if late is not None and time_limit is None:  # it passed while they were stored
@@ -120,6 +125,7 @@ def run(
                     }
                 )
                 republish_summary(summary, planned, log)
+            history.record(summary, planned, done.nodes, comparison, publication, log)
     return RunReport(summary=summary, nodes=done.nodes, publication=publication)
 
 

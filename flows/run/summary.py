@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.dbt.invoke import ParseReport
 from flows.dbt.nodes import NodeResult, in_report_order
 from flows.exit_codes import ExitCode
+from flows.history.signals import Regression, VolumeAnomaly
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome, Verdict
 
@@ -54,6 +55,14 @@ class RunSummary(BaseModel):
     retry_of: str | None = None
     artifacts: str | None = None
     artifact_errors: list[str] = Field(default_factory=list)
+    # Against the environment's history (flows/run/history.py):
+    regressions: list[Regression] = Field(default_factory=list)
+    anomalies: list[VolumeAnomaly] = Field(default_factory=list)
+    newly_stale: list[str] | None = None
+    """source freshness: the sources that turned stale since the previous freshness run
+    (None: not known, so every stale source is news)."""
+    report: str | None = None
+    """Where the environment's report across runs is refreshed."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -119,6 +128,15 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         lines.append(f"- artifact store errors: {'; '.join(summary.artifact_errors)}")
     if summary.error:
         lines.append(f"- dbt error: {summary.error}")
+    if summary.report:
+        lines.append(f"- report across runs: {_link(summary.report)}")
+    for title, found in (
+        ("Timing regressions", summary.regressions),
+        ("Volume anomalies", summary.anomalies),
+    ):
+        if found:
+            lines += ["", f"**{title}** (against this environment's earlier runs):", ""]
+            lines += [f"- {item.describe()}" for item in found]
     lines += ["", "| node | type | status | seconds | message |", "|---|---|---|---:|---|"]
     for n in in_report_order(nodes):
         msg = n.first_error_line if (n.failed or n.status.warned) else ""
@@ -128,3 +146,12 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
             f"{n.execution_time:.2f} | {msg} |"
         )
     return "\n".join(lines)
+
+
+def _link(url: str) -> str:
+    """A link a browser opens: S3 objects through the AWS console, anything else as written."""
+    if url.startswith("s3://"):
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        console = f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+        return f"[{url}]({console})"
+    return f"`{url}`"

@@ -40,6 +40,9 @@ CONTRACT_EVENTS = {
     "ferry.dbt.run.invalid",
     "ferry.dbt.freshness.failed",
     "ferry.dbt.freshness.warned",
+    "ferry.dbt.freshness.still-stale",
+    "ferry.dbt.timing.regressed",
+    "ferry.dbt.volume.anomalous",
 }
 SECRETS = {
     "FERRY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
@@ -67,13 +70,16 @@ def by_name(spec: automations.AlertsSpec, name: str) -> automations.AutomationSp
 # --- the shipped file ---------------------------------------------------------------------------
 
 
-def test_the_shipped_file_has_the_four_alerts(shipped):
+def test_the_shipped_file_has_its_alerts(shipped):
     assert [a.name for a in shipped.automations] == [
         "ferry - dbt run failed",
         "ferry - dbt run crashed or timed out",
         "ferry - dbt run warned",
         "ferry - build-prod missing",
         "ferry - source freshness failed",
+        "ferry - source freshness warned",
+        "ferry - dbt timing regression",
+        "ferry - dbt volume anomaly",
     ]
     assert {c.type for c in shipped.channels} == {"slack", "email", "webhook"}
 
@@ -88,7 +94,10 @@ def test_each_outcome_of_a_run_alerts_at_most_once(shipped):
             "ferry.dbt.run.invalid": ["ferry - dbt run failed"],
             "ferry.dbt.run.warned": ["ferry - dbt run warned"],
             "ferry.dbt.freshness.failed": ["ferry - source freshness failed"],
-        }.get(event, [])
+            "ferry.dbt.freshness.warned": ["ferry - source freshness warned"],
+            "ferry.dbt.timing.regressed": ["ferry - dbt timing regression"],
+            "ferry.dbt.volume.anomalous": ["ferry - dbt volume anomaly"],
+        }.get(event, [])  # still-stale: no alert, the period was alerted
         assert firing == expected, event
     crashed = by_name(shipped, "ferry - dbt run crashed or timed out").trigger
     assert crashed.expect == {"prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
@@ -192,7 +201,7 @@ def test_the_same_event_for_different_resources_is_allowed(document):
     staging["trigger"]["match"]["ferry.env"] = "staging"
     document["automations"][0]["trigger"]["match"]["ferry.env"] = "prod"
     document["automations"].append(staging)
-    assert len(automations.parse(document).automations) == 6
+    assert len(automations.parse(document).automations) == len(document["automations"])
 
 
 def test_repeated_names_are_refused(document):
@@ -564,6 +573,9 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "updated: ferry - dbt run warned",
         "created: ferry - build-prod missing",
         "created: ferry - source freshness failed",
+        "created: ferry - source freshness warned",
+        "created: ferry - dbt timing regression",
+        "created: ferry - dbt volume anomaly",
         "deleted: ferry - retired alert (no longer in automations.yaml)",
     ]
     assert dry.writes == []
@@ -575,6 +587,9 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "update ferry - dbt run warned",
         "create ferry - build-prod missing",
         "create ferry - source freshness failed",
+        "create ferry - source freshness warned",
+        "create ferry - dbt timing regression",
+        "create ferry - dbt volume anomaly",
         f"delete {retired.id}",
     ]
 

@@ -1,0 +1,147 @@
+"""A run's history step: compared with the runs before it, then added to them.
+
+    compare (before the artifacts are stored)      record (after)
+    ├ the history tables from the store            ├ this run added to the tables, stored back
+    ├ timing regressions, volume anomalies         └ the environment's report refreshed
+    └ source freshness: which sources turned stale
+
+What it finds goes into the run's summary (so into summary.json, the markdown report, the
+metrics and the alerts). Nothing here can fail a run: a store that cannot be read or written
+costs the comparison, never the verdict, and the history is then left as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.artifacts import Publication
+from flows.dbt.commands import DbtCommand
+from flows.dbt.nodes import NodeResult
+from flows.history import staleness, store
+from flows.history.fetch import compact
+from flows.history.signals import Rules, Signals, find
+from flows.run.execute import Log
+from flows.run.plan import RunPlan
+from flows.run.summary import RunSummary
+
+# Commands whose node times are comparable run to run (compile and docs time nothing real).
+_RECORDED = {
+    DbtCommand.BUILD,
+    DbtCommand.RUN,
+    DbtCommand.TEST,
+    DbtCommand.SEED,
+    DbtCommand.SNAPSHOT,
+    DbtCommand.SOURCE_FRESHNESS,
+    DbtCommand.RETRY,
+}
+
+
+@dataclass
+class Comparison:
+    """What `compare` found, and what `record` needs to add the run."""
+
+    signals: Signals = field(default_factory=Signals)
+    newly_stale: list[str] | None = None
+    tables: Path | None = None
+    """The history as read (None: nothing to add to, it could not be read)."""
+    report: str | None = None
+    seconds: float = 0.0
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {
+            "regressions": self.signals.regressions,
+            "anomalies": self.signals.anomalies,
+            "newly_stale": self.newly_stale,
+            "report": self.report,
+        }
+
+
+def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
+    """The run against the environment's history. Never raises."""
+    settings = planned.settings
+    command = planned.request.command
+    if not settings.history or command not in _RECORDED:
+        return Comparison()
+    started = time.perf_counter()
+    project, env = planned.project.name, settings.env
+    comparison = Comparison(report=f"{planned.store.url}/{store.report_key(project, env)}")
+    folder = planned.run_dir / "history"
+    try:
+        had = store.download(planned.store, project, env, folder)
+        comparison.tables = folder
+        rules = Rules(
+            min_runs=settings.history_min_runs,
+            window=settings.history_window,
+            regression_factor=settings.regression_factor,
+            regression_floor_s=settings.regression_floor_s,
+            volume_deviation=settings.volume_deviation,
+        )
+        if had:
+            comparison.signals = find(folder, nodes, project=project, env=env, rules=rules)
+    except Exception as exc:
+        log.warning("could not read the run history (no comparison this run): %s", exc)
+        comparison.report = None
+    if command is DbtCommand.SOURCE_FRESHNESS:
+        try:
+            found = staleness.advance(planned.store, project, env, nodes, datetime.now(UTC))
+            comparison.newly_stale = found.new
+        except Exception as exc:  # unknown: every stale source is alerted, as without history
+            log.warning("could not read the stale sources of earlier runs: %s", exc)
+    comparison.seconds = time.perf_counter() - started
+    for line in comparison.signals.regressions:
+        log.warning("timing regression: %s", line.describe())
+    for line in comparison.signals.anomalies:
+        log.warning("volume anomaly: %s", line.describe())
+    return comparison
+
+
+def record(
+    summary: RunSummary,
+    planned: RunPlan,
+    nodes: list[NodeResult],
+    comparison: Comparison,
+    publication: Publication,
+    log: Log,
+) -> float:
+    """Adds the stored run to the history and refreshes the report; its seconds. Never raises.
+
+    Skipped when the history could not be read (writing would replace it with this run) or
+    the run's artifacts did not reach the store (the index lacks it too).
+    """
+    if comparison.tables is None or publication.errors:
+        return 0.0
+    started = time.perf_counter()
+    settings = planned.settings
+    project, env = planned.project.name, settings.env
+    try:
+        results = [_result(n) for n in nodes]
+        entry = compact(summary.model_dump(mode="json"), results)
+        keep_since = datetime.now(UTC) - timedelta(days=settings.history_days)
+        store.append(comparison.tables, entry, keep_since=keep_since)
+        store.upload(planned.store, project, env, comparison.tables)
+    except Exception as exc:
+        log.warning("could not add this run to the history: %s", exc)
+        return time.perf_counter() - started
+    try:
+        from flows.report.render import render
+
+        page = render(comparison.tables, env=env, project=project, store_url=planned.store.url)
+        planned.store.put_bytes(store.report_key(project, env), page.encode())
+        log.info("report refreshed: %s", comparison.report)
+    except Exception as exc:
+        log.warning("could not refresh the report: %s", exc)
+    return time.perf_counter() - started
+
+
+def _result(node: NodeResult) -> dict[str, Any]:
+    """A node as run_results.json has it, the fields a history record keeps."""
+    return {
+        "unique_id": node.unique_id,
+        "status": node.status.value,
+        "execution_time": node.execution_time,
+        "adapter_response": {} if node.rows is None else {"rows_affected": node.rows},
+    }

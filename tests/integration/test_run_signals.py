@@ -1,0 +1,106 @@
+"""A run compared with its environment's history, on real dbt: a model slowed on purpose is a
+timing regression (DuckDB), rows far from their history and a source delivering nothing are
+volume anomalies (PostgreSQL, whose adapter reports rows). The history lives in the artifact
+store, so each run here starts with no local cache, as in an ephemeral container."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+
+from flows.history.query import RUNS_TABLE
+from flows.history.store import history_prefix, report_key
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.summary import markdown_report
+from flows.run.verdict import Outcome
+from tests.conftest import load_generator, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_model_slowed_on_purpose_is_the_one_timing_regression(shop_duckdb, tmp_path):
+    settings = make_settings(
+        shop_duckdb, tmp_path, history_min_runs=2, regression_floor_s=1.0, regression_factor=2.0
+    )
+    untested = ["resource_type:test", "resource_type:unit_test"]
+    request = RunRequest.build(command="build", select=["+dim_customers"], exclude=untested)
+    for _ in range(2):
+        usual = run(request, settings).summary
+        assert usual.outcome is Outcome.SUCCESS and usual.regressions == []
+    slowed = RunRequest.build(
+        command="build",
+        select=["+dim_customers"],
+        exclude=untested,
+        vars={"slow_models": ["dim_customers"], "slow_seconds": 2},
+    )
+    report = run(slowed, settings)
+    summary = report.summary
+
+    assert summary.outcome is Outcome.SUCCESS
+    [regression] = summary.regressions
+    assert regression.unique_id == "model.shop.dim_customers"
+    assert regression.s >= 2.0 and regression.usual_s < 1.0 and regression.runs == 2
+    assert summary.anomalies == []  # DuckDB reports no rows: nothing to judge
+    markdown = markdown_report(summary, report.nodes)
+    assert "**Timing regressions**" in markdown and regression.describe() in markdown
+
+    # The store keeps the history (3 runs) and the refreshed report; summary.json names both.
+    store = Path(settings.artifacts)
+    runs = duckdb.sql(
+        f"select count(*) from '{store / history_prefix('shop', 'test') / RUNS_TABLE}'"
+    ).fetchall()
+    assert runs == [(3,)]
+    assert summary.report == f"{store}/{report_key('shop', 'test')}"
+    assert Path(summary.report).read_text().lstrip().lower().startswith("<!doctype html")
+    stored = json.loads((Path(summary.artifacts or "") / "summary.json").read_text())
+    assert stored["regressions"][0]["unique_id"] == "model.shop.dim_customers"
+
+
+def _rows(settings, request) -> tuple[dict[str, int], list]:
+    report = run(request, settings)
+    assert report.summary.outcome is Outcome.SUCCESS, report.summary.verdict
+    return {n.unique_id: n.rows for n in report.nodes if n.rows is not None}, list(
+        report.summary.anomalies
+    )
+
+
+def test_rows_far_from_history_and_an_empty_delivery_are_volume_anomalies(
+    shop_duckdb, tmp_path, pg_schema
+):
+    generator = load_generator(shop_duckdb)
+    settings = make_settings(shop_duckdb, tmp_path, history_min_runs=3)
+    request = RunRequest.build(
+        command="build",
+        select=["+fct_orders"],
+        exclude=["resource_type:test", "resource_type:unit_test"],
+        target="postgres",
+    )
+    assert generator.main(["--target", "postgres"]) == 0
+    for _ in range(3):  # the usual day: the same load, the same counts
+        rows, anomalies = _rows(settings, request)
+        assert anomalies == []
+    usual = rows["model.shop.fct_orders"]
+    assert usual > 0
+
+    assert generator.main(["--target", "postgres", "--scale", "10"]) == 0  # a 10x delivery
+    rows, anomalies = _rows(settings, request)
+    flagged = {a.unique_id: a for a in anomalies}
+    assert "model.shop.fct_orders" in flagged, anomalies
+    big = flagged["model.shop.fct_orders"]
+    assert big.kind == "unusual" and big.rows == rows["model.shop.fct_orders"] > 5 * usual
+    assert big.usual_rows == usual and big.runs == 3
+
+    # The loader delivered nothing: every raw table emptied.
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        for table in ("orders", "order_items", "payments"):
+            cur.execute(f"truncate {pg_schema}_raw.{table}")
+    rows, anomalies = _rows(settings, request)
+    empty = {a.unique_id: a for a in anomalies}["model.shop.fct_orders"]
+    assert empty.kind == "nothing_new" and empty.rows == 0
+    assert "did its sources deliver nothing new?" in empty.describe()
