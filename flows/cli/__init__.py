@@ -16,7 +16,7 @@ from flows.cli import history as history_cli
 from flows.cli import report as report_cli
 from flows.cli import run as run_cli
 
-GROUPS = ("run", "history", "stack", "packages", "alerts", "release", "ci")
+GROUPS = ("run", "history", "report", "stack", "packages", "alerts", "release", "ci")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -135,7 +135,7 @@ def refresh_tables(folder: Path) -> bool:
     if _TABLES in records:
         records.remove(_TABLES)
     if not records:
-        return None
+        return False
     marker = folder / _TABLES
     seen = json.loads(marker.read_text()) if marker.is_file() else {}
     if seen.get("records") == len(records) and seen.get("last") == records[-1]:

@@ -14,12 +14,14 @@ automation listens to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows.dbt.nodes import NodeResult
+from flows.history.signals import Regression, VolumeAnomaly
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
 
@@ -75,11 +77,11 @@ def emit_outcome(summary: RunSummary) -> None:
 def emit_findings(summary: RunSummary) -> None:
     """One event for the run's timing regressions, one for its volume anomalies, if any."""
     command = summary.request.command.value
-    findings = {
-        REGRESSED: (summary.regressions, "slower than usual"),
-        ANOMALOUS: (summary.anomalies, "with unusual row counts"),
-    }
-    for name, (found, what) in findings.items():
+    findings: list[tuple[str, Sequence[Regression | VolumeAnomaly], str]] = [
+        (REGRESSED, summary.regressions, "slower than usual"),
+        (ANOMALOUS, summary.anomalies, "with unusual row counts"),
+    ]
+    for name, found, what in findings:
         if not found:
             continue
         _emit(

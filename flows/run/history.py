@@ -92,10 +92,10 @@ def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
         except Exception as exc:  # unknown: every stale source is alerted, as without history
             log.warning("could not read the stale sources of earlier runs: %s", exc)
     comparison.seconds = time.perf_counter() - started
-    for line in comparison.signals.regressions:
-        log.warning("timing regression: %s", line.describe())
-    for line in comparison.signals.anomalies:
-        log.warning("volume anomaly: %s", line.describe())
+    for regression in comparison.signals.regressions:
+        log.warning("timing regression: %s", regression.describe())
+    for anomaly in comparison.signals.anomalies:
+        log.warning("volume anomaly: %s", anomaly.describe())
     return comparison
 
 

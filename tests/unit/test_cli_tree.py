@@ -10,10 +10,11 @@ from pathlib import Path
 
 from flows.cli import _parser
 
-GROUPS = {"run", "history", "stack", "packages", "alerts", "release", "ci"}
+GROUPS = {"run", "history", "report", "stack", "packages", "alerts", "release", "ci"}
 LEAVES = {
     "ferry run",
     "ferry history",
+    "ferry report",
     "ferry stack up",
     "ferry stack down",
     "ferry stack demo",
