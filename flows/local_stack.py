@@ -183,6 +183,7 @@ def run_deployment(
     params: dict[str, Any],
     timeout: float = 600,
     on_created: Callable[[dict[str, Any]], None] | None = None,
+    job_variables: dict[str, Any] | None = None,
 ) -> dict:
     """Starts a flow run of `dbt/<name>` and waits for its final state.
 
@@ -192,6 +193,7 @@ def run_deployment(
         params: The flow run's parameters.
         timeout: Seconds to wait for a final state.
         on_created: Called with the new flow run as soon as it exists, before it is waited for.
+        job_variables: This run's own, over the deployment's (e.g. {"env": {...}}).
 
     Returns:
         The flow run, as the API returns it, in its final state.
@@ -201,8 +203,9 @@ def run_deployment(
     """
     client = prefect_server.api_client(stack.api_url)
     deployment = client.get(f"/deployments/name/dbt/{name}").raise_for_status().json()
+    request = {"parameters": params, "job_variables": job_variables or {}}
     run = (
-        client.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params})
+        client.post(f"/deployments/{deployment['id']}/create_flow_run", json=request)
         .raise_for_status()
         .json()
     )
@@ -217,14 +220,21 @@ def run_deployment(
     raise TimeoutError(f"flow run {run['id']} of {name} did not finish in {timeout:.0f} s")
 
 
-def wait_for_alert(stack: Stack, flow_run_id: str, timeout: float = 60) -> dict | None:
-    """The first alert the receiver got that names this flow run."""
+def wait_for_alert(
+    stack: Stack, flow_run_id: str, timeout: float = 60, subject_containing: str = ""
+) -> dict | None:
+    """The first alert the receiver got that names this flow run (and whose subject holds
+    `subject_containing`: a run may have a warning and a timing alert)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stack.alerts_file.is_file():
             for line in stack.alerts_file.read_text().splitlines():
                 alert = json.loads(line)
-                if alert["path"] == "/alerts" and flow_run_id in json.dumps(alert):
+                if (
+                    alert["path"] == "/alerts"
+                    and flow_run_id in json.dumps(alert)
+                    and subject_containing in str(alert["body"].get("subject", ""))
+                ):
                     return alert
         time.sleep(0.5)
     return None

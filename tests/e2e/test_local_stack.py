@@ -161,6 +161,33 @@ def test_the_demos_failing_run_alerts_once_and_its_passing_run_warns(demo, stack
     assert "test.shop.assert_orders_are_paid_in_full" in json.dumps(warning)
 
 
+def test_a_model_slowed_on_purpose_is_alerted_as_slower_than_usual_and_no_other(stack):
+    """run-local builds dim_customers and what it reads with dim_customers made 4 s slower;
+    the demo's runs before it are the history. A regression needs one earlier run (the
+    default is 5) and 2 s (default 10), set for this run only as a deployment's env would."""
+    run = local_stack.run_deployment(
+        stack,
+        "run-local",
+        {"select": "+dim_customers", "vars": {"slow_models": ["dim_customers"], "slow_seconds": 4}},
+        timeout=300,
+        job_variables={"env": {"FERRY_HISTORY_MIN_RUNS": "1", "FERRY_REGRESSION_FLOOR_S": "2"}},
+    )
+    run_id = run["id"]
+    assert run["state_type"] == "COMPLETED", run["state"]
+
+    alert = local_stack.wait_for_alert(
+        stack, run_id, timeout=60, subject_containing="slower than usual"
+    )
+    assert alert is not None, "no timing-regression alert within 60 s of the run"
+    body = alert["body"]["text"]
+    print(f"\n{alert['body']['subject']}\n{body}")
+    named = re.findall(r"^- (\S+): ([\d.]+) s, usually ([\d.]+) s", body, re.MULTILINE)
+    assert [node for node, _, _ in named] == ["model.shop.dim_customers"], body
+    [(_, took, usual)] = named
+    assert float(took) >= 4.0 > 2.0 > float(usual)
+    assert "report/index.html" in body  # where the refreshed report is
+
+
 def test_applying_automations_twice_leaves_one_of_each(stack):
     env = {**stack.env(), **stack.channel_env()}
     out = subprocess.run(
