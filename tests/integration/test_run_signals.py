@@ -6,6 +6,7 @@ store, so each run here starts with no local cache, as in an ephemeral container
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,7 +17,7 @@ from flows.history.query import RUNS_TABLE
 from flows.history.store import history_prefix, report_key
 from flows.run.owner import run
 from flows.run.request import RunRequest
-from flows.run.summary import markdown_report
+from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
 
@@ -104,3 +105,35 @@ def test_rows_far_from_history_and_an_empty_delivery_are_volume_anomalies(
     empty = {a.unique_id: a for a in anomalies}["model.shop.fct_orders"]
     assert empty.kind == "nothing_new" and empty.rows == 0
     assert "did its sources deliver nothing new?" in empty.describe()
+
+
+def test_a_stale_source_is_news_once_per_stale_period(shop_duckdb, tmp_path):
+    """Hourly freshness checks of a source that stays stale alert once; fresh again, then
+    stale again, is a new period."""
+    generator = load_generator(shop_duckdb)
+    duckdb_path = str(tmp_path / "shop.duckdb")  # shop_duckdb's file
+    settings = make_settings(shop_duckdb, tmp_path)
+    freshness = RunRequest.build(command="source freshness")
+    today = datetime.now(UTC).date()
+
+    def load(days_ago: int) -> None:
+        as_of = (today - timedelta(days=days_ago)).isoformat()
+        argv = ["--target", "duckdb", "--duckdb-path", duckdb_path, "--as-of", as_of]
+        assert generator.main(argv) == 0
+
+    def check() -> RunSummary:
+        return run(freshness, settings).summary
+
+    load(days_ago=2)  # past every source's warn_after, short of error_after
+    first = check()
+    assert first.outcome is Outcome.WARNINGS
+    stale = sorted(n.unique_id for n in first.warned)
+    assert stale and first.newly_stale == stale
+    again = check()  # the next hour, nothing loaded: already alerted
+    assert again.outcome is Outcome.WARNINGS and again.newly_stale == []
+
+    load(days_ago=0)
+    fresh = check()
+    assert fresh.outcome is Outcome.SUCCESS and fresh.newly_stale == []
+    load(days_ago=2)
+    assert check().newly_stale == stale  # a new stale period
