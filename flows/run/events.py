@@ -20,7 +20,7 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from flows.dbt.nodes import NodeResult
+from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history.signals import Regression, VolumeAnomaly
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
@@ -53,7 +53,7 @@ def emit_outcome(summary: RunSummary) -> None:
     command = summary.request.command.value
     name = event_name(summary.outcome, command)
     freshness = name in _FRESHNESS_NAMES.values()
-    if freshness and summary.newly_stale == [] and not summary.error:
+    if freshness and summary.newly_stale == [] and _only_stale_sources(summary):
         name = STILL_STALE  # every stale source was alerted by an earlier run
     _emit(
         name,
@@ -71,6 +71,19 @@ def emit_outcome(summary: RunSummary) -> None:
             "report": summary.report,
             **({"newly_stale": summary.newly_stale} if freshness else {}),
         },
+    )
+
+
+def _only_stale_sources(summary: RunSummary) -> bool:
+    """The run failed or warned for stale sources alone: not for a freshness query that broke,
+    an error of dbt's or the time limit, which are news every time."""
+    return (
+        bool(summary.failed or summary.warned)
+        and not summary.error
+        and not summary.timed_out
+        and all(
+            n.resource_type == "source" and n.status is NodeStatus.ERROR for n in summary.failed
+        )
     )
 
 
