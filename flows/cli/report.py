@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
 def _report(args: argparse.Namespace) -> ExitCode:
     from flows.artifacts import ArtifactStoreError, open_store
     from flows.history.fetch import DEFAULT_CACHE, sync
-    from flows.history.query import parse_since
+    from flows.history.query import parse_since, refresh_tables
     from flows.report.render import report
     from flows.settings import FerrySettings, InvalidSettings
 
@@ -63,6 +63,7 @@ def _report(args: argparse.Namespace) -> ExitCode:
         store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
     with classify(failed=(ArtifactStoreError, OSError), aws=True):
         synced = sync(store, settings.env, args.cache_dir or DEFAULT_CACHE, args.project)
+        refresh_tables(synced.folder)
         made = report(
             synced.folder,
             env=settings.env,

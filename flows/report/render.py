@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flows.history.query import NODES_TABLE, RUNS_TABLE, refresh_tables
+from flows.history.query import NODES_TABLE, RUNS_TABLE
 from flows.report.page import esc, no_runs, note, page, section
 
 _TOP = 10
@@ -85,7 +85,7 @@ def report(
     if since:
         facts["since"] = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     empty = Report(page(env, facts | {"runs": "0"}, [no_runs(env)], with_plotly=False), 0)
-    if not refresh_tables(folder):
+    if not (folder / RUNS_TABLE).is_file():
         return empty
     con = duckdb.connect()
     try:

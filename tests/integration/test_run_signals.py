@@ -9,10 +9,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import duckdb
 import psycopg2
 import pytest
+from moto import mock_aws
 
+from flows import cli
 from flows.history.query import RUNS_TABLE
 from flows.history.store import history_prefix, report_key
 from flows.run.owner import run
@@ -57,7 +60,8 @@ def test_a_model_slowed_on_purpose_is_the_one_timing_regression(shop_duckdb, tmp
     ).fetchall()
     assert runs == [(3,)]
     assert summary.report == f"{store}/{report_key('shop', 'test')}"
-    assert Path(summary.report).read_text().lstrip().lower().startswith("<!doctype html")
+    page = Path(summary.report).read_text()
+    assert 'id="plot-durations"' in page and "model.shop.dim_customers" in page  # its 3 runs
     stored = json.loads((Path(summary.artifacts or "") / "summary.json").read_text())
     assert stored["regressions"][0]["unique_id"] == "model.shop.dim_customers"
 
@@ -137,3 +141,42 @@ def test_a_stale_source_is_news_once_per_stale_period(shop_duckdb, tmp_path):
     assert fresh.outcome is Outcome.SUCCESS and fresh.newly_stale == []
     load(days_ago=2)
     assert check().newly_stale == stale  # a new stale period
+
+
+@mock_aws
+def test_on_s3_each_fresh_container_compares_with_the_runs_before_it(shop_duckdb, tmp_path):
+    """Each run in a work folder of its own (an ephemeral ECS task): the history it compares
+    with comes from S3 alone. Then `ferry report` draws the same runs from S3."""
+    boto3.client("s3").create_bucket(Bucket="ferry-artifacts")
+    untested = ["resource_type:test", "resource_type:unit_test"]
+
+    def in_a_fresh_container(n: int, **vars: object) -> RunSummary:
+        settings = make_settings(
+            shop_duckdb,
+            tmp_path,
+            artifacts="s3://ferry-artifacts/dbt",
+            work_dir=tmp_path / f"container-{n}",
+            history_min_runs=2,
+            regression_floor_s=1.0,
+        )
+        request = RunRequest.build(
+            command="build", select=["+dim_customers"], exclude=untested, vars=vars or None
+        )
+        return run(request, settings).summary
+
+    assert [in_a_fresh_container(n).regressions for n in (1, 2)] == [[], []]
+    slowed = in_a_fresh_container(3, slow_models=["dim_customers"], slow_seconds=2)
+    assert [r.unique_id for r in slowed.regressions] == ["model.shop.dim_customers"]
+    assert slowed.report == "s3://ferry-artifacts/dbt/shop/test/report/index.html"
+    page = boto3.client("s3").get_object(
+        Bucket="ferry-artifacts", Key="dbt/shop/test/report/index.html"
+    )
+    assert b"model.shop.dim_customers" in page["Body"].read()
+    assert "s3.console.aws.amazon.com" in markdown_report(slowed, [])
+
+    out = tmp_path / "report.html"
+    argv = ["report", "--env", "test", "--artifacts", "s3://ferry-artifacts/dbt"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert cli.main(argv) == 0
+    drawn = out.read_text()
+    assert "plot-durations" in drawn and "model.shop.dim_customers" in drawn

@@ -13,6 +13,7 @@ import pytest
 from flows.artifacts import LocalStore, index_key
 from flows.cli import main as ferry
 from flows.history.fetch import compact
+from flows.history.query import refresh_tables
 from flows.report.render import render, report
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -53,10 +54,12 @@ def results(*, seconds=1.0, rows=500, test_status="pass", model="model.shop.orde
 
 
 def write(folder: Path, body: dict, nodes: list[dict]) -> None:
-    """One record as flows.history.fetch.sync writes it."""
+    """One record as flows.history.fetch.sync writes it, folded into the tables the report
+    reads (as `ferry report` does after the sync)."""
     folder.mkdir(parents=True, exist_ok=True)
     record = compact(body, nodes)
     (folder / f"{record['project']}__{record['run_id']}.json").write_text(json.dumps(record))
+    refresh_tables(folder)
 
 
 def page_of(folder: Path, **kwargs) -> str:
