@@ -12,7 +12,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-startup  the image's start-up: baked vs cold parse, runtime closure size"
 	@echo "make bench-slim-ci  Slim CI (state:modified+ --defer) vs a full build, one leaf changed"
 	@echo "make bench-history  ferry history over 2,000 runs x 600 nodes: cold cache vs warm"
+	@echo "make bench-history-step  a run's history step: example project on vs off, its parts at 2,000 runs"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 setup:
@@ -86,6 +87,11 @@ bench-startup: setup
 # ferry history's fetch and DuckDB queries over 2,000 stored runs of 600 nodes, cold vs warm.
 bench-history: setup
 	$(BIN)/python bench/history.py --runs 2000 --nodes 600 --rounds 3
+
+# A run's history step: the example project with FERRY_HISTORY on vs off, then its parts
+# (download, signals, append, upload, report) against 2,000 runs x 600 nodes.
+bench-history-step: setup
+	$(BIN)/python bench/history_step.py
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache
