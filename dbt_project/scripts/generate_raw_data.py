@@ -9,10 +9,13 @@ Usage (from dbt_project/):
     python scripts/generate_raw_data.py --target duckdb --duckdb-path target/shop.duckdb
     python scripts/generate_raw_data.py --target postgres --scale 10
     python scripts/generate_raw_data.py --duckdb-path target/shop.duckdb --late-batch
+    python scripts/generate_raw_data.py --duckdb-path target/shop.duckdb --append payments
 
 A full run replaces every raw table. --late-batch instead appends one more load, an hour after
 the newest one: new orders dated five days back, and new versions of existing orders (now
 returned) and of one customer, which the incremental fact must pick up without duplicates.
+--append TABLE appends --rows new ids to that one table, an hour after its own newest load, so
+that `dbt source freshness` sees that source alone as fresher.
 Tests import this file and call `run(argv)` (returns a summary) or `main(argv)` (exit code).
 """
 
@@ -71,6 +74,7 @@ LATE_SHARE = 0.02  # share of orders that reach the warehouse days after they we
 LATE_BATCH_ORDERS = 5
 LATE_BATCH_RETURNS = 3
 LATE_BATCH_DAYS_BACK = 5
+APPEND_ROWS = 20
 
 Row = tuple[Any, ...]
 Delta = dt.timedelta
@@ -90,6 +94,10 @@ class LoadSummary:
     late_order_item_ids: list[int] = field(default_factory=list)
     updated_order_ids: list[int] = field(default_factory=list)
     updated_customer_ids: list[int] = field(default_factory=list)
+    # Filled by --append only.
+    appended_table: str | None = None
+    appended_ids: list[int] = field(default_factory=list)
+    appended_loaded_at: dt.datetime | None = None
 
 
 # --------------------------------------------------------------------------- generation
@@ -441,7 +449,118 @@ def _late_batch(wh: _Warehouse, schema: str, seed: int, summary: LoadSummary) ->
     summary.late_loaded_at = loaded_at
 
 
+def _append(
+    wh: _Warehouse, schema: str, table: str, rows: int, seed: int, summary: LoadSummary
+) -> None:
+    """Append `rows` new ids to one raw table only, loaded an hour after its newest load.
+
+    The rows refer to existing rows only (customers, products, orders), so every other raw
+    table, and the freshness of every other source, stays as it was.
+    """
+    (loaded,) = wh.one(
+        "select count(*) from information_schema.tables"
+        f" where table_schema = '{schema}' and table_name = '{table}'"
+    )
+    if not loaded:
+        raise SystemExit(f"no raw {table} in {schema}: run a full load before --append")
+    max_id, newest = wh.one(f"select max(id), max(_loaded_at) from {schema}.{table}")
+    if max_id is None:
+        raise SystemExit(f"no raw {table} in {schema}: run a full load before --append")
+    loaded_at = newest.replace(microsecond=0) + HOUR
+    # Seeded by the table's state too: a second append of the same table gets new values.
+    rng = random.Random(f"{seed}-append-{table}-{max_id}-{loaded_at.isoformat()}")
+    ids = list(range(max_id + 1, max_id + rows + 1))
+
+    def before_load(low: Delta, high: Delta) -> dt.datetime:
+        return loaded_at - _delay(rng, low, high)
+
+    new: list[Row] = []
+    if table == "customers":
+        for i in ids:
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            created_at = before_load(5 * MINUTE, 2 * HOUR)
+            country = rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]
+            email = f"{first}.{last}{i}@example.com"
+            new.append((i, first, last, email, country, created_at, created_at, loaded_at))
+    elif table == "products":
+        for i in ids:
+            name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {i}"
+            category = CATEGORIES[(i - 1) % len(CATEGORIES)]
+            created_at = before_load(HOUR, DAY)
+            price = rng.randrange(500, 20_000, 50)
+            new.append(
+                (i, f"SKU-{i:05d}", name, category, price, True, created_at, created_at, loaded_at)
+            )
+    elif table == "orders":
+        # Placed within the hour before the load, by customers who had signed up by then.
+        customers = [
+            cid
+            for (cid,) in wh.all(
+                f"select distinct id from {schema}.customers"
+                f" where created_at < timestamp '{(loaded_at - HOUR).isoformat(' ')}'"
+                " order by id"
+            )
+        ]
+        for i in ids:
+            ordered_at = before_load(5 * MINUTE, HOUR)
+            customer_id = rng.choice(customers)
+            new.append((i, customer_id, "placed", ordered_at, 499, ordered_at, loaded_at))
+    elif table == "order_items":
+        # Orders without lines first (those of an earlier `--append orders`), then any order.
+        lineless = [
+            oid
+            for (oid,) in wh.all(
+                f"select distinct o.id from {schema}.orders as o where not exists"
+                f" (select 1 from {schema}.order_items as i where i.order_id = o.id) order by o.id"
+            )
+        ]
+        (max_order,) = wh.one(f"select max(id) from {schema}.orders")
+        prices = dict(
+            wh.all(
+                f"select id, price_cents from {schema}.products as p where _loaded_at ="
+                f" (select max(_loaded_at) from {schema}.products as q where q.id = p.id)"
+                " order by id"
+            )
+        )
+        products = sorted(prices)
+        for k, i in enumerate(ids):
+            order_id = lineless[k] if k < len(lineless) else rng.randint(1, max_order)
+            product_id = rng.choice(products)
+            quantity = rng.choices([1, 2, 3], [75, 20, 5])[0]
+            new.append((i, order_id, product_id, quantity, prices[product_id], loaded_at))
+    elif table == "payments":
+        # Declined retries on existing orders: attempts that move no money, so every order
+        # stays as paid as it was.
+        (max_order,) = wh.one(f"select max(id) from {schema}.orders")
+        for i in ids:
+            order_id = rng.randint(1, max_order)
+            method = rng.choices(METHODS, METHOD_WEIGHTS)[0]
+            amount = rng.randrange(500, 20_000, 50)
+            created_at = before_load(5 * MINUTE, HOUR)
+            new.append((i, order_id, method, "failed", amount, created_at, loaded_at))
+    else:  # sessions
+        (max_customer,) = wh.one(f"select max(id) from {schema}.customers")
+        for i in ids:
+            started_at = before_load(HOUR, 6 * HOUR)
+            visitor = rng.randint(1, max_customer) if rng.random() < 0.66 else None
+            ended_at = started_at + dt.timedelta(seconds=rng.randint(10, 2_400))
+            channel = rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0]
+            new.append((i, visitor, channel, started_at, ended_at, rng.randint(1, 20), loaded_at))
+    wh.copy(f"{schema}.{table}", new)
+    summary.rows[table] = len(new)
+    summary.appended_table = table
+    summary.appended_ids = ids
+    summary.appended_loaded_at = loaded_at
+
+
 # --------------------------------------------------------------------------- command line
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -475,10 +594,25 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="default: <dbt schema>_raw, i.e. main_raw on DuckDB and"
         " ${FERRY_PG_SCHEMA:-shop}_raw on PostgreSQL (dbt var raw_schema)",
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--late-batch",
         action="store_true",
         help="append one late load to existing raw tables instead of replacing",
+    )
+    mode.add_argument(
+        "--append",
+        choices=list(TABLES),
+        default=None,
+        metavar="TABLE",
+        help="append --rows new rows to this one raw table, loaded an hour after its newest"
+        f" row, so that only its source is fresher ({', '.join(TABLES)})",
+    )
+    parser.add_argument(
+        "--rows",
+        type=_positive,
+        default=APPEND_ROWS,
+        help=f"how many rows --append writes (default {APPEND_ROWS})",
     )
     return parser.parse_args(argv)
 
@@ -499,6 +633,8 @@ def run(argv: Sequence[str] | None = None) -> LoadSummary:
     try:
         if args.late_batch:
             _late_batch(wh, schema, args.seed, summary)
+        elif args.append:
+            _append(wh, schema, args.append, args.rows, args.seed, summary)
         else:
             day = args.as_of or dt.datetime.now(dt.UTC).date()
             tables = _generate(args.scale, args.seed, dt.datetime.combine(day, dt.time()))
@@ -520,6 +656,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"late batch loaded at {summary.late_loaded_at}: new orders "
             f"{summary.late_order_ids}, returned orders {summary.updated_order_ids}, "
             f"changed customers {summary.updated_customer_ids}"
+        )
+    if summary.appended_loaded_at:
+        ids = summary.appended_ids
+        print(
+            f"appended {len(ids)} {summary.appended_table} (ids {ids[0]}..{ids[-1]})"
+            f" loaded at {summary.appended_loaded_at}"
         )
     return 0
 
