@@ -61,6 +61,7 @@ def dbt_flow(
     fail_fast: bool = False,
     retry_of: str = "",
     defer: bool = False,
+    only_changed: bool = False,
 ) -> State[Any]:
     """Runs one dbt command and stores its artifacts; the final state names what failed."""
     parameters = dict(locals())  # exactly RunRequest's fields (checked at import)

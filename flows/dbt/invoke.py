@@ -209,6 +209,39 @@ class DbtInvocation:
             )
         return matched
 
+    def newest_loaded_at(self, manifest: Any, sources: list[str]) -> dict[str, str | None]:
+        """Each source's newest `loaded_at`, by `dbt source freshness` (ISO text, UTC).
+
+        A source whose query failed, or that has no freshness to check, maps to None (unknown).
+        Its results go to a folder of their own: never the run's sources.json.
+        """
+        from dbt.cli.main import dbtRunner
+
+        found: dict[str, str | None] = dict.fromkeys(sources)
+        checked = [s for s in sources if _has_freshness(manifest.sources.get(s))]
+        if not checked:
+            return found
+        folder = self.log_path / "only-changed"
+        folder.mkdir(parents=True, exist_ok=True)
+        args = [
+            "source",
+            "freshness",
+            *self.common_args(),
+            "--target-path",
+            str(folder),
+            "--select",
+            *(f"source:{s.removeprefix('source.').split('.', 1)[1]}" for s in checked),
+            "--log-level",
+            "none",
+        ]
+        result = dbtRunner(manifest=manifest).invoke(args)
+        for r in _results_of(result.result):
+            at = getattr(r, "max_loaded_at", None)
+            unique_id = getattr(getattr(r, "node", None), "unique_id", None)
+            if unique_id in found and isinstance(at, datetime):
+                found[unique_id] = at.replace(tzinfo=at.tzinfo or UTC).isoformat()
+        return found
+
     def execute(self, manifest: Any | None, listener: NodeListener) -> DbtOutcome:
         """Runs the command, telling `listener` about every node; never raises for dbt errors."""
         from dbt.cli.main import dbtRunner
@@ -341,6 +374,19 @@ def _node_result(r: Any) -> NodeResult:
         relation=getattr(node, "relation_name", None),
         rows=_rows_affected(getattr(r, "adapter_response", None)),
     )
+
+
+def _has_freshness(source: Any) -> bool:
+    """Whether dbt can tell the source's newest load: a loaded_at field or query, and a
+    freshness threshold (dbt checks only sources that have one)."""
+    if source is None:
+        return False
+    freshness = getattr(source, "freshness", None)
+    has_threshold = freshness is not None and any(
+        getattr(after, "count", None) for after in (freshness.warn_after, freshness.error_after)
+    )
+    field = getattr(source, "loaded_at_field", None) or getattr(source, "loaded_at_query", None)
+    return bool(has_threshold and field)
 
 
 def _rows_affected(response: Any) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from flows.dbt.invoke import (
 )
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
+from flows.run import changes
 from flows.run.plan import RunPlan
 
 WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
@@ -46,6 +48,17 @@ class Execution:
     attempts: int = 1
     dbt_elapsed_s: float | None = None
     parse: ParseReport | None = None
+    changes: changes.ChangeReport | None = None
+    """An only-changed run's decision: what ran and why, what was skipped as unchanged."""
+    tracking: Tracking | None = None
+    """What the environment's marks are advanced from after the run (when it keeps them)."""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    marks: changes.Marks | None
+    lineage: changes.Lineage
+    sources: dict[str, str | None]
 
 
 def execute(
@@ -118,8 +131,14 @@ def execute(
                 if writer_slot is not None:  # waiting in line is not the run's own time
                     with deadline.paused():
                         held.enter_context(writer_slot(request.command, adapter_type))
+                # Decided once the slot is held: the marks are those the previous writer left.
+                with deadline.dbt("deciding what changed"):
+                    narrowed = _what_changed(plan, invocation, manifest, selected, run, log)
+                if narrowed is None:  # nothing changed: success, nothing run
+                    run.dbt_ok = True
+                    return run
                 outcome, run.attempts = execute_with_retries(
-                    invocation,
+                    narrowed,
                     manifest,
                     listener,
                     retries=settings.transient_retries,
@@ -136,6 +155,71 @@ def execute(
         except TimeUp:
             run.error = None  # the verdict says where the time ran out
     return run
+
+
+_TRACKED = (DbtCommand.BUILD, DbtCommand.RUN)
+
+
+def _what_changed(
+    plan: RunPlan,
+    invocation: DbtInvocation,
+    manifest: Any,
+    selected: list[str] | None,
+    run: Execution,
+    log: Log,
+) -> DbtInvocation | None:
+    """The invocation to execute: narrowed to what changed for an only-changed run (None when
+    nothing did). A build or run of an environment that keeps marks (it has had an
+    only-changed run) reads its sources' freshness first, so its marks can advance after."""
+    request = plan.request
+    if request.command not in _TRACKED or manifest is None:
+        return invocation
+    started = time.perf_counter()
+    project, env = plan.project.name, plan.settings.env
+    try:
+        marks = changes.load(plan.store, project, env)
+    except Exception as exc:
+        if request.only_changed:  # unknown marks: everything is news, as on the first run
+            log.warning("could not read the environment's marks (everything runs): %s", exc)
+            marks = None
+        else:
+            log.warning("could not read the environment's marks (not advanced): %s", exc)
+            return invocation
+    if marks is None and not request.only_changed:
+        return invocation
+    lineage = changes.Lineage(manifest)
+    universe = _universe(manifest, request.command, selected, lineage)
+    lineage.fingerprint_all(universe)  # now: dbt adds to its nodes' configs as it executes
+    sources = invocation.newest_loaded_at(manifest, changes.sources_read(lineage, universe))
+    run.tracking = Tracking(marks=marks, lineage=lineage, sources=sources)
+    if not request.only_changed:
+        return invocation
+    decided = changes.decide(lineage, universe, marks, sources)
+    run.changes = decided.model_copy(update={"fixed_s": round(time.perf_counter() - started, 3)})
+    log.info("only changed: %s (decided in %.1f s)", decided.describe(), run.changes.fixed_s)
+    if not decided.ran:
+        return None
+    narrowed = request.model_copy(
+        update={
+            "select": tuple(lineage.fqn_selector(n) for n in decided.ran),
+            "selector": None,
+        }
+    )
+    return replace(invocation, request=narrowed)
+
+
+def _universe(
+    manifest: Any, command: DbtCommand, selected: list[str] | None, lineage: changes.Lineage
+) -> list[str]:
+    """The nodes the command would execute: the selection's, or the whole project's."""
+    if selected is None:
+        wanted = set(command.resource_types)
+        selected = [
+            uid
+            for uid, node in [*manifest.nodes.items(), *manifest.unit_tests.items()]
+            if str(getattr(node.resource_type, "value", node.resource_type)) in wanted
+        ]
+    return [n for n in selected if not lineage.is_ephemeral(n)]
 
 
 def _log_parse(parse: ParseReport, log: Log) -> None:

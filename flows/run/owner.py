@@ -23,8 +23,8 @@ from flows.artifacts import Publication
 from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
-from flows.run import history
-from flows.run.execute import Log, WriterSlot, execute
+from flows.run import changes, history
+from flows.run.execute import Execution, Log, WriterSlot, execute
 from flows.run.plan import RunPlan, plan
 from flows.run.publish import publish, republish_summary
 from flows.run.request import RunRequest
@@ -90,6 +90,7 @@ def run(
             error=done.error,
             attempts=done.attempts,
             time_limit=time_limit,
+            unchanged=len(done.changes.unchanged) if done.changes else None,
         )
         summary = summarize(
             run_id=planned.run_id,
@@ -110,6 +111,7 @@ def run(
             error=done.error,
             attempts=done.attempts,
             artifacts=f"{planned.store.url}/{planned.layout.run_prefix}",
+            changes=done.changes,
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
             comparison = history.compare(planned, done.nodes, log)
@@ -126,7 +128,25 @@ def run(
                 )
                 republish_summary(summary, planned, log)
             history.record(summary, planned, done.nodes, comparison, publication, log)
+            _advance_marks(planned, done, publication, log)
     return RunReport(summary=summary, nodes=done.nodes, publication=publication)
+
+
+def _advance_marks(planned: RunPlan, done: Execution, publication: Publication, log: Log) -> None:
+    """The environment's marks after the run (flows/run/changes.py), once its artifacts are
+    stored: a run whose store failed leaves them as they were, so its nodes run again."""
+    tracking = done.tracking
+    if tracking is None or publication.errors:
+        return
+    marks = changes.advance(
+        tracking.marks, tracking.lineage, done.nodes, tracking.sources, planned.run_id
+    )
+    try:
+        planned.store.put_bytes(
+            changes.marks_key(planned.project.name, planned.settings.env), marks.dumps()
+        )
+    except Exception as exc:  # the next run decides from the older marks: it runs more
+        log.warning("could not store the environment's marks: %s", exc)
 
 
 def _time_limit(settings: FerrySettings, deadline: Deadline) -> TimeLimit | None:

@@ -178,6 +178,12 @@ class RunRequest(BaseModel):
         description="Read refs to unselected models from production (`--defer` to the state of "
         "FERRY_STATE_ENV); `state:modified+` selections compare with that state too.",
     )
+    only_changed: bool = Field(
+        default=False,
+        description="build and run: of the selection, run only the nodes whose code changed, "
+        "whose sources have new data, that failed last time, or that read such a node; skip "
+        "the rest as unchanged.",
+    )
 
     @classmethod
     def build(cls, **given: Any) -> RunRequest:
@@ -219,6 +225,13 @@ class RunRequest(BaseModel):
             raise InvalidRunRequest(
                 f"retry_of {retry_of!r} is not a run id; pass the failed run's id as its summary "
                 "shows it (letters, digits, '-' and '_'), or leave it out for the latest failure"
+            )
+        if given.get("only_changed") and cmd not in (DbtCommand.BUILD, DbtCommand.RUN):
+            raise InvalidRunRequest(f"only_changed applies to build and run, not to {cmd.value!r}")
+        if given.get("only_changed") and given.get("full_refresh"):
+            raise InvalidRunRequest(
+                "full_refresh rebuilds everything selected from scratch; drop only_changed, or "
+                "full_refresh"
             )
         if given.get("defer") and not cmd.accepts_selection:
             raise InvalidRunRequest(
@@ -294,6 +307,8 @@ class RunRequest(BaseModel):
         parts = [self.command.value, *self.selection_args(), *self.dbt_flags()]
         if self.defer:
             parts.append("--defer")
+        if self.only_changed:
+            parts.append("--only-changed")
         if self.retry_of:
             parts.append(f"(of run {self.retry_of})")
         return " ".join(parts)

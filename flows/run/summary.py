@@ -17,6 +17,7 @@ from flows.dbt.invoke import ParseReport
 from flows.dbt.nodes import NodeResult, in_report_order
 from flows.exit_codes import ExitCode
 from flows.history.signals import Regression, VolumeAnomaly
+from flows.run.changes import ChangeReport
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome, Verdict
 
@@ -63,6 +64,8 @@ class RunSummary(BaseModel):
     (None: not known, so every stale source is news)."""
     report: str | None = None
     """Where the environment's report across runs is refreshed."""
+    changes: ChangeReport | None = None
+    """An only-changed run: what ran and why, what was skipped as unchanged."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -84,6 +87,8 @@ def summarize(
     **extra: Any,
 ) -> RunSummary:
     counts = Counter(n.status.value for n in nodes)
+    if extra.get("changes") is not None:  # its own status: skipped as unchanged, not passed
+        counts["unchanged"] = len(extra["changes"].unchanged)
     slowest = sorted(nodes, key=lambda n: n.execution_time, reverse=True)[:_SLOWEST]
     ordered = in_report_order(nodes)
     return RunSummary(
@@ -130,6 +135,8 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         lines.append(f"- dbt error: {summary.error}")
     if summary.report:
         lines.append(f"- report across runs: {_link(summary.report)}")
+    if summary.changes is not None:
+        lines.append(f"- only changed: {summary.changes.describe()}")
     for title, found in (
         ("Timing regressions", summary.regressions),
         ("Volume anomalies", summary.anomalies),
@@ -137,6 +144,11 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         if found:
             lines += ["", f"**{title}** (against this environment's earlier runs):", ""]
             lines += [f"- {item.describe()}" for item in found]
+    if summary.changes is not None and summary.changes.ran:
+        lines += ["", "**Why each node ran** (only changed):", ""]
+        lines += [f"- `{n}`: {why}" for n, why in list(summary.changes.ran.items())[:100]]
+        if len(summary.changes.ran) > 100:
+            lines.append(f"- and {len(summary.changes.ran) - 100} more (summary.json has all)")
     lines += ["", "| node | type | status | seconds | message |", "|---|---|---|---:|---|"]
     for n in in_report_order(nodes):
         msg = n.first_error_line if (n.failed or n.status.warned) else ""

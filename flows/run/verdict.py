@@ -82,6 +82,7 @@ def judge(
     error: str | None,
     attempts: int = 1,
     time_limit: TimeLimit | None = None,
+    unchanged: int | None = None,
 ) -> Verdict:
     """The outcome and the verdict of a finished run.
 
@@ -90,8 +91,9 @@ def judge(
         error: dbt's or ferry's error, when the run ended without a node to blame.
         attempts: dbt invocations the run took (transient failures are retried).
         time_limit: set when the run's time limit fired; the verdict says where.
+        unchanged: an only-changed run's nodes skipped as unchanged (never "passed").
     """
-    outcome, sentence = _judge_nodes(request, nodes, dbt_ok, error)
+    outcome, sentence = _judge_nodes(request, nodes, dbt_ok, error, unchanged)
     if attempts > 1:
         sentence += f" (after {attempts} attempts: transient failures were retried)"
     if time_limit is None:
@@ -111,7 +113,24 @@ def timed_out(time_limit: TimeLimit, nodes: list[NodeResult], verdict: str | Non
 
 
 def _judge_nodes(
-    request: RunRequest, nodes: list[NodeResult], dbt_ok: bool, error: str | None
+    request: RunRequest,
+    nodes: list[NodeResult],
+    dbt_ok: bool,
+    error: str | None,
+    unchanged: int | None = None,
+) -> tuple[Outcome, str]:
+    outcome, sentence = _judge_ran(request, nodes, dbt_ok, error, unchanged)
+    if unchanged and nodes:
+        sentence += f"; {unchanged} unchanged since they were last built, not run"
+    return outcome, sentence
+
+
+def _judge_ran(
+    request: RunRequest,
+    nodes: list[NodeResult],
+    dbt_ok: bool,
+    error: str | None,
+    unchanged: int | None,
 ) -> tuple[Outcome, str]:
     ordered = in_report_order(nodes)  # root causes first: a broken model before its tests
     failed = [n for n in ordered if n.failed]
@@ -133,6 +152,8 @@ def _judge_nodes(
         what = "nothing failed in that run" if request.command is DbtCommand.RETRY else "no nodes"
         if request.compares_state:
             what = f"nothing selected by {' '.join(request.selection_args())} differs from state"
+        if unchanged is not None:
+            what = f"nothing changed: {unchanged} node(s) unchanged since they were last built"
         return Outcome.SUCCESS, f"dbt {command} ran no nodes ({what})"
     if warned:
         return (
