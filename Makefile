@@ -12,7 +12,7 @@ export UV_PYTHON := $(shell command -v python3.11 || command -v $(PYTHON))
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-slim-ci  Slim CI (state:modified+ --defer) vs a full build, one leaf changed"
 	@echo "make bench-history  ferry history over 2,000 runs x 600 nodes: cold cache vs warm"
 	@echo "make bench-history-step  a run's history step: example project on vs off, its parts at 2,000 runs"
+	@echo "make bench-only-changed  ferry run --only-changed vs a full build, one source of 10 appended"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 setup:
@@ -92,6 +93,11 @@ bench-history: setup
 # (download, signals, append, upload, report) against 2,000 runs x 600 nodes.
 bench-history-step: setup
 	$(BIN)/python bench/history_step.py
+
+# ferry run --only-changed vs a full build of 300 models in 10 independent source groups, after
+# new rows in one group's source; both warehouses compared table by table at the end.
+bench-only-changed: setup
+	$(BIN)/python bench/only_changed.py --models 300 --groups 10 --rounds 3
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache
