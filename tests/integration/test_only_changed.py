@@ -1,0 +1,174 @@
+"""Only what changed ends where a full build ends, on DuckDB and on PostgreSQL.
+
+Two warehouses get the same raw loads: A is built in full after each, B with `only_changed`.
+After every step every table of A equals its twin in B, row for row (as multisets, both ways),
+the incremental model and the snapshot included, while B ran only what the step changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.summary import RunSummary
+from flows.run.verdict import Outcome
+from tests.conftest import load_generator, make_settings
+
+pytestmark = pytest.mark.integration
+
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One warehouse: where its data is, and the environment its runs are filed under."""
+
+    env: str
+    location: str  # the DuckDB file, or the PostgreSQL schema
+
+
+def _differences_duckdb(a: Side, b: Side) -> list[str]:
+    """Row multisets compared table by table. (Not `except` across an ATTACH: dbt-duckdb ran in
+    this process, and DuckDB keeps one instance per file per process.)"""
+
+    def tables_of(side: Side) -> dict[str, Counter[tuple]]:
+        con = duckdb.connect(side.location)
+        try:
+            names = con.execute(
+                """
+                select table_schema || '.' || table_name from information_schema.tables
+                where table_catalog = current_database()
+                    and table_schema not like '%raw' and table_schema not like '%test__audit'
+                order by all
+                """
+            ).fetchall()
+            return {n: Counter(con.execute(f"select * from {n}").fetchall()) for (n,) in names}
+        finally:
+            con.close()
+
+    in_a, in_b = tables_of(a), tables_of(b)
+    assert len(in_a) > 15 and set(in_a) == set(in_b), (sorted(in_a), sorted(in_b))
+    return [
+        f"{name}: {sum((in_a[name] - in_b[name]).values())} row(s) only in A, "
+        f"{sum((in_b[name] - in_a[name]).values())} only in B"
+        for name in sorted(in_a)
+        if in_a[name] != in_b[name]
+    ]
+
+
+def _differences_postgres(a: Side, b: Side) -> list[str]:
+    with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select table_schema, table_name from information_schema.tables
+            where table_schema like %s and table_schema not like %s
+                and table_schema not like '%%raw' and table_schema not like '%%test__audit'
+            order by 1, 2
+            """,
+            (a.location.replace("_", r"\_") + "%", b.location.replace("_", r"\_") + "%"),
+        )
+        tables = cur.fetchall()
+        assert len(tables) > 15, tables
+        found = []
+        for schema, table in tables:
+            twin = b.location + schema[len(a.location) :]
+            for side, first, second in (("A", schema, twin), ("B", twin, schema)):
+                cur.execute(
+                    f'select count(*) from (select * from "{first}"."{table}" '
+                    f'except all select * from "{second}"."{table}") as d'
+                )
+                if count := cur.fetchone()[0]:  # type: ignore[index]
+                    found.append(f"{schema}.{table}: {count} row(s) only in {side}")
+        return found
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_only_changed_ends_where_a_full_build_ends(
+    warehouse, shop_project, tmp_path, monkeypatch, request
+):
+    project = shop_project
+    generator = load_generator(project)
+    if warehouse == "duckdb":
+        a = Side("full", str(tmp_path / "a.duckdb"))
+        b = Side("changed", str(tmp_path / "b.duckdb"))
+        variable, target, differences = "FERRY_DUCKDB_PATH", "duckdb", _differences_duckdb
+    else:
+        schema = request.getfixturevalue("pg_schema")  # dropped afterwards, with f"{schema}b"
+        a, b = Side("full", schema), Side("changed", f"{schema}b")
+        variable, target, differences = "FERRY_PG_SCHEMA", "postgres", _differences_postgres
+
+    def on(side: Side) -> None:
+        monkeypatch.setenv(variable, side.location)
+
+    def load(*args: str) -> None:
+        for side in (a, b):
+            on(side)
+            where = ["--duckdb-path", side.location] if warehouse == "duckdb" else []
+            assert generator.main(["--target", target, *where, *args]) == 0
+
+    def build(side: Side, *, only_changed: bool) -> RunSummary:
+        on(side)
+        settings = make_settings(
+            project,
+            tmp_path,
+            env=side.env,
+            target_path=tmp_path / side.env / "target",  # no re-parse at each switch
+        )
+        done = run(
+            RunRequest.build(command="build", target=target, only_changed=only_changed),
+            settings,
+        ).summary
+        assert done.outcome in (Outcome.SUCCESS, Outcome.WARNINGS), done.verdict
+        return done
+
+    def step(change: Callable[[], None]) -> tuple[RunSummary, RunSummary]:
+        change()
+        full, changed = build(a, only_changed=False), build(b, only_changed=True)
+        assert differences(a, b) == []
+        assert changed.changes is not None
+        print(f"{full.nodes_total} nodes in full; only changed: {changed.changes.describe()}")
+        return full, changed
+
+    full, changed = step(lambda: load("--as-of", "2026-11-30"))
+    assert set(changed.changes.ran.values()) == {"new (no earlier build recorded)"}
+    assert changed.nodes_total == full.nodes_total
+
+    _, changed = step(lambda: load("--append", "payments"))
+    ran = changed.changes.ran
+    assert ran["model.shop.stg_payments__payments"] == "new data in source payments.payments"
+    assert "model.shop.stg_web__sessions" not in ran and "model.shop.dim_products" not in ran
+    assert ran["model.shop.fct_orders"].startswith("upstream ")
+
+    _, changed = step(lambda: load("--append", "sessions"))
+    ran = changed.changes.ran
+    assert ran["model.shop.stg_web__sessions"] == "new data in source web.sessions"
+    assert "model.shop.stg_payments__payments" not in ran and "model.shop.fct_orders" not in ran
+
+    _, changed = step(lambda: load("--late-batch"))  # late orders, a customer's new email
+    ran = changed.changes.ran
+    assert "snapshot.shop.snap_customers" in ran and "model.shop.fct_order_items" in ran
+
+    def edit_a_model() -> None:
+        path = project / "models" / "marts" / "core" / "dim_products.sql"
+        old = "coalesce(product_sales.units_sold, 0) as units_sold"
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, old.replace(", 0)", ", 0) * 2")))
+
+    _, changed = step(edit_a_model)
+    assert changed.changes.ran["model.shop.dim_products"] == "code changed"
+    assert {n.split(".")[0] for n in changed.changes.ran} == {"model", "test"}
+    assert len(changed.changes.ran) < 10, changed.changes.ran
+
+    _, changed = step(lambda: None)  # nothing new
+    assert changed.changes.ran == {} and changed.nodes_total == 0
+    assert changed.counts == {"unchanged": len(changed.changes.unchanged)}
+    assert changed.verdict.startswith("dbt build ran no nodes (nothing changed:")
+    assert Path(tmp_path / "artifacts").is_dir()
