@@ -20,7 +20,13 @@ from typing import Any
 
 from flows import prefect_server
 
-LOCAL_DEPLOYMENTS = ("run-local", "build-local", "freshness-local", "retry-local")
+LOCAL_DEPLOYMENTS = (
+    "run-local",
+    "build-local",
+    "build-changed-local",
+    "freshness-local",
+    "retry-local",
+)
 POOL = "ferry-local"
 
 Say = Callable[[str], None]

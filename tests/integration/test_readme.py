@@ -39,6 +39,11 @@ _NOT_RUN = {
     "make bench": "a benchmark of minutes (300-model project, four variants)",
     "make bench-startup": "a benchmark of minutes (the image's recipe, then timed starts)",
     "make bench-slim-ci": "a benchmark of minutes (two 300-model builds)",
+    "make bench-history": "a benchmark of about a minute (2,000 synthetic runs, cold and warm)",
+    "make bench-history-step": "a benchmark of about a minute (the example project's builds, "
+    "then 2,000 synthetic runs)",
+    "make bench-only-changed": "a benchmark of minutes (a 300-model project built in full "
+    "and only-changed, side by side)",
     "make infra-synth": "synthesizes the CDK app in node for about a minute; tests/infra "
     "synthesize the same app",
 }

@@ -26,7 +26,7 @@ from flows.deployments import (
     resolve_env_placeholders,
 )
 
-KINDS = ("run", "build", "freshness", "retry")
+KINDS = ("run", "build", "build-changed", "freshness", "retry")
 ENVS = ("local", "staging", "prod")
 ECS_POOLS = {"staging": "ferry-staging-ecs", "prod": "ferry-prod-ecs"}
 DIGEST = hashlib.sha256(b"ferry image").hexdigest()
@@ -63,9 +63,9 @@ def _env(name: str) -> str:
     return name.rsplit("-", 1)[1]
 
 
-def test_twelve_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
+def test_fifteen_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
     assert sorted(deployments) == sorted(f"{kind}-{env}" for kind in KINDS for env in ENVS)
-    assert len(load_deployments()) == 12, "no deployment name twice"
+    assert len(load_deployments()) == 15, "no deployment name twice"
 
 
 def test_local_runs_on_the_process_pool_and_the_rest_on_ecs(
@@ -91,11 +91,11 @@ def test_local_deployments_need_nothing_from_the_infrastructure(
         assert variables["env"]["FERRY_ENV"] == "local"
 
 
-def test_only_the_prod_build_and_freshness_are_scheduled_with_a_timezone(
+def test_only_the_prod_builds_and_freshness_are_scheduled_with_a_timezone(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
     scheduled = {name for name, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"build-prod", "freshness-prod"}
+    assert scheduled == {"build-prod", "build-changed-prod", "freshness-prod"}
     for name in scheduled:
         for schedule in deployments[name]["schedules"]:
             assert schedule.get("timezone"), f"{name}: a cron without a timezone runs in UTC"
@@ -112,10 +112,11 @@ def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
         assert isinstance(raw, dict) and "collision_strategy" in raw, name
         limit = ConcurrencyLimitConfig.model_validate(raw)
         assert limit.limit == 1
-        # A newer freshness check makes a waiting one redundant; builds wait in line.
+        # A newer freshness check or only-changed build makes a waiting one redundant (the
+        # running one does its work); builds wait in line.
         expected = (
             ConcurrencyLimitStrategy.CANCEL_NEW
-            if name.startswith("freshness-")
+            if name.startswith(("freshness-", "build-changed-"))
             else ConcurrencyLimitStrategy.ENQUEUE
         )
         assert limit.collision_strategy == expected, name
