@@ -188,6 +188,22 @@ def test_a_model_slowed_on_purpose_is_alerted_as_slower_than_usual_and_no_other(
     assert "report/index.html" in body  # where the refreshed report is
 
 
+def test_build_changed_local_builds_once_then_finds_nothing_changed(stack):
+    """The deployment as `make demo` leaves it, narrowed to dim_customers and what it reads:
+    its first run marks what it built, its second has nothing to do."""
+    only = {"selector": "", "select": "+dim_customers"}
+    first = local_stack.run_deployment(stack, "build-changed-local", only, timeout=300)
+    assert first["state_type"] == "COMPLETED", first["state"]
+    second = local_stack.run_deployment(stack, "build-changed-local", only, timeout=300)
+    assert second["state_type"] == "COMPLETED", second["state"]
+    message = second["state"]["message"]
+    assert message.startswith("dbt build ran no nodes (nothing changed:"), message
+    [summary_file] = (stack.home / "artifacts").glob(f"*/local/runs/*/{second['id']}/summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["request"]["only_changed"] is True and summary["nodes_total"] == 0
+    assert summary["changes"]["ran"] == {} and len(summary["changes"]["unchanged"]) > 10
+
+
 def test_applying_automations_twice_leaves_one_of_each(stack):
     env = {**stack.env(), **stack.channel_env()}
     out = subprocess.run(
