@@ -220,9 +220,9 @@ def append_rows(dbs: list[Path], group: str, seed: int) -> datetime:
     stamp: datetime | None = None
     for db in dbs:
         with duckdb.connect(str(db)) as conn:
-            max_id, newest = conn.execute(
+            ((max_id, newest),) = conn.execute(
                 f"select max(id), max(_loaded_at) from {table}"
-            ).fetchone()
+            ).fetchall()
             rng = random.Random(f"{seed}-{group}-{max_id}")
             loaded_at = newest + timedelta(hours=1)
             rows = [
@@ -251,12 +251,12 @@ def differing_tables(a: Path, b: Path) -> tuple[int, list[str]]:
         in_a, in_b = tables("a"), tables("b")
         differing = sorted(in_a ^ in_b)
         for name in sorted(in_a & in_b):
-            (extra,) = conn.execute(
+            ((extra,),) = conn.execute(
                 f"select (select count(*) from (select * from a.main.{name}"
                 f" except all select * from b.main.{name}))"
                 f" + (select count(*) from (select * from b.main.{name}"
                 f" except all select * from a.main.{name}))"
-            ).fetchone()
+            ).fetchall()
             if extra:
                 differing.append(name)
         return len(in_a), differing
