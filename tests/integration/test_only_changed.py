@@ -122,10 +122,13 @@ def test_only_changed_ends_where_a_full_build_ends(
             env=side.env,
             target_path=tmp_path / side.env / "target",  # no re-parse at each switch
         )
-        done = run(
-            RunRequest.build(command="build", target=target, only_changed=only_changed),
-            settings,
-        ).summary
+        # Tables are what is compared: dbt's tests leave them as they are (unit tests prove that
+        # tests follow their models), so both sides leave them out and the proof stays fast.
+        untested = ["resource_type:test", "resource_type:unit_test"]
+        request = RunRequest.build(
+            command="build", target=target, exclude=untested, only_changed=only_changed
+        )
+        done = run(request, settings).summary
         assert done.outcome in (Outcome.SUCCESS, Outcome.WARNINGS), done.verdict
         return done
 
@@ -164,8 +167,7 @@ def test_only_changed_ends_where_a_full_build_ends(
 
     _, changed = step(edit_a_model)
     assert changed.changes.ran["model.shop.dim_products"] == "code changed"
-    assert {n.split(".")[0] for n in changed.changes.ran} == {"model", "test"}
-    assert len(changed.changes.ran) < 10, changed.changes.ran
+    assert set(changed.changes.ran) == {"model.shop.dim_products"}
 
     _, changed = step(lambda: None)  # nothing new
     assert changed.changes.ran == {} and changed.nodes_total == 0
