@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import duckdb
@@ -17,53 +16,14 @@ from moto import mock_aws
 
 from flows import cli
 from flows.history.query import RUNS_TABLE
-from flows.history.store import history_prefix, report_key
-from flows.run.owner import run
+from flows.history.store import history_prefix
+from flows.run.owner import RunReport, run
 from flows.run.request import RunRequest
 from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
 
 pytestmark = pytest.mark.integration
-
-
-def test_a_model_slowed_on_purpose_is_the_one_timing_regression(shop_duckdb, tmp_path):
-    settings = make_settings(
-        shop_duckdb, tmp_path, history_min_runs=2, regression_floor_s=1.0, regression_factor=2.0
-    )
-    untested = ["resource_type:test", "resource_type:unit_test"]
-    request = RunRequest.build(command="build", select=["+dim_customers"], exclude=untested)
-    for _ in range(2):
-        usual = run(request, settings).summary
-        assert usual.outcome is Outcome.SUCCESS and usual.regressions == []
-    slowed = RunRequest.build(
-        command="build",
-        select=["+dim_customers"],
-        exclude=untested,
-        vars={"slow_models": ["dim_customers"], "slow_seconds": 2},
-    )
-    report = run(slowed, settings)
-    summary = report.summary
-
-    assert summary.outcome is Outcome.SUCCESS
-    [regression] = summary.regressions
-    assert regression.unique_id == "model.shop.dim_customers"
-    assert regression.s >= 2.0 and regression.usual_s < 1.0 and regression.runs == 2
-    assert summary.anomalies == []  # DuckDB reports no rows: nothing to judge
-    markdown = markdown_report(summary, report.nodes)
-    assert "**Timing regressions**" in markdown and regression.describe() in markdown
-
-    # The store keeps the history (3 runs) and the refreshed report; summary.json names both.
-    store = Path(settings.artifacts)
-    runs = duckdb.sql(
-        f"select count(*) from '{store / history_prefix('shop', 'test') / RUNS_TABLE}'"
-    ).fetchall()
-    assert runs == [(3,)]
-    assert summary.report == f"{store}/{report_key('shop', 'test')}"
-    page = Path(summary.report).read_text()
-    assert 'id="plot-durations"' in page and "model.shop.dim_customers" in page  # its 3 runs
-    stored = json.loads((Path(summary.artifacts or "") / "summary.json").read_text())
-    assert stored["regressions"][0]["unique_id"] == "model.shop.dim_customers"
 
 
 def _rows(settings, request) -> tuple[dict[str, int], list]:
@@ -144,13 +104,15 @@ def test_a_stale_source_is_news_once_per_stale_period(shop_duckdb, tmp_path):
 
 
 @mock_aws
-def test_on_s3_each_fresh_container_compares_with_the_runs_before_it(shop_duckdb, tmp_path):
+def test_a_model_slowed_on_purpose_is_the_one_timing_regression_each_fresh_container_sees(
+    shop_duckdb, tmp_path
+):
     """Each run in a work folder of its own (an ephemeral ECS task): the history it compares
-    with comes from S3 alone. Then `ferry report` draws the same runs from S3."""
+    with comes from the store (S3) alone. Then `ferry report` draws the same runs from S3."""
     boto3.client("s3").create_bucket(Bucket="ferry-artifacts")
     untested = ["resource_type:test", "resource_type:unit_test"]
 
-    def in_a_fresh_container(n: int, **vars: object) -> RunSummary:
+    def in_a_fresh_container(n: int, **vars: object) -> RunReport:
         settings = make_settings(
             shop_duckdb,
             tmp_path,
@@ -158,25 +120,49 @@ def test_on_s3_each_fresh_container_compares_with_the_runs_before_it(shop_duckdb
             work_dir=tmp_path / f"container-{n}",
             history_min_runs=2,
             regression_floor_s=1.0,
+            regression_factor=2.0,
         )
         request = RunRequest.build(
             command="build", select=["+dim_customers"], exclude=untested, vars=vars or None
         )
-        return run(request, settings).summary
+        return run(request, settings)
 
-    assert [in_a_fresh_container(n).regressions for n in (1, 2)] == [[], []]
-    slowed = in_a_fresh_container(3, slow_models=["dim_customers"], slow_seconds=2)
-    assert [r.unique_id for r in slowed.regressions] == ["model.shop.dim_customers"]
-    assert slowed.report == "s3://ferry-artifacts/dbt/shop/test/report/index.html"
-    page = boto3.client("s3").get_object(
-        Bucket="ferry-artifacts", Key="dbt/shop/test/report/index.html"
+    for n in (1, 2):
+        usual = in_a_fresh_container(n).summary
+        assert usual.outcome is Outcome.SUCCESS and usual.regressions == []
+    report = in_a_fresh_container(3, slow_models=["dim_customers"], slow_seconds=2)
+    slowed = report.summary
+
+    assert slowed.outcome is Outcome.SUCCESS
+    [regression] = slowed.regressions
+    assert regression.unique_id == "model.shop.dim_customers"
+    assert regression.s >= 2.0 and regression.usual_s < 1.0 and regression.runs == 2
+    assert slowed.anomalies == []  # DuckDB reports no rows: nothing to judge
+    markdown = markdown_report(slowed, report.nodes)
+    assert "**Timing regressions**" in markdown and regression.describe() in markdown
+    assert "s3.console.aws.amazon.com" in markdown  # the report's link
+
+    # The store keeps the history (3 runs) and the refreshed report; summary.json names both.
+    s3 = boto3.client("s3")
+    runs_table = tmp_path / RUNS_TABLE
+    s3.download_file(
+        "ferry-artifacts", f"dbt/{history_prefix('shop', 'test')}/{RUNS_TABLE}", str(runs_table)
     )
-    assert b"model.shop.dim_customers" in page["Body"].read()
-    assert "s3.console.aws.amazon.com" in markdown_report(slowed, [])
+    assert duckdb.sql(f"select count(*) from '{runs_table}'").fetchall() == [(3,)]
+    assert slowed.report == "s3://ferry-artifacts/dbt/shop/test/report/index.html"
+    page = s3.get_object(Bucket="ferry-artifacts", Key="dbt/shop/test/report/index.html")
+    drawn = page["Body"].read()
+    assert b'id="plot-durations"' in drawn and b"model.shop.dim_customers" in drawn
+    prefix = (slowed.artifacts or "").removeprefix("s3://ferry-artifacts/")
+    stored = json.loads(
+        s3.get_object(Bucket="ferry-artifacts", Key=f"{prefix}/summary.json")["Body"].read()
+    )
+    assert stored["regressions"][0]["unique_id"] == "model.shop.dim_customers"
+    assert stored["report"] == slowed.report
 
     out = tmp_path / "report.html"
     argv = ["report", "--env", "test", "--artifacts", "s3://ferry-artifacts/dbt"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
     assert cli.main(argv) == 0
-    drawn = out.read_text()
-    assert "plot-durations" in drawn and "model.shop.dim_customers" in drawn
+    drawn_again = out.read_text()
+    assert "plot-durations" in drawn_again and "model.shop.dim_customers" in drawn_again
