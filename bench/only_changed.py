@@ -16,7 +16,7 @@ ran outside the group whose data moved, and finally compares every model's table
 (`except` both ways): OK, or the tables that differ and exit 1.
 
 Usage:
-    python bench/only_changed.py [--models 300] [--groups 10] [--rounds 3] [--keep]
+    python bench/only_changed.py [--models 300] [--groups 10] [--rounds 3] [--rows 200] [--keep]
 """
 
 from __future__ import annotations
@@ -196,22 +196,27 @@ def generate(out: Path, models: int, groups: int, seed: int = 0) -> dict[str, li
 # --- the raw data ----------------------------------------------------------------------------
 
 
-def load_raw(db: Path, groups: int, seed: int = 0) -> None:
-    """One `raw.<group>_events` table per group: _RAW_ROWS rows loaded over a day that ended
-    two days ago, so that each append (an hour after its source's newest) is still in the past."""
-    rng = random.Random(seed)
+def load_raw(db: Path, groups: int, rows: int = _RAW_ROWS, seed: int = 0) -> None:
+    """One `raw.<group>_events` table per group: `rows` rows loaded over a day that ended two
+    days ago, so that each append (an hour after its source's newest) is still in the past.
+    Deterministic (DuckDB's hash of the id and the seed): every copy gets the same rows."""
     now = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
     newest = now - timedelta(days=2)
     with duckdb.connect(str(db)) as conn:
         conn.execute(f"create schema if not exists {RAW_SCHEMA}")
         for g in range(groups):
             table = f"{RAW_SCHEMA}.{_group(g)}_events"
-            conn.execute(f"create table {table} (id integer, val integer, _loaded_at timestamp)")
-            rows = [
-                (i, rng.randrange(_MODULUS), newest - timedelta(minutes=rng.randrange(24 * 60)))
-                for i in range(_RAW_ROWS)
-            ]
-            conn.executemany(f"insert into {table} values (?, ?, ?)", rows)
+            conn.execute(
+                f"""
+                create table {table} as
+                select
+                    range::integer as id,
+                    (hash(range, {seed}, {g}) % {_MODULUS})::integer as val,
+                    ?::timestamp - to_minutes((hash(range, {g}) % 1440)::bigint) as _loaded_at
+                from range(?)
+                """,
+                [newest, rows],
+            )
 
 
 def append_rows(dbs: list[Path], group: str, seed: int) -> datetime:
@@ -358,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=300, help="models in all (default 300)")
     parser.add_argument("--groups", type=int, default=10, help="independent groups (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="appends, each timed A and B")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=_RAW_ROWS,
+        help=f"raw rows per source (default {_RAW_ROWS}; more makes each model do real work)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder, print it")
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -379,7 +390,7 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     except ValueError as error:
         raise SystemExit(str(error)) from error
     shutil.copytree(work / "project-a", work / "project-b")
-    load_raw(work / "a.duckdb", args.groups)
+    load_raw(work / "a.duckdb", args.groups, args.rows)
     shutil.copyfile(work / "a.duckdb", work / "b.duckdb")
     logs = work / "logs"
     logs.mkdir()
@@ -391,7 +402,7 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     )
     print(
         f"{args.models} models in {args.groups} groups (one source each), "
-        f"{_RAW_ROWS} raw rows per source, +{_APPEND_ROWS} per append; work: {work}"
+        f"{args.rows:,} raw rows per source, +{_APPEND_ROWS} per append; work: {work}"
     )
 
     base_a = ferry_build(full, only_changed=False, log=logs / "baseline-a.log")
