@@ -8,14 +8,71 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.cli._common import Leaf, classify
+from flows.cli._common import Leaf, Refused, classify
 from flows.exit_codes import ExitCode
 
+if TYPE_CHECKING:
+    from flows.artifacts import ArtifactStore
+    from flows.history.fetch import Sync
+    from flows.settings import FerrySettings
+
 PROG = "ferry history"
+
+
+def add_stored_runs_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which stored runs a command reads (`ferry history`, `ferry report`)."""
+    parser.add_argument("--since", help="runs started since: 7d, 12h, 30m, 2w, or a date")
+    parser.add_argument("--env", help="the environment (FERRY_ENV; default local)")
+    parser.add_argument("--project", help="only this dbt project (default: every project)")
+    parser.add_argument(
+        "--artifacts", help="s3://bucket/prefix or a folder (FERRY_ARTIFACTS; .ferry/artifacts)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where fetched runs are kept (default .ferry/history)",
+    )
+
+
+@dataclass(frozen=True)
+class StoredRuns:
+    """The runs `add_stored_runs_arguments` named: the environment's store, from when."""
+
+    settings: FerrySettings
+    since: datetime | None
+    store: ArtifactStore
+    cache_dir: Path
+    project: str | None
+
+    @classmethod
+    def open(cls, args: argparse.Namespace) -> StoredRuns:
+        """Raises Refused (exit 2): bad settings, --since or store address."""
+        from flows.artifacts import open_store
+        from flows.history.fetch import DEFAULT_CACHE
+        from flows.history.query import parse_since
+        from flows.settings import FerrySettings, InvalidSettings
+
+        with classify(invalid=(InvalidSettings, ValueError)):
+            settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
+            since = parse_since(args.since) if args.since else None
+            store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+        return cls(settings, since, store, args.cache_dir or DEFAULT_CACHE, args.project)
+
+    def sync(self) -> Sync:
+        """Fetches the runs the cache has not seen.
+
+        Raises:
+            flows.artifacts.ArtifactStoreError, OSError: the store or the cache failed.
+        """
+        from flows.history.fetch import sync
+
+        return sync(self.store, self.settings.env, self.cache_dir, self.project)
 
 
 def add_parser(sub: Any) -> None:
@@ -26,39 +83,24 @@ def add_parser(sub: Any) -> None:
         "runs, median/p95/last duration, failure and warning rates and rows affected. Exit 0, "
         "1 when the store cannot be read, 2 on bad input.",
     )
-    parser.add_argument("--since", help="runs started since: 7d, 12h, 30m, 2w, or a date")
-    parser.add_argument("--env", help="the environment (FERRY_ENV; default local)")
-    parser.add_argument("--project", help="only this dbt project (default: every project)")
+    add_stored_runs_arguments(parser)
     parser.add_argument("--limit", type=int, default=20, help="rows per table (default 20)")
-    parser.add_argument(
-        "--artifacts", help="s3://bucket/prefix or a folder (FERRY_ARTIFACTS; .ferry/artifacts)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="where fetched runs are kept (default .ferry/history)",
-    )
     parser.add_argument("--nodes", action="store_true", help="show the nodes table only")
     parser.add_argument("--json", action="store_true", help="print runs and nodes as JSON")
     parser.set_defaults(leaf=Leaf(PROG, _history))
 
 
 def _history(args: argparse.Namespace) -> ExitCode:
-    from flows.artifacts import ArtifactStoreError, open_store
-    from flows.history.fetch import DEFAULT_CACHE, sync
-    from flows.history.query import ask, parse_since
-    from flows.settings import FerrySettings, InvalidSettings
+    from flows.artifacts import ArtifactStoreError
+    from flows.history.query import ask
 
-    with classify(invalid=(InvalidSettings, ValueError)):
-        settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
-        since = parse_since(args.since) if args.since else None
-        if args.limit < 1:
-            raise ValueError(f"--limit {args.limit}: pass a number of rows, 1 or more")
-        store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+    runs = StoredRuns.open(args)
+    if args.limit < 1:
+        raise Refused(f"--limit {args.limit}: pass a number of rows, 1 or more")
     with classify(failed=(ArtifactStoreError, OSError), aws=True):
-        synced = sync(store, settings.env, args.cache_dir or DEFAULT_CACHE, args.project)
-        found = ask(synced.folder, since=since, limit=args.limit, project=args.project)
+        synced = runs.sync()
+        found = ask(synced.folder, since=runs.since, limit=args.limit, project=args.project)
+    settings, since, store = runs.settings, runs.since, runs.store
     if args.json:
         print(
             json.dumps(

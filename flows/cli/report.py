@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flows.cli._common import Leaf, classify
+from flows.cli._common import Leaf, Refused, classify
+from flows.cli.history import StoredRuns, add_stored_runs_arguments
 from flows.exit_codes import ExitCode
 
 PROG = "ferry report"
@@ -27,18 +28,7 @@ def add_parser(sub: Any) -> None:
         "regressions and anomalies, failure and warning rates by day, rows affected. Exit 0, "
         "1 when the store cannot be read or the page cannot be written, 2 on bad input.",
     )
-    parser.add_argument("--since", help="runs started since: 7d, 12h, 30m, 2w, or a date")
-    parser.add_argument("--env", help="the environment (FERRY_ENV; default local)")
-    parser.add_argument("--project", help="only this dbt project (default: every project)")
-    parser.add_argument(
-        "--artifacts", help="s3://bucket/prefix or a folder (FERRY_ARTIFACTS; .ferry/artifacts)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="where fetched runs are kept (default .ferry/history)",
-    )
+    add_stored_runs_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -49,27 +39,22 @@ def add_parser(sub: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> ExitCode:
-    from flows.artifacts import ArtifactStoreError, open_store
-    from flows.history.fetch import DEFAULT_CACHE, sync
-    from flows.history.query import parse_since, refresh_tables
+    from flows.artifacts import ArtifactStoreError
+    from flows.history.query import refresh_tables
     from flows.report.render import report
-    from flows.settings import FerrySettings, InvalidSettings
 
-    with classify(invalid=(InvalidSettings, ValueError)):
-        settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
-        since = parse_since(args.since) if args.since else None
-        if args.out.is_dir():
-            raise ValueError(f"--out {args.out} is a folder: pass the page's file name")
-        store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+    runs = StoredRuns.open(args)
+    if args.out.is_dir():
+        raise Refused(f"--out {args.out} is a folder: pass the page's file name")
     with classify(failed=(ArtifactStoreError, OSError), aws=True):
-        synced = sync(store, settings.env, args.cache_dir or DEFAULT_CACHE, args.project)
+        synced = runs.sync()
         refresh_tables(synced.folder)
         made = report(
             synced.folder,
-            env=settings.env,
+            env=runs.settings.env,
             project=args.project,
-            store_url=store.url,
-            since=since,
+            store_url=runs.store.url,
+            since=runs.since,
         )
     with classify(failed=(OSError,)):
         _write(args.out, made.html)
