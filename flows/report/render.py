@@ -42,27 +42,6 @@ class Report:
     runs: int
 
 
-def render(
-    folder: Path,
-    *,
-    env: str,
-    project: str | None,
-    store_url: str,
-    now: datetime | None = None,
-    since: datetime | None = None,
-) -> str:
-    """The report of the runs in `folder` (flows.history.fetch.sync's) as one HTML page.
-
-    Args:
-        env: the environment the runs belong to (shown in the header).
-        project: only this dbt project's runs; None for every project's.
-        store_url: the artifact store the runs were read from (shown in the header).
-        now: the moment the page says it was generated (tests pin it).
-        since: only runs started at or after it; None for all.
-    """
-    return report(folder, env=env, project=project, store_url=store_url, now=now, since=since).html
-
-
 def report(
     folder: Path,
     *,
@@ -72,7 +51,16 @@ def report(
     now: datetime | None = None,
     since: datetime | None = None,
 ) -> Report:
-    """`render`'s page with the number of runs it shows (what `ferry report` says)."""
+    """The report of the runs in `folder` (flows.history.fetch.sync's): one HTML page, and the
+    number of runs it shows.
+
+    Args:
+        env: the environment the runs belong to (shown in the header).
+        project: only this dbt project's runs; None for every project's.
+        store_url: the artifact store the runs were read from (shown in the header).
+        now: the moment the page says it was generated (tests pin it).
+        since: only runs started at or after it; None for all.
+    """
     import duckdb
 
     generated = (now or datetime.now(UTC)).astimezone(UTC)

@@ -127,9 +127,9 @@ def record(
         log.warning("could not add this run to the history: %s", exc)
         return time.perf_counter() - started
     try:
-        from flows.report.render import render
+        from flows.report.render import report
 
-        page = render(comparison.tables, env=env, project=project, store_url=planned.store.url)
+        page = report(comparison.tables, env=env, project=project, store_url=planned.store.url).html
         planned.store.put_bytes(store.report_key(project, env), page.encode())
         log.info("report refreshed: %s", comparison.report)
     except Exception as exc:

@@ -14,7 +14,7 @@ from flows.artifacts import LocalStore, index_key
 from flows.cli import main as ferry
 from flows.history.fetch import compact
 from flows.history.query import refresh_tables
-from flows.report.render import render, report
+from flows.report.render import report
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -64,7 +64,7 @@ def write(folder: Path, body: dict, nodes: list[dict]) -> None:
 
 def page_of(folder: Path, **kwargs) -> str:
     args = {"env": "prod", "project": None, "store_url": "s3://arts/dbt", "now": NOW} | kwargs
-    return render(folder, **args)
+    return report(folder, **args).html
 
 
 def text_of(page: str) -> str:
