@@ -2,12 +2,15 @@
 
 Every command exits 0 when its work succeeded, 1 when the work was tried and failed, 2 on bad
 input refused before anything changed (flows.exit_codes.ExitCode); it says why on stderr as
-`ferry <group> <verb>: <message>`.
+`ferry <group> <verb>: <message>`. A reader that stops reading (`ferry history | head`) ends it
+quietly with 141, as SIGPIPE ends other commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,9 +35,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.action == "run":
-        return run_cli.main(args)
-    return int(args.leaf(args))
+    try:
+        code = run_cli.main(args) if args.action == "run" else int(args.leaf(args))
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be handled
+        return code
+    except BrokenPipeError:
+        # Whatever is still buffered for stdout goes nowhere, so that Python's flush at exit
+        # does not fail on the closed pipe as well.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -324,3 +328,25 @@ def test_an_unreadable_store_fails_with_one_line(tmp_path, capsys):
     assert ferry(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("ferry history: ") and err.count("\n") == 1
+
+
+def test_a_reader_that_stops_reading_ends_it_quietly(tmp_path):
+    """`ferry history | head`: no traceback, the status SIGPIPE gives other commands."""
+    store = LocalStore(tmp_path / "store")
+    ten_runs(store)
+    ferry_cli = str(Path(sys.executable).with_name("ferry"))
+    argv = ["history", "--env", "prod", "--artifacts", str(store.root)]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [ferry_cli, *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
