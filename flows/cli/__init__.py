@@ -3,14 +3,13 @@
 Every command exits 0 when its work succeeded, 1 when the work was tried and failed, 2 on bad
 input refused before anything changed (flows.exit_codes.ExitCode); it says why on stderr as
 `ferry <group> <verb>: <message>`. A reader that stops reading (`ferry history | head`) ends it
-quietly with 141, as SIGPIPE ends other commands.
+quietly with 141 (`ExitCode.OUTPUT_CLOSED`), as SIGPIPE ends other commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +17,7 @@ from flows.cli import alerts, ci, packages, release, stack
 from flows.cli import history as history_cli
 from flows.cli import report as report_cli
 from flows.cli import run as run_cli
+from flows.exit_codes import ExitCode
 
 GROUPS = ("run", "history", "report", "stack", "packages", "alerts", "release", "ci")
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # does not fail on the closed pipe as well.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        return ExitCode.OUTPUT_CLOSED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`ferry history`: an environment's stored runs and each dbt node's record across them.
 
 Reads the artifact store (`--artifacts`, default FERRY_ARTIFACTS) through a local cache that
-fetches each run once (flows/history/); answers with an embedded DuckDB.
+fetches each run once (flows/history/); answers with an embedded DuckDB. Which stored runs a
+command reads (`add_stored_runs_arguments`, `StoredRuns`) is defined here for `ferry report` too.
 """
 
 from __future__ import annotations
@@ -99,14 +100,14 @@ def _history(args: argparse.Namespace) -> ExitCode:
         raise Refused(f"--limit {args.limit}: pass a number of rows, 1 or more")
     with classify(failed=(ArtifactStoreError, OSError), aws=True):
         synced = runs.sync()
-        found = ask(synced.folder, since=runs.since, limit=args.limit, project=args.project)
-    settings, since, store = runs.settings, runs.since, runs.store
+        found = ask(synced.folder, since=runs.since, limit=args.limit, project=runs.project)
+    env, since, store_url = runs.settings.env, runs.since, runs.store.url
     if args.json:
         print(
             json.dumps(
                 {
-                    "store": store.url,
-                    "env": settings.env,
+                    "store": store_url,
+                    "env": env,
                     "since": since.isoformat() if since else None,
                     "runs_total": found.runs_total,
                     "fetched": synced.fetched,
@@ -118,7 +119,7 @@ def _history(args: argparse.Namespace) -> ExitCode:
         )
         return ExitCode.OK
     print(
-        f"{found.runs_total} run(s) of environment {settings.env!r} at {store.url}"
+        f"{found.runs_total} run(s) of environment {env!r} at {store_url}"
         + (f" since {since:%Y-%m-%d %H:%M} UTC" if since else "")
         + f" ({synced.fetched} newly fetched)"
     )

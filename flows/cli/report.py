@@ -52,7 +52,7 @@ def _report(args: argparse.Namespace) -> ExitCode:
         made = report(
             synced.folder,
             env=runs.settings.env,
-            project=args.project,
+            project=runs.project,
             store_url=runs.store.url,
             since=runs.since,
         )

@@ -1,6 +1,7 @@
 """Only what changed ends where a full build ends, on DuckDB and on PostgreSQL.
 
-Two warehouses get the same raw loads: A is built in full after each, B with `only_changed`.
+Two warehouses get the same raw loads: A is built in full after each change, B with
+`only_changed` (after the last step, nothing new, A needs no rebuild and B must run nothing).
 After every step every table of A equals its twin in B, row for row (as multisets, both ways),
 the incremental model and the snapshot included, while B ran only what the step changed.
 """
