@@ -9,6 +9,10 @@ Layout under the store's root, per dbt project and environment::
     <project>/<env>/state/last-success.json       pointer to the latest successful build/run
     <project>/<env>/state/manifest.json           that run's manifest: the state Slim CI and
                                                   `--defer` compare against
+    <project>/<env>/docs/index.html               the environment's docs site: dbt's one
+                                                  self-contained page, from its latest
+                                                  `docs generate` (a run's own copy is in its
+                                                  folder, as docs/index.html)
 
 Containers are ephemeral, so everything a later run needs (retry, deferral) is here, not on a
 disk. A store that fails never changes a run's verdict: the caller keeps the local copy.
@@ -275,6 +279,24 @@ def index_key(project: str, env: str, run_id: str) -> str:
 
 def state_key(project: str, env: str, name: str) -> str:
     return f"{project}/{env}/state/{name}"
+
+
+DOCS_PAGE = "docs/index.html"
+"""The docs site's page, under a run's folder and under its environment's."""
+
+
+def docs_key(project: str, env: str) -> str:
+    """Where an environment's docs site is published (by its latest `docs generate`)."""
+    return f"{project}/{env}/{DOCS_PAGE}"
+
+
+def console_url(location: str) -> str | None:
+    """The AWS console's page of an `s3://` object, which a browser opens; None for a folder's
+    file (its path is already what a browser opens)."""
+    if not location.startswith("s3://"):
+        return None
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
 @dataclass

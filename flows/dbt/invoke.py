@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flows.dbt.commands import DbtCommand
+from flows.dbt.docs import STATIC_FLAG, Documented, documented
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.dbt.profiles import DbtProject
 from flows.run.request import InvalidRunRequest, RunRequest
@@ -52,6 +53,8 @@ class DbtOutcome:
     elapsed: float
     target_path: Path
     log_path: Path
+    documented: Documented | None = None
+    """`docs generate`: what its catalog and page hold."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class DbtInvocation:
             args += ["--state", str(self.state_path)]
             if req.defer:
                 args.append("--defer")
+        if req.command is DbtCommand.DOCS_GENERATE:  # the page with its data inlined: one file
+            args.append(STATIC_FLAG)
         return args + req.dbt_flags()
 
     def parse(self) -> Parsed:
@@ -257,6 +262,7 @@ class DbtInvocation:
             if node.unique_id not in callback.finished:
                 callback.safe(listener.node_finished, node)
         error = None if result.exception is None else _exception_message(result.exception)
+        docs = self.request.command is DbtCommand.DOCS_GENERATE
         return DbtOutcome(
             success=bool(result.success),
             nodes=nodes,
@@ -264,6 +270,7 @@ class DbtInvocation:
             elapsed=elapsed,
             target_path=self.target_path,
             log_path=self.log_path,
+            documented=documented(manifest, result.result) if docs else None,
         )
 
 

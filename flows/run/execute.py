@@ -20,6 +20,7 @@ from flows.dbt import packages
 from flows.dbt.bake import seed as seed_parse_state
 from flows.dbt.commands import DbtCommand
 from flows.dbt.deadline import Deadline, TimeUp
+from flows.dbt.docs import STATIC_PAGE, Documented
 from flows.dbt.invoke import (
     ARTIFACT_FILES,
     DbtInvocation,
@@ -52,6 +53,8 @@ class Execution:
     """An only-changed run's decision: what ran and why, what was skipped as unchanged."""
     tracking: Tracking | None = None
     """What the environment's marks are advanced from after the run (when it keeps them)."""
+    documented: Documented | None = None
+    """`docs generate`: what its catalog and page hold."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def execute(
     """
     request, settings = plan.request, plan.settings
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACT_FILES:  # never ship a previous run's results as this run's
+    for name in (*ARTIFACT_FILES, STATIC_PAGE):  # never ship a previous run's as this run's
         (plan.target_path / name).unlink(missing_ok=True)
     seeded = seed_parse_state(settings.baked_dir, settings.env, plan.target, plan.target_path)
     if settings.baked_dir is not None:
@@ -147,6 +150,7 @@ def execute(
                     log=log,
                 )
             run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
+            run.documented = outcome.documented
             if deadline.expired and run.error == "KeyboardInterrupt":
                 run.error = None  # the limit's own interrupt: the verdict says so in words
             run.dbt_elapsed_s = round(outcome.elapsed, 3)

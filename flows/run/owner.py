@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flows.artifacts import Publication
+from flows.artifacts import Publication, docs_key
 from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
@@ -91,6 +91,7 @@ def run(
             attempts=done.attempts,
             time_limit=time_limit,
             unchanged=len(done.changes.unchanged) if done.changes else None,
+            documented=done.documented,
         )
         summary = summarize(
             run_id=planned.run_id,
@@ -112,6 +113,8 @@ def run(
             attempts=done.attempts,
             artifacts=f"{planned.store.url}/{planned.layout.run_prefix}",
             changes=done.changes,
+            docs=f"{planned.store.url}/{docs_key(planned.project.name, settings.env)}",
+            documented=done.documented,
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
             comparison = history.compare(planned, done.nodes, log)

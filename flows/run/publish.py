@@ -1,6 +1,8 @@
 """Publishing a run: its artifacts copied beside its log, then stored, then the pointers moved.
 
-Never raises: a store that fails leaves the local copy as the record, and the summary says so.
+A `docs generate` that succeeded also publishes its page as the environment's docs site
+(`<project>/<env>/docs/index.html`), once the run's own copy is stored. Never raises: a store
+that fails leaves the local copy as the record, and the summary says so.
 """
 
 from __future__ import annotations
@@ -8,8 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flows.artifacts import Publication, mark_retried, publish_run
+from flows.artifacts import DOCS_PAGE, Publication, docs_key, mark_retried, publish_run
 from flows.dbt.commands import DbtCommand
+from flows.dbt.docs import STATIC_PAGE
 from flows.dbt.invoke import ARTIFACT_FILES
 from flows.dbt.transient import earlier_attempts
 from flows.run.execute import Log
@@ -35,6 +38,9 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
         files[name] = Path(shutil.copyfile(earlier, local / name))
     if (plan.run_dir / "dbt.log").is_file():
         files["dbt.log"] = Path(shutil.copyfile(plan.run_dir / "dbt.log", local / "dbt.log"))
+    if (plan.target_path / STATIC_PAGE).is_file():  # docs generate's page travels with the run
+        (local / DOCS_PAGE).parent.mkdir(exist_ok=True)
+        files[DOCS_PAGE] = Path(shutil.copyfile(plan.target_path / STATIC_PAGE, local / DOCS_PAGE))
     files["summary.json"] = write_summary(summary, plan)
 
     request = summary.request
@@ -68,6 +74,8 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
             "; ".join(publication.errors),
             local,
         )
+    elif DOCS_PAGE in files and summary.outcome is not Outcome.FAILED:
+        summary = _publish_docs(summary, plan, files[DOCS_PAGE], log)
     if request.command is DbtCommand.RETRY and summary.outcome is not Outcome.FAILED:
         try:
             mark_retried(
@@ -76,6 +84,23 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
         except Exception as exc:  # the retry's own verdict stands
             log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
     return summary, publication
+
+
+def _publish_docs(summary: RunSummary, plan: RunPlan, page: Path, log: Log) -> RunSummary:
+    """The run's page as its environment's docs site, over the previous one; a store that
+    refuses it leaves the previous site, and the summary says so."""
+    key = docs_key(plan.project.name, plan.settings.env)
+    try:
+        plan.store.put_file(key, page)
+    except Exception as exc:
+        summary = summary.model_copy(
+            update={"artifact_errors": [*summary.artifact_errors, f"{key}: {exc}"]}
+        )
+        republish_summary(summary, plan, log)
+        log.warning("could not publish the docs site: %s", exc)
+        return summary
+    log.info("docs site published: %s/%s", plan.store.url, key)
+    return summary
 
 
 def republish_summary(summary: RunSummary, plan: RunPlan, log: Log) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.artifacts import console_url
+from flows.dbt.docs import Documented
 from flows.dbt.invoke import ParseReport
 from flows.dbt.nodes import NodeResult, in_report_order
 from flows.exit_codes import ExitCode
@@ -66,6 +68,10 @@ class RunSummary(BaseModel):
     """Where the environment's report across runs is refreshed."""
     changes: ChangeReport | None = None
     """An only-changed run: what ran and why, what was skipped as unchanged."""
+    docs: str | None = None
+    """Where the environment's docs site is published (by its latest `docs generate`)."""
+    documented: Documented | None = None
+    """`docs generate`: the nodes it documented and the relations its catalog found."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -135,6 +141,8 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         lines.append(f"- dbt error: {summary.error}")
     if summary.report:
         lines.append(f"- report across runs: {_link(summary.report)}")
+    if summary.docs:
+        lines.append(f"- docs site: {_link(summary.docs)}")
     if summary.changes is not None:
         lines.append(f"- only changed: {summary.changes.describe()}")
     for title, found in (
@@ -162,8 +170,5 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
 
 def _link(url: str) -> str:
     """A link a browser opens: S3 objects through the AWS console, anything else as written."""
-    if url.startswith("s3://"):
-        bucket, _, key = url.removeprefix("s3://").partition("/")
-        console = f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
-        return f"[{url}]({console})"
-    return f"`{url}`"
+    console = console_url(url)
+    return f"[{url}]({console})" if console else f"`{url}`"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from flows.dbt.commands import DbtCommand
+from flows.dbt.docs import Documented
 from flows.dbt.nodes import NodeResult, NodeStatus, in_report_order
 from flows.exit_codes import ExitCode
 from flows.run.request import RunRequest
@@ -83,6 +84,7 @@ def judge(
     attempts: int = 1,
     time_limit: TimeLimit | None = None,
     unchanged: int | None = None,
+    documented: Documented | None = None,
 ) -> Verdict:
     """The outcome and the verdict of a finished run.
 
@@ -92,8 +94,9 @@ def judge(
         attempts: dbt invocations the run took (transient failures are retried).
         time_limit: set when the run's time limit fired; the verdict says where.
         unchanged: an only-changed run's nodes skipped as unchanged (never "passed").
+        documented: `docs generate`: what it documented, which is what its verdict says.
     """
-    outcome, sentence = _judge_nodes(request, nodes, dbt_ok, error, unchanged)
+    outcome, sentence = _judge_nodes(request, nodes, dbt_ok, error, unchanged, documented)
     if attempts > 1:
         sentence += f" (after {attempts} attempts: transient failures were retried)"
     if time_limit is None:
@@ -118,8 +121,9 @@ def _judge_nodes(
     dbt_ok: bool,
     error: str | None,
     unchanged: int | None = None,
+    documented: Documented | None = None,
 ) -> tuple[Outcome, str]:
-    outcome, sentence = _judge_ran(request, nodes, dbt_ok, error, unchanged)
+    outcome, sentence = _judge_ran(request, nodes, dbt_ok, error, unchanged, documented)
     if unchanged and nodes:
         sentence += f"; {unchanged} unchanged since they were last built, not run"
     return outcome, sentence
@@ -131,6 +135,7 @@ def _judge_ran(
     dbt_ok: bool,
     error: str | None,
     unchanged: int | None,
+    documented: Documented | None = None,
 ) -> tuple[Outcome, str]:
     ordered = in_report_order(nodes)  # root causes first: a broken model before its tests
     failed = [n for n in ordered if n.failed]
@@ -148,6 +153,8 @@ def _judge_ran(
     if error or not dbt_ok:
         reason = error or "dbt reported a failure without a failed node (see dbt.log)"
         return Outcome.FAILED, f"dbt {command} failed: {reason}"
+    if documented is not None and total == 0:  # docs generate runs no node: it documents them
+        return Outcome.SUCCESS, f"dbt {command} {documented.describe()}"
     if total == 0:
         what = "nothing failed in that run" if request.command is DbtCommand.RETRY else "no nodes"
         if request.compares_state:

@@ -3,9 +3,10 @@ and the summary that carries it."""
 
 from datetime import UTC, datetime
 
+from flows.dbt.docs import Documented
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.run.request import RunRequest
-from flows.run.summary import markdown_report, summarize
+from flows.run.summary import RunSummary, markdown_report, summarize
 from flows.run.verdict import Outcome, Refusal, TimeLimit, judge
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -137,3 +138,64 @@ def test_root_causes_come_before_the_tests_that_failed_around_them():
     ]
     _, verdict = judged(RunRequest.build(), nodes, False, None)
     assert verdict == "2 of 2 nodes failed: model.shop.m (boom); test.shop.t (1 failure)"
+
+
+DOCUMENTED = Documented(nodes={"model": 16, "seed": 2, "snapshot": 1, "source": 6}, relations=24)
+
+
+def test_docs_generate_says_what_it_documented_not_that_it_ran_no_nodes():
+    docs = RunRequest.build(command="docs generate")
+    outcome, verdict = judged(docs, [], True, None, documented=DOCUMENTED)
+    assert outcome is Outcome.SUCCESS
+    assert verdict == (
+        "dbt docs generate documented 25 nodes (16 models, 2 seeds, 1 snapshot, 6 sources); "
+        "the catalog has 24 relations from the warehouse"
+    )
+    one = Documented(nodes={"model": 1}, relations=1)
+    assert (
+        one.describe()
+        == "documented 1 node (1 model); the catalog has 1 relation from the warehouse"
+    )
+
+
+def test_docs_generate_that_failed_is_a_failure_whatever_it_documented():
+    docs = RunRequest.build(command="docs generate")
+    outcome, verdict = judged(docs, [], False, "Runtime Error: catalog", documented=DOCUMENTED)
+    assert outcome is Outcome.FAILED
+    assert verdict == "dbt docs generate failed: Runtime Error: catalog"
+
+
+def _summary(**extra):
+    request = RunRequest.build(command="docs generate")
+    return summarize(
+        run_id="r1",
+        flow_run_id=None,
+        project="shop",
+        env="prod",
+        request=request,
+        target="duckdb",
+        nodes=[],
+        verdict=judge(request, [], dbt_ok=True, error=None, documented=DOCUMENTED),
+        started_at=T0,
+        finished_at=T0,
+        **extra,
+    )
+
+
+def test_the_markdown_report_links_to_the_environments_docs_site():
+    on_s3 = markdown_report(_summary(docs="s3://arts/dbt/shop/prod/docs/index.html"), [])
+    assert (
+        "- docs site: [s3://arts/dbt/shop/prod/docs/index.html](https://s3.console.aws.amazon."
+        "com/s3/object/arts?prefix=dbt/shop/prod/docs/index.html)"
+    ) in on_s3.splitlines()
+    assert "**dbt docs generate documented 25 nodes" in on_s3
+    local = markdown_report(_summary(docs="/srv/ferry/shop/prod/docs/index.html"), [])
+    assert "- docs site: `/srv/ferry/shop/prod/docs/index.html`" in local.splitlines()
+    assert "docs site" not in markdown_report(_summary(), [])
+
+
+def test_what_a_docs_run_documented_is_written_typed_and_read_back_typed():
+    summary = _summary(documented=DOCUMENTED, docs="s3://arts/dbt/shop/prod/docs/index.html")
+    again = RunSummary.model_validate_json(summary.model_dump_json())
+    assert again.documented == DOCUMENTED and again.documented.nodes_total == 25
+    assert again == summary
