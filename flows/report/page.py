@@ -58,9 +58,27 @@ p.note { color: #616161; font-style: italic; }
 """
 
 
-def page(env: str, facts: dict[str, str], sections: list[str], *, with_plotly: bool) -> str:
-    """The whole document: `facts` as the header, then the `sections` (HTML) in order."""
+def page(
+    env: str,
+    facts: dict[str, str],
+    sections: list[str],
+    *,
+    with_plotly: bool,
+    links: dict[str, list[tuple[str, str]]] | None = None,
+) -> str:
+    """The whole document: `facts` as the header, then the `sections` (HTML) in order.
+
+    Args:
+        links: header rows of links, each a list of (text, href): followed, never fetched.
+    """
     header = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts.items())
+    header += "".join(
+        f"<dt>{esc(k)}</dt><dd>"
+        + ", ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in found)
+        + "</dd>"
+        for k, found in (links or {}).items()
+        if found
+    )
     # MathJaxConfig 'local' keeps plotly.js from ever asking a CDN for MathJax.
     script = (
         "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flows.artifacts import console_url, docs_key
 from flows.history.query import NODES_TABLE, RUNS_TABLE
 from flows.report.page import esc, no_runs, note, page, section
 
@@ -83,6 +84,7 @@ def report(
         if summary is None:
             return empty
         width_s = max(1, math.ceil(summary.span_s / _BUCKETS))
+        docs = _docs_links(con, store_url, env)
         sections = [
             _durations(con, summary.runs),
             _slowest(con, width_s),
@@ -96,7 +98,8 @@ def report(
         "runs": f"{summary.runs:,} ({summary.first} to {summary.last} UTC)",
         "latest run": summary.latest,
     }
-    return Report(page(env, facts, sections, with_plotly=True), summary.runs)
+    html = page(env, facts, sections, with_plotly=True, links={"docs": docs})
+    return Report(html, summary.runs)
 
 
 def _pick(con: Any, folder: Path, project: str | None, since: datetime | None) -> None:
@@ -150,6 +153,25 @@ def _summary(con: Any) -> _Summary | None:
         span_s=float(span or 0),
         latest=latest,
     )
+
+
+def _docs_links(con: Any, store_url: str, env: str) -> list[tuple[str, str]]:
+    """The docs site of each project shown (published by its `docs generate`): the S3
+    console's page of an object, a folder's file as a file:// URL."""
+    projects = [
+        p for (p,) in con.execute("select distinct project from runs order by 1").fetchall()
+    ]
+    links = []
+    for project in filter(None, projects):
+        location = f"{store_url}/{docs_key(project, env)}"
+        href = console_url(location) or _file_url(location)
+        links.append((location if len(projects) == 1 else f"{project}: {location}", href))
+    return links
+
+
+def _file_url(location: str) -> str:
+    path = Path(location)
+    return path.as_uri() if path.is_absolute() else location
 
 
 def _durations(con: Any, runs: int) -> str:

@@ -94,7 +94,8 @@ def test_every_plot_and_the_header_are_on_one_self_contained_page(ten):
     assert page.count('<script type="text/javascript">/**\n* plotly.js') == 1
     own = text_of(page)
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", own), "nothing is fetched"
-    assert "http" not in own.replace("http://www.w3.org", "")
+    followed = re.sub(r'<a href="[^"]*">', "", own)  # links a reader follows: never fetched
+    assert "http" not in followed.replace("http://www.w3.org", "")
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", own))
     assert facts["environment"] == "prod" and facts["project"] == "every project"
     assert facts["store"] == "s3://arts/dbt" and facts["generated"] == "2026-12-03 12:00 UTC"
@@ -188,6 +189,22 @@ def test_an_adapter_without_row_counts_gets_a_note_not_a_plot(tmp_path):
     assert 'id="plot-rows"' not in page and 'id="rows-none"' in page
     assert "DuckDB's does not" in html.unescape(page)
     assert all(f'id="{plot}"' in page for plot in PLOTS[:3])
+
+
+def test_the_header_links_to_each_projects_docs_site(ten, tmp_path):
+    docs = re.findall(r"<dt>docs</dt><dd>(.*?)</dd>", page_of(ten))
+    assert docs == [
+        '<a href="https://s3.console.aws.amazon.com/s3/object/arts?prefix=dbt/shop/prod/docs/'
+        'index.html">s3://arts/dbt/shop/prod/docs/index.html</a>'
+    ]
+    write(ten, summary(11, project="other"), results(model="model.other.big"))
+    folder = tmp_path / "store"
+    local = re.findall(r"<dt>docs</dt><dd>(.*?)</dd>", page_of(ten, store_url=str(folder)))
+    assert local == [
+        f'<a href="{(folder / "other/prod/docs/index.html").as_uri()}">other: {folder}/other/'
+        f'prod/docs/index.html</a>, <a href="{(folder / "shop/prod/docs/index.html").as_uri()}">'
+        f"shop: {folder}/shop/prod/docs/index.html</a>"
+    ]
 
 
 def test_project_and_since_narrow_the_runs(ten):
