@@ -26,6 +26,7 @@ LOCAL_DEPLOYMENTS = (
     "build-changed-local",
     "freshness-local",
     "retry-local",
+    "docs-local",
 )
 POOL = "ferry-local"
 

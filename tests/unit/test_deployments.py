@@ -26,7 +26,7 @@ from flows.deployments import (
     resolve_env_placeholders,
 )
 
-KINDS = ("run", "build", "build-changed", "freshness", "retry")
+KINDS = ("run", "build", "build-changed", "freshness", "retry", "docs")
 ENVS = ("local", "staging", "prod")
 ECS_POOLS = {"staging": "ferry-staging-ecs", "prod": "ferry-prod-ecs"}
 DIGEST = hashlib.sha256(b"ferry image").hexdigest()
@@ -63,9 +63,9 @@ def _env(name: str) -> str:
     return name.rsplit("-", 1)[1]
 
 
-def test_fifteen_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
+def test_eighteen_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
     assert sorted(deployments) == sorted(f"{kind}-{env}" for kind in KINDS for env in ENVS)
-    assert len(load_deployments()) == 15, "no deployment name twice"
+    assert len(load_deployments()) == 18, "no deployment name twice"
 
 
 def test_local_runs_on_the_process_pool_and_the_rest_on_ecs(
@@ -91,15 +91,34 @@ def test_local_deployments_need_nothing_from_the_infrastructure(
         assert variables["env"]["FERRY_ENV"] == "local"
 
 
-def test_only_the_prod_builds_and_freshness_are_scheduled_with_a_timezone(
+def test_only_the_prod_builds_freshness_and_docs_are_scheduled_with_a_timezone(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
     scheduled = {name for name, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"build-prod", "build-changed-prod", "freshness-prod"}
+    assert scheduled == {"build-prod", "build-changed-prod", "freshness-prod", "docs-prod"}
     for name in scheduled:
         for schedule in deployments[name]["schedules"]:
             assert schedule.get("timezone"), f"{name}: a cron without a timezone runs in UTC"
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # Prefect's check
+
+
+def _daily_minute(schedule: dict[str, Any]) -> int:
+    """The minute of the day a daily `M H * * *` cron fires at."""
+    minute, hour, *every_day = schedule["cron"].split()
+    assert every_day == ["*", "*", "*"], schedule
+    return int(hour) * 60 + int(minute)
+
+
+def test_docs_deployments_publish_the_docs_site_prod_after_the_nightly_build(
+    deployments: dict[str, dict[str, Any]],
+) -> None:
+    for env in ENVS:
+        assert deployments[f"docs-{env}"]["parameters"] == {"command": "docs generate"}, env
+    (build,) = deployments["build-prod"]["schedules"]
+    (docs,) = deployments["docs-prod"]["schedules"]
+    assert docs["timezone"] == build["timezone"]
+    # An hour at least: the catalog should describe the tables the build left.
+    assert _daily_minute(docs) - _daily_minute(build) >= 60, (build, docs)
 
 
 def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
@@ -112,11 +131,11 @@ def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
         assert isinstance(raw, dict) and "collision_strategy" in raw, name
         limit = ConcurrencyLimitConfig.model_validate(raw)
         assert limit.limit == 1
-        # A newer freshness check or only-changed build makes a waiting one redundant (the
-        # running one does its work); builds wait in line.
+        # A newer freshness check, only-changed build or docs site makes a waiting one
+        # redundant (the running one does its work); builds wait in line.
         expected = (
             ConcurrencyLimitStrategy.CANCEL_NEW
-            if name.startswith(("freshness-", "build-changed-"))
+            if name.startswith(("freshness-", "build-changed-", "docs-"))
             else ConcurrencyLimitStrategy.ENQUEUE
         )
         assert limit.collision_strategy == expected, name
