@@ -7,9 +7,12 @@ exactly what the run recorded.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.ci.diff.records import DIFF_FILE, DataDiff
+from flows.ci.diff.render import render as render_diff
 from flows.dbt.nodes import NodeStatus
 
 MARKER = "<!-- ferry:slim-ci -->"
@@ -22,7 +25,32 @@ class NotARun(ValueError):
     (exit code 2)."""
 
 
-def load_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class SlimRun:
+    """A Slim CI run as its files recorded it."""
+
+    summary: dict[str, Any]
+    results: list[dict[str, Any]]
+    """run_results.json's results (none when dbt stopped before any node)."""
+    folder: Path
+    """The run's artifact folder: manifest.json, run_results.json, and diff.json once diffed."""
+
+    def data_diff(self) -> DataDiff | None:
+        """What `ferry ci diff` stored beside the run, if it ran.
+
+        Raises:
+            NotARun: a diff.json that is not one ferry wrote.
+        """
+        path = self.folder / DIFF_FILE
+        if not path.is_file():
+            return None
+        try:
+            return DataDiff.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise NotARun(f"{path} is not a data diff ferry can read: {exc}") from None
+
+
+def load_run(path: Path) -> SlimRun:
     """summary.json and run_results' results from a run's folder, or from `ferry run --json`.
 
     Raises:
@@ -37,7 +65,7 @@ def load_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         results = _json_object(results_file)["results"] if results_file.is_file() else []
     except (OSError, ValueError, KeyError) as exc:
         raise NotARun(f"{path} holds no run summary ferry can read: {exc}") from None
-    return summary, results
+    return SlimRun(summary, results, folder)
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -54,8 +82,16 @@ def render(
     schema: str | None = None,
     state_env: str = "prod",
     run_url: str | None = None,
+    data_diff: DataDiff | None = None,
+    docs: str | None = None,
 ) -> str:
-    """Markdown for the pull request, starting with the marker the comment is found by."""
+    """Markdown for the pull request, starting with the marker the comment is found by.
+
+    Args:
+        data_diff: `ferry ci diff`'s result: its "What changed in the data" section follows.
+        docs: where the pull request's dbt docs page is (a link, or a path in the run's
+            artifacts).
+    """
     outcome = str(summary.get("outcome", "failed"))
     request = summary.get("request") or {}
     selection = " ".join(request.get("select") or []) or "(everything)"
@@ -89,8 +125,19 @@ def render(
             )
         if len(ordered) > _ROWS:
             lines.append(f"| and {len(ordered) - _ROWS} more | | | |")
+    if data_diff is not None:
+        lines += ["", render_diff(data_diff).rstrip("\n")]
+    links = []
+    if docs:
+        links.append(
+            f"[dbt docs of this pull request]({docs})"
+            if docs.startswith(("http://", "https://"))
+            else f"dbt docs of this pull request: `{docs}` in the run's artifacts"
+        )
     if run_url:
-        lines += ["", f"[The workflow run and its artifacts]({run_url})"]
+        links.append(f"[The workflow run and its artifacts]({run_url})")
+    if links:
+        lines += ["", " · ".join(links)]
     return "\n".join(lines) + "\n"
 
 

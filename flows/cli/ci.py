@@ -1,5 +1,5 @@
-"""`ferry ci schema drop|sweep`, `ferry ci stack-env|report|comment`: the helpers of the GitHub
-workflows. Thin: each verb calls one tested function."""
+"""`ferry ci schema drop|sweep`, `ferry ci stack-env|diff|report|comment`: the helpers of the
+GitHub workflows. Thin: each verb calls one tested function."""
 
 from __future__ import annotations
 
@@ -30,11 +30,21 @@ def add_parser(sub: Any) -> None:
     outputs.add_argument("--stack", action="append", required=True, help="stack name (repeat)")
     outputs.add_argument("--github-env", type=Path, help="append to this file ($GITHUB_ENV)")
 
-    report = leaf(verbs, "report", _report, "the Slim CI comment (markdown) of a run")
+    _add_diff(verbs)
+
+    report = leaf(
+        verbs,
+        "report",
+        _report,
+        "the Slim CI comment (markdown) of a run",
+        "The Slim CI comment of a run: what it built and failed, then what changed in the data "
+        "when `ferry ci diff` stored its diff.json beside the run.",
+    )
     report.add_argument("run", type=Path, help="the run's folder, or `ferry run --json` output")
     report.add_argument("--schema", help="the schema the run built into")
     report.add_argument("--state-env", default="prod", help="the state compared with (prod)")
     report.add_argument("--run-url", help="link to the workflow run")
+    report.add_argument("--docs", help="link to (or path of) the pull request's dbt docs page")
     report.add_argument("--out", type=Path, help="write here instead of stdout")
 
     comment = leaf(
@@ -77,7 +87,7 @@ def _schema(args: argparse.Namespace) -> ExitCode:
     from flows.ci.github import GitHubError
     from flows.ci.pr_schemas import orphaned, pr_schema, schemas_of_pr
     from flows.dbt.profiles import DbtProject
-    from flows.dbt.schemas import open_schemas
+    from flows.dbt.warehouse import open_warehouse
     from flows.run.request import InvalidRunRequest
     from flows.settings import FerrySettings, InvalidSettings
 
@@ -104,15 +114,15 @@ def _schema(args: argparse.Namespace) -> ExitCode:
 
         work_dir = settings.work_dir.resolve() / "ci-schema"
         work_dir.mkdir(parents=True, exist_ok=True)
-        with open_schemas(project, settings.target, work_dir) as warehouse:
-            present = warehouse.list()
+        with open_warehouse(project, settings.target, work_dir) as warehouse:
+            present = warehouse.list_schemas()
             if drop:
                 cleanup = schemas_of_pr(present, args.pr, args.prefix)
             else:
                 cleanup = orphaned(present, open_prs, args.prefix)
             for schema in cleanup.drop:
                 if not args.dry_run:
-                    warehouse.drop(schema)
+                    warehouse.drop_schema(schema)
                 print(f"{'would drop' if args.dry_run else 'dropped'} {schema}")
     kept = f"; left {len(cleanup.keep)} of other pull requests" if cleanup.keep else ""
     print(f"{len(cleanup.drop)} schema(s) {'to drop' if args.dry_run else 'dropped'}{kept}")
@@ -129,6 +139,106 @@ def _github(settings: Any) -> Any:
         settings.github_token.get_secret_value(),
         settings.github_api_url,
     )
+
+
+# --- diff: what the pull request did to the data (flows/ci/diff/) -------------------------------
+def _add_diff(ci: Any) -> None:
+    verb = leaf(
+        ci,
+        "diff",
+        _diff,
+        "what a Slim CI run's models changed in the data, against production",
+        "Compares each model a Slim CI run built with production's (the state it deferred to), "
+        "in the warehouse, through the run's own profile and target: columns, rows, and with a "
+        "key the rows added, removed and changed per column. Stores diff.json beside the run. "
+        "Exit 0 when every model was compared or reported, 2 on bad input, 1 when the "
+        "warehouse cannot be reached.",
+    )
+    verb.add_argument("run", type=Path, help="the run's folder, or `ferry run --json` output")
+    verb.add_argument("--json", action="store_true", help="print diff.json instead of markdown")
+    verb.add_argument("--out", type=Path, help="write here instead of stdout")
+    verb.add_argument(
+        "--no-values",
+        action="store_true",
+        help="counts only: no example rows, no min/max/mean (values never leave the warehouse)",
+    )
+    verb.add_argument(
+        "--max-rows",
+        type=_positive(int),
+        default=10_000_000,
+        help="above this many rows on either side, compare a sample of keys (default 10000000)",
+    )
+    verb.add_argument(
+        "--budget-s",
+        type=_positive(float),
+        default=600.0,
+        help="models not reached within this many seconds are listed as skipped (default 600)",
+    )
+    verb.add_argument(
+        "--examples", type=int, default=5, help="example rows per kind of change (default 5)"
+    )
+    verb.add_argument("--target", help="profiles.yml target (default: FERRY_TARGET, the run's)")
+    verb.add_argument("--project-dir", help="dbt project directory (default: dbt_project)")
+    verb.add_argument("--profiles-dir", help="directory of profiles.yml")
+    verb.add_argument("--state-env", help="environment compared with (FERRY_STATE_ENV, prod)")
+    verb.add_argument("--state-from", help="store holding its state (FERRY_STATE_FROM)")
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+def _diff(args: argparse.Namespace) -> ExitCode:
+    from flows.ci.diff.compare import Limits
+    from flows.ci.diff.of_run import NoState, diff_run
+    from flows.ci.diff.render import render
+    from flows.ci.slim_report import NotARun, load_run
+    from flows.dbt.warehouse import WarehouseUnreachable
+    from flows.run.request import InvalidRunRequest
+    from flows.settings import FerrySettings, InvalidSettings
+
+    if args.examples < 0:
+        raise Refused(f"--examples must be 0 or more, not {args.examples}")
+    # No such run, no production state, a wrong project, profile or target: bad input. The
+    # warehouse unreachable: a failure. A model the warehouse cannot compare is that model's
+    # `error` in the diff, not the command's.
+    with classify(
+        invalid=(NotARun, NoState, InvalidSettings, InvalidRunRequest),
+        failed=(WarehouseUnreachable, OSError),
+    ):
+        settings = FerrySettings.from_env(
+            project_dir=args.project_dir,
+            profiles_dir=args.profiles_dir,
+            state_env=args.state_env,
+            state_from=args.state_from,
+        )
+        limits = Limits(
+            max_rows=args.max_rows,
+            budget_s=args.budget_s,
+            examples=args.examples,
+            values=not args.no_values,
+        )
+        found = diff_run(load_run(args.run), settings, target=args.target, limits=limits)
+    body = found.model_dump_json(indent=2) + "\n" if args.json else render(found)
+    _write(body, args.out)
+    return ExitCode.OK
+
+
+def _write(body: str, out: Path | None) -> None:
+    if out is None:
+        print(body, end="")
+        return
+    try:
+        out.write_text(body)
+    except OSError as exc:
+        raise Failed(f"cannot write {out}: {exc}") from None
 
 
 # --- stack-env, report, comment -----------------------------------------------------------------
@@ -153,18 +263,19 @@ def _stack_env(args: argparse.Namespace) -> ExitCode:
 def _report(args: argparse.Namespace) -> ExitCode:
     from flows.ci.slim_report import NotARun, load_run, render
 
-    with classify(invalid=(NotARun,)):  # missing, or not what a run writes
-        summary, results = load_run(args.run)
+    with classify(invalid=(NotARun,)):  # missing, or not what a run (or a diff) writes
+        run = load_run(args.run)
+        data_diff = run.data_diff()
     body = render(
-        summary, results, schema=args.schema, state_env=args.state_env, run_url=args.run_url
+        run.summary,
+        run.results,
+        schema=args.schema,
+        state_env=args.state_env,
+        run_url=args.run_url,
+        data_diff=data_diff,
+        docs=args.docs,
     )
-    if args.out:
-        try:
-            args.out.write_text(body)
-        except OSError as exc:
-            raise Failed(f"cannot write {args.out}: {exc}") from None
-    else:
-        print(body, end="")
+    _write(body, args.out)
     return ExitCode.OK
 
 

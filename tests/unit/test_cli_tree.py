@@ -30,6 +30,7 @@ LEAVES = {
     "ferry ci schema drop",
     "ferry ci schema sweep",
     "ferry ci stack-env",
+    "ferry ci diff",
     "ferry ci report",
     "ferry ci comment",
 }

@@ -71,8 +71,9 @@ def test_a_run_is_read_from_its_folder_or_from_the_cli_json(tmp_path):
     cli_json = tmp_path / "slim-ci.json"
     cli_json.write_text(json.dumps(dict(SUMMARY, artifacts=str(folder))))
     for source in (folder, folder / "summary.json", cli_json):
-        summary, results = load_run(source)
-        assert summary["verdict"] == SUMMARY["verdict"] and len(results) == 3
+        run = load_run(source)
+        assert run.summary["verdict"] == SUMMARY["verdict"] and len(run.results) == 3
+        assert run.folder == folder
 
 
 def test_the_comment_orders_nodes_as_every_report_does():

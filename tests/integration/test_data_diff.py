@@ -1,0 +1,373 @@
+"""`ferry ci diff` on DuckDB and PostgreSQL with the example project: production is built from
+the generator's data, then one pull request changes several models at once, each in one way the
+issue names - a logic change that moves one column in a known number of rows (and a sensitive
+column whose values must never show), a column added and one dropped, rows filtered out under a
+composite key, a comment only, an ephemeral model's filter seen through the keyless model that
+reads it, a new model, a removed one. Every expected count is computed here, straight from
+production's tables, independently of ferry's SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.ci.diff.records import DataDiff, DiffStatus
+from flows.cli import main
+from flows.run.owner import run
+from flows.run.request import RunRequest
+from flows.run.verdict import Outcome
+from tests.conftest import load_generator, make_settings
+
+pytestmark = pytest.mark.integration
+
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+# Models only production has: a keyless model reading an ephemeral one, and one the PR deletes.
+PROD_ONLY = {
+    "models/intermediate/web/int_sessions_channels.sql": (
+        "{{ config(materialized='ephemeral') }}\n"
+        "select channel, customer_id is not null as is_identified, pageviews\n"
+        "from {{ ref('stg_web__sessions') }}\n"
+    ),
+    "models/marts/marketing/fct_channel_mix.sql": (
+        "select channel, is_identified, pageviews from {{ ref('int_sessions_channels') }}\n"
+    ),
+    "models/marts/marketing/fct_to_remove.sql": "select 1 as id\n",
+}
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def pull_request(project: Path, cutoff: str) -> None:
+    """The pull request's edits, one model each."""
+    marts = project / "models" / "marts"
+    # (a) a logic change: email sessions count one more pageview; country codes lowercased,
+    # and country_code is marked sensitive.
+    edit(
+        marts / "marketing" / "fct_sessions.sql",
+        "sessions.pageviews,",
+        "case when sessions.channel = 'email' then sessions.pageviews + 1 "
+        "else sessions.pageviews end as pageviews,",
+    )
+    edit(
+        marts / "marketing" / "fct_sessions.sql",
+        "customers.country_code,",
+        "lower(customers.country_code) as country_code,",
+    )
+    edit(
+        marts / "marketing" / "_marketing__models.yml",
+        "      - name: channel\n",
+        "      - name: country_code\n        meta:\n          sensitive: true\n"
+        "      - name: channel\n",
+    )
+    # (b) a column added, one dropped.
+    edit(
+        marts / "core" / "dim_products.sql",
+        "        products.category,\n",
+        "        1 as pr_flag,\n",
+    )
+    # (c) rows filtered out, under a composite key declared in meta.
+    edit(
+        marts / "finance" / "fct_daily_revenue.sql",
+        "    from orders\n",
+        f"    from orders\n\n    where order_date >= cast('{cutoff}' as date)\n",
+    )
+    edit(
+        marts / "finance" / "_finance__models.yml",
+        "    description: One row per order date with order counts and revenue.\n",
+        "    description: One row per order date with order counts and revenue.\n"
+        "    meta:\n      ferry:\n        key: [order_date, order_month]\n",
+    )
+    # (d) nothing in the data: a comment.
+    edit(marts / "core" / "dim_customers.sql", "with\n", "-- reviewed: no change\nwith\n")
+    # The ephemeral model filters; the keyless model reading it loses those rows.
+    edit(
+        project / "models" / "intermediate" / "web" / "int_sessions_channels.sql",
+        "from {{ ref('stg_web__sessions') }}",
+        "from {{ ref('stg_web__sessions') }} where pageviews > 1",
+    )
+    # New and removed.
+    (marts / "marketing" / "fct_channel_counts.sql").write_text(
+        "select channel, count(*) as sessions from {{ ref('fct_sessions') }} group by channel\n"
+    )
+    (marts / "marketing" / "fct_to_remove.sql").unlink()
+
+
+class Warehouse:
+    """Production's tables, read directly (not through ferry)."""
+
+    def __init__(self, kind: str, schema: str, duckdb_path: Path) -> None:
+        self.kind, self.schema, self.duckdb_path = kind, schema, duckdb_path
+
+    def one(self, sql: str) -> Any:
+        sql = sql.replace("{prod}", self.schema)
+        if self.kind == "duckdb":
+            import duckdb
+
+            with duckdb.connect(str(self.duckdb_path)) as con:  # dbt-duckdb may hold it open
+                return con.execute(sql).fetchone()[0]  # type: ignore[index]
+        import psycopg2
+
+        with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]  # type: ignore[index]
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    if kind == "postgres":
+        request.getfixturevalue("pg_schema")
+    return kind
+
+
+def test_a_pull_request_diff_counts_what_each_change_did(
+    warehouse_kind, shop_project, tmp_path, monkeypatch, capsys
+):
+    kind = warehouse_kind
+    project = shop_project
+    for name, text in PROD_ONLY.items():
+        (project / name).write_text(text)
+    generator = load_generator(project)
+    if kind == "duckdb":
+        assert (
+            generator.main(["--target", "duckdb", "--duckdb-path", str(tmp_path / "shop.duckdb")])
+            == 0
+        )
+        prod_schema, raw_schema = "main", "main_raw"
+    else:
+        import os
+
+        prod_schema = os.environ["FERRY_PG_SCHEMA"]
+        raw_schema = f"{prod_schema}_raw"
+        assert generator.main(["--target", "postgres"]) == 0
+    store = str(tmp_path / "store")
+    prod = make_settings(project, tmp_path, env="prod", artifacts=store)
+    for command in ("seed", "run"):  # dbt's tests are not what this is about
+        built = run(RunRequest.build(command=command, target=kind), prod).summary
+        assert built.outcome is Outcome.SUCCESS, built.verdict
+
+    wh = Warehouse(kind, prod_schema, tmp_path / "shop.duckdb")
+    cutoff = str(wh.one("select min(order_date) + 20 from {prod}.fct_daily_revenue"))[:10]
+    expected = {
+        "sessions_email": wh.one(
+            "select count(*) from {prod}.fct_sessions "
+            "where channel = 'email' and pageviews is not null"
+        ),
+        "sessions_country": wh.one(
+            "select count(*) from {prod}.fct_sessions where country_code <> lower(country_code)"
+        ),
+        "sessions": wh.one("select count(*) from {prod}.fct_sessions"),
+        "revenue_days_cut": wh.one(
+            f"select count(*) from {{prod}}.fct_daily_revenue where order_date < '{cutoff}'"
+        ),
+        "revenue_days": wh.one("select count(*) from {prod}.fct_daily_revenue"),
+        "products": wh.one("select count(*) from {prod}.dim_products"),
+        "customers": wh.one("select count(*) from {prod}.dim_customers"),
+        "mix_filtered": wh.one(
+            "select count(*) from {prod}.fct_channel_mix where not (pageviews > 1) "
+            "or pageviews is null"
+        ),
+        "mix": wh.one("select count(*) from {prod}.fct_channel_mix"),
+        "channels": wh.one("select count(distinct channel) from {prod}.fct_sessions"),
+        "email_changed_both": wh.one(  # sessions whose pageviews and country both change
+            "select count(*) from {prod}.fct_sessions where channel = 'email' and "
+            "pageviews is not null and country_code <> lower(country_code)"
+        ),
+    }
+    assert expected["sessions_email"] > 0 and expected["revenue_days_cut"] > 0
+    assert expected["sessions_country"] > 0 and expected["mix_filtered"] > 0
+
+    pull_request(project, cutoff)
+    ci_schema = f"ci_pr_7_{prod_schema}"[:60] if kind == "postgres" else "ci_pr_7"
+    ci = make_settings(
+        project,
+        tmp_path,
+        env="ci-pr-7",
+        artifacts=str(tmp_path / "ci"),
+        state_from=store,
+        target_schema=ci_schema,
+    )
+    slim = RunRequest.build(
+        command="run",
+        select="state:modified+",
+        defer=True,
+        target=kind,
+        vars={"raw_schema": raw_schema},
+    )
+    report = run(slim, ci)
+    assert report.summary.outcome is Outcome.SUCCESS, report.summary.verdict
+    slim_json = tmp_path / "slim-ci.json"
+    slim_json.write_text(report.summary.model_dump_json())
+
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("FERRY_STATE_FROM", store)
+    argv = ["ci", "diff", str(slim_json), "--project-dir", str(project), "--profiles-dir",
+            str(project), "--target", kind, "--json"]  # fmt: skip
+    capsys.readouterr()  # what the builds printed
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = DataDiff.model_validate_json(capsys.readouterr().out)
+    stored = Path(str(report.summary.artifacts)) / "diff.json"
+    assert DataDiff.model_validate_json(stored.read_bytes()) == printed
+    models = {m.name: m for m in printed.models}
+
+    # (a) a known number of rows changed in one column; the sensitive one's values never shown.
+    sessions = models["fct_sessions"]
+    assert sessions.status is DiffStatus.CHANGED and sessions.key == ["session_id"]
+    assert sessions.key_from == "tests"
+    assert (sessions.added, sessions.removed) == (0, 0)
+    assert sessions.changed_by_column == {
+        "pageviews": expected["sessions_email"],
+        "country_code": expected["sessions_country"],
+    } or sessions.changed_by_column == {
+        "country_code": expected["sessions_country"],
+        "pageviews": expected["sessions_email"],
+    }
+    assert sessions.changed == (
+        expected["sessions_email"] + expected["sessions_country"] - expected["email_changed_both"]
+    )
+    assert sessions.rows.base == sessions.rows.pr == expected["sessions"]
+    changed_examples = [e for e in sessions.examples if e.kind == "changed"]
+    assert 0 < len(changed_examples) <= 5
+    for example in changed_examples:
+        if "country_code" in example.changed:
+            assert example.changed["country_code"] is None  # sensitive: no values
+        if "pageviews" in example.changed:
+            before, after = example.changed["pageviews"]  # type: ignore[misc]
+            assert int(after or 0) == int(before or 0) + 1
+    stored_text = stored.read_text()
+    country_codes = {c.lower() for c in ("US", "GB", "DE", "FR", "NL")}
+    assert not any(f'"{code}"' in stored_text for code in country_codes)
+
+    # (b) a column added, one dropped; the rest identical.
+    products = models["dim_products"]
+    assert products.status is DiffStatus.CHANGED
+    assert products.columns.added == ["pr_flag"] and products.columns.removed == ["category"]
+    assert (products.added, products.removed, products.changed) == (0, 0, 0)
+    assert products.rows.base == products.rows.pr == expected["products"]
+
+    # (c) rows filtered out, matched by a composite key from meta.
+    revenue = models["fct_daily_revenue"]
+    assert revenue.key == ["order_date", "order_month"] and revenue.key_from == "meta"
+    assert (revenue.removed, revenue.added, revenue.changed) == (expected["revenue_days_cut"], 0, 0)
+    assert revenue.rows.base == expected["revenue_days"]
+    assert revenue.rows.pr == expected["revenue_days"] - expected["revenue_days_cut"]
+    assert {e.kind for e in revenue.examples} == {"removed"}
+    assert all(e.key["order_date"] < cutoff for e in revenue.examples)  # type: ignore[operator]
+
+    # (d) a comment: rebuilt, identical.
+    customers = models["dim_customers"]
+    assert customers.status is DiffStatus.IDENTICAL, customers
+    assert (customers.added, customers.removed, customers.changed) == (0, 0, 0)
+    assert customers.rows.base == customers.rows.pr == expected["customers"]
+
+    # Without a key, through an ephemeral model: a multiset of rows removed.
+    mix = models["fct_channel_mix"]
+    assert mix.key is None and mix.status is DiffStatus.CHANGED
+    assert (mix.removed, mix.added) == (expected["mix_filtered"], 0)
+    assert mix.rows.base == expected["mix"]
+    pageviews = next(p for p in mix.profiles if p.column == "pageviews")
+    assert pageviews.min is not None and pageviews.min[1] == 2  # > 1 is all that is left
+    assert models["int_sessions_channels"].status is DiffStatus.SKIPPED
+    assert "ephemeral" in str(models["int_sessions_channels"].reason)
+
+    # New and removed.
+    assert models["fct_channel_counts"].status is DiffStatus.NEW
+    assert models["fct_channel_counts"].rows.pr == expected["channels"]
+    assert models["fct_to_remove"].status is DiffStatus.REMOVED
+    assert models["fct_to_remove"].rows.base == 1
+
+    # The comment: the Slim CI summary, then the data section with the changed models folded.
+    out = tmp_path / "comment.md"
+    assert main(["ci", "report", str(slim_json), "--out", str(out)]) == 0
+    comment = out.read_text()
+    assert comment.index("Slim CI") < comment.index("### What changed in the data")
+    assert "<summary><code>fct_sessions</code>" in comment
+    assert f"| `fct_daily_revenue` | 🔶 changed | {expected['revenue_days']:,} → " in comment
+
+
+def test_no_values_leaves_every_value_in_the_warehouse(shop_duckdb, tmp_path, monkeypatch, capsys):
+    """--no-values: counts only - no examples, no min/max/mean; the budget lists the rest."""
+    project = shop_duckdb
+    store = str(tmp_path / "store")
+    built = run(
+        RunRequest.build(command="run", select="+fct_sessions+ +dim_products"),
+        make_settings(project, tmp_path, env="prod", artifacts=store),
+    ).summary
+    assert built.outcome is Outcome.SUCCESS, built.verdict
+    edit(
+        project / "models" / "marts" / "marketing" / "fct_sessions.sql",
+        "sessions.pageviews,",
+        "sessions.pageviews + 1 as pageviews,",
+    )
+    edit(
+        project / "models" / "marts" / "core" / "dim_products.sql", "with\n", "-- a comment\nwith\n"
+    )
+    ci = make_settings(
+        project, tmp_path, env="ci-pr-8", artifacts=str(tmp_path / "ci"), state_from=store,
+        target_schema="ci_pr_8",
+    )  # fmt: skip
+    slim = run(
+        RunRequest.build(
+            command="run", select="state:modified+", defer=True, vars={"raw_schema": "main_raw"}
+        ),
+        ci,
+    ).summary
+    assert slim.outcome is Outcome.SUCCESS, slim.verdict
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
+    base = ["ci", "diff", str(slim.artifacts), "--project-dir", str(project), "--profiles-dir",
+            str(project), "--state-from", store, "--json"]  # fmt: skip
+    capsys.readouterr()  # what the builds printed
+
+    assert main([*base, "--no-values"]) == 0
+    found = DataDiff.model_validate_json(capsys.readouterr().out)
+    sessions = next(m for m in found.models if m.name == "fct_sessions")
+    assert sessions.status is DiffStatus.CHANGED and sessions.changed == sessions.rows.base
+    assert sessions.examples == [] and not found.values_shown
+
+    assert main([*base, "--budget-s", "0.000001"]) == 0  # spent by the first model
+    found = DataDiff.model_validate_json(capsys.readouterr().out)
+    first, *rest = found.models
+    assert first.status is not DiffStatus.SKIPPED and len(rest) == 1
+    assert rest[0].status is DiffStatus.SKIPPED and str(rest[0].reason).startswith("budget:")
+
+    assert main([*base, "--max-rows", "10"]) == 0  # a sample of keys, the same on both sides
+    found = DataDiff.model_validate_json(capsys.readouterr().out)
+    sessions = next(m for m in found.models if m.name == "fct_sessions")
+    assert sessions.sample is not None and 0 < sessions.sample < 1
+    assert sessions.changed and sessions.changed < sessions.rows.base  # type: ignore[operator]
+    assert (sessions.added, sessions.removed) == (0, 0)
+
+
+def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
+    shop_duckdb, tmp_path, monkeypatch, capsys
+):
+    """No such run or no production state: 2 with a message. The warehouse down: 1."""
+    project = shop_duckdb
+    monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
+    flags = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    assert main(["ci", "diff", str(tmp_path / "nope"), *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"ferry ci diff: {tmp_path / 'nope'} holds no run")
+
+    ci = make_settings(project, tmp_path, env="ci-pr-9", artifacts=str(tmp_path / "ci"))
+    slim = run(RunRequest.build(command="run", select="stg_web__sessions"), ci).summary
+    capsys.readouterr()  # what the run printed
+    flags += ["--state-from", str(tmp_path / "empty")]
+    assert main(["ci", "diff", str(slim.artifacts), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "no state manifest of project 'shop' in environment 'prod'" in err, err
+    assert "--state-env / --state-from" in err and "Traceback" not in err
+
+    prod_store = tmp_path / "ci"  # the run left a state of its own environment
+    flags[-1] = str(prod_store)
+    monkeypatch.setenv("FERRY_PG_PORT", "1")  # nothing listens there
+    argv = ["ci", "diff", str(slim.artifacts), *flags, "--state-env", "ci-pr-9"]
+    assert main([*argv, "--target", "postgres"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry ci diff: ") and "Traceback" not in err, err
