@@ -16,6 +16,8 @@ from flows.ci.diff.render import render as render_diff
 from flows.dbt.nodes import NodeStatus
 
 MARKER = "<!-- ferry:slim-ci -->"
+NO_DOCS = ""
+"""`docs` of a pull request whose docs run made no page."""
 _ICONS = {"success": "✅", "warnings": "⚠️", "failed": "❌", "invalid": "⛔"}
 _ROWS = 40  # node rows before "and N more"
 
@@ -128,12 +130,12 @@ def render(
     if data_diff is not None:
         lines += ["", render_diff(data_diff).rstrip("\n")]
     links = []
-    if docs:
-        links.append(
-            f"[dbt docs of this pull request]({docs})"
-            if docs.startswith(("http://", "https://"))
-            else f"dbt docs of this pull request: `{docs}` in the run's artifacts"
-        )
+    if docs == NO_DOCS:
+        links.append("dbt docs of this pull request: not generated (the workflow run says why)")
+    elif docs and docs.startswith(("http://", "https://")):
+        links.append(f"[dbt docs of this pull request]({docs})")
+    elif docs:
+        links.append(f"dbt docs of this pull request: `{docs}` in the workflow run's artifacts")
     if run_url:
         links.append(f"[The workflow run and its artifacts]({run_url})")
     if links:

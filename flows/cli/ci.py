@@ -4,6 +4,7 @@ GitHub workflows. Thin: each verb calls one tested function."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,11 @@ def add_parser(sub: Any) -> None:
     report.add_argument("--schema", help="the schema the run built into")
     report.add_argument("--state-env", default="prod", help="the state compared with (prod)")
     report.add_argument("--run-url", help="link to the workflow run")
-    report.add_argument("--docs", help="link to (or path of) the pull request's dbt docs page")
+    report.add_argument(
+        "--docs",
+        help="the pull request's dbt docs: a link, or its `docs generate` run (folder or "
+        "`ferry run --json` output) whose docs/index.html travels with the artifacts",
+    )
     report.add_argument("--out", type=Path, help="write here instead of stdout")
 
     comment = leaf(
@@ -273,10 +278,29 @@ def _report(args: argparse.Namespace) -> ExitCode:
         state_env=args.state_env,
         run_url=args.run_url,
         data_diff=data_diff,
-        docs=args.docs,
+        docs=_docs_page(args.docs),
     )
     _write(body, args.out)
     return ExitCode.OK
+
+
+def _docs_page(docs: str | None) -> str | None:
+    """A link as given; a docs run's page as a path relative to here (as the workflow's
+    artifacts hold it). A docs run that made no page is said so, never a refusal: the comment
+    goes out whatever the docs step did."""
+    from flows.ci.slim_report import NO_DOCS, NotARun, load_run
+
+    if docs is None or docs.startswith(("http://", "https://")):
+        return docs
+    try:
+        page = load_run(Path(docs)).folder / "docs" / "index.html"
+    except NotARun:
+        return NO_DOCS
+    if not page.is_file():
+        return NO_DOCS
+    with contextlib.suppress(ValueError):
+        page = page.resolve().relative_to(Path.cwd())
+    return str(page)
 
 
 def _comment(args: argparse.Namespace) -> ExitCode:

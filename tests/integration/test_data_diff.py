@@ -371,3 +371,69 @@ def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
     assert main([*argv, "--target", "postgres"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ferry ci diff: ") and "Traceback" not in err, err
+
+
+def test_the_sql_pinned_for_redshift_answers_as_postgres_does(pg_schema):
+    """Redshift cannot run here; PostgreSQL, its ancestor, can run the very statements sent to
+    it (with FNV_HASH stood in by a function of the same shape) and must answer exactly as
+    PostgreSQL's own statements do, on data with every kind of difference."""
+    import psycopg2
+
+    from flows.ci.diff.sql import DIALECTS, Compared, Pair
+
+    conn = psycopg2.connect(DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'create schema "{pg_schema}"; set search_path to "{pg_schema}"')
+        cur.execute(
+            "create function fnv_hash(value text) returns bigint language sql immutable "
+            "as 'select hashtextextended(value, 7)'"
+        )
+        cur.execute(
+            "create table base as select i as order_id, i % 3 as line_no, i * 1.5 as amount, "
+            "cast(i % 7 as integer) as status, 'u' || i || '@x.org' as email "
+            "from generate_series(1, 3000) as i"
+        )
+        cur.execute(
+            "create table pr as select order_id, line_no, "
+            "case when order_id % 50 = 0 then amount + 1 else amount end as amount, "
+            "cast(status as text) as status, "
+            "case when order_id % 70 = 0 then null else email end as email "
+            "from base where order_id % 97 <> 0 "
+            "union all select 5000 + i, 0, 1, '1', null from generate_series(1, 11) as i"
+        )
+        key = ["order_id", "line_no"]
+        columns = [
+            Compared("amount"),
+            Compared("status", as_text=True),
+            Compared("email", True, True),
+        ]
+        answers = {}
+        for name in ("postgres", "redshift"):
+            pair = Pair(f'"{pg_schema}"."base"', f'"{pg_schema}"."pr"', DIALECTS[name])
+            found = []
+            for sql in (
+                pair.counts(),
+                pair.duplicate_keys(key, None),
+                pair.keyed(key, columns, None),
+                pair.examples(key, columns, None, 3),
+                pair.multiset(columns, None),
+                pair.profile(columns, {"amount"}),
+            ):
+                cur.execute(sql)
+                found.append(cur.fetchall())
+            for sql in (pair.keyed(key, columns, 2500), pair.multiset(columns, 2500)):
+                cur.execute(sql)  # a sample: another hash, so only its shape is compared
+                found.append(len(cur.fetchall()))
+            answers[name] = found
+    conn.close()
+    assert answers["redshift"] == answers["postgres"]
+    keyed = answers["postgres"][2][0]
+    # 3000 rows, 30 (every 97th) removed, 11 added; amount changed on every 50th kept row,
+    # email nulled on every 70th, status compared as text: '3' = '3'.
+    removed, added = 3000 // 97, 11
+    amount = sum(1 for i in range(1, 3001) if i % 50 == 0 and i % 97 != 0)
+    email = sum(1 for i in range(1, 3001) if i % 70 == 0 and i % 97 != 0)
+    both = sum(1 for i in range(1, 3001) if i % 350 == 0 and i % 97 != 0)
+    assert tuple(keyed) == (3000, 3000 - removed + added, removed, added, amount + email - both,
+                            amount, 0, email)  # fmt: skip

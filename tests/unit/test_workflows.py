@@ -127,6 +127,7 @@ def test_the_workflows_run_each_release_step():
         "ferry release smoke",
         "ferry release promote",
         "ferry ci stack-env",
+        "ferry ci diff",
         "ferry ci report",
         "ferry ci comment",
         "ferry ci schema drop",

@@ -29,12 +29,18 @@ _VALUE = 60  # characters of a value shown
 
 def render(found: DataDiff) -> str:
     """The "What changed in the data" section (markdown)."""
-    counts = ", ".join(f"{n} {status}" for status, n in found.counts().items()) or "no model"
+    found_counts = found.counts()
+    counts = ", ".join(
+        f"{found_counts[status.value]} {status.value}"
+        for status in _ORDER
+        if status.value in found_counts
+    )
     lines = [
         "### What changed in the data",
         "",
         f"Each model this pull request built, compared with `{found.state_env}` on "
-        f"{found.warehouse} ({len(found.models)} models in {found.duration_s:.1f} s): {counts}.",
+        f"{found.warehouse} ({len(found.models)} models in {found.duration_s:.1f} s)"
+        + (f": {counts}." if counts else "."),
     ]
     if not found.models:
         lines += ["", "The run built no model, so no data changed."]
