@@ -61,8 +61,11 @@ class Warehouse:
         relation = self._adapter.Relation.create(
             database=database, schema=schema, identifier=identifier
         )
-        with _translated():
-            found = self._adapter.get_columns_in_relation(relation)
+        try:
+            with _translated():
+                found = self._adapter.get_columns_in_relation(relation)
+        finally:
+            self._end_transaction()
         return [
             Column(name=str(c.name), data_type=str(c.data_type), numeric=_is_number(c))
             for c in found
@@ -76,9 +79,27 @@ class Warehouse:
                 statement (dbt rolls back a failed transaction).
             WarehouseUnreachable: the connection could not be opened.
         """
-        with _translated():
-            _, cursor = self._adapter.connections.add_query(sql, auto_begin=False)
-            return [tuple(row) for row in cursor.fetchall()]
+        try:
+            with _translated():
+                _, cursor = self._adapter.connections.add_query(sql, auto_begin=False)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        """Ends whatever transaction a read began - dbt's, or the one psycopg2 opens by itself -
+        so no lock on production's tables outlives the statement (a build there would wait
+        for it), and a failed statement does not abort the next one (PostgreSQL)."""
+        connections = self._adapter.connections
+        with contextlib.suppress(Exception):  # nothing was written: a failed rollback loses none
+            connection = connections.get_if_exists()
+            if connection is None or connection.state != "open":
+                return
+            if connection.transaction_open:
+                connections.rollback_if_open()
+            handle = connection.handle
+            if getattr(handle, "autocommit", True) is False:  # psycopg2's implicit transaction
+                handle.rollback()
 
 
 _NUMBER = re.compile(

@@ -437,3 +437,57 @@ def test_the_sql_pinned_for_redshift_answers_as_postgres_does(pg_schema):
     both = sum(1 for i in range(1, 3001) if i % 350 == 0 and i % 97 != 0)
     assert tuple(keyed) == (3000, 3000 - removed + added, removed, added, amount + email - both,
                             amount, 0, email)  # fmt: skip
+
+
+def test_a_model_the_warehouse_cannot_compare_is_its_error_and_the_next_goes_on(
+    shop_project, pg_schema, tmp_path
+):
+    """PostgreSQL has no equality for `json`: that model is an `error` with the warehouse's
+    reason; the next model is still compared on the same connection, and no lock on
+    production's tables outlives the diff's statements (a production build would wait)."""
+    import psycopg2
+
+    from flows.ci.diff.compare import diff
+    from flows.ci.diff.targets import Relation, Target
+    from flows.dbt.profiles import DbtProject
+    from flows.dbt.warehouse import open_warehouse
+
+    conn = psycopg2.connect(DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'create schema "{pg_schema}"; set search_path to "{pg_schema}"')
+        for name in ("json_base", "json_pr"):
+            cur.execute(f"create table {name} as select 1 as id, '{{}}'::json as payload")
+        cur.execute(
+            "create table ok_base as select i as id, i * 2 as v from generate_series(1, 9) i"
+        )
+        cur.execute(
+            "create table ok_pr as select id, case when id = 3 then 0 else v end as v from ok_base"
+        )
+
+    def target(name: str) -> Target:
+        return Target(
+            unique_id=f"model.shop.{name}",
+            name=name,
+            pr=Relation("test", pg_schema, f"{name}_pr"),
+            base=Relation("test", pg_schema, f"{name}_base"),
+            key=("id",),
+            key_from="tests",
+        )
+
+    project = DbtProject.load(shop_project, shop_project)
+    with open_warehouse(project, "postgres", tmp_path, check=True) as warehouse:
+        found = diff(warehouse, [target("json"), target("ok")], run_id="r", project="shop",
+                     state_env="prod")  # fmt: skip
+        with conn.cursor() as cur:  # another session, while the diff's connection is open
+            cur.execute(
+                "select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
+                "where c.relname in ('ok_base', 'ok_pr', 'json_base', 'json_pr')"
+            )
+            assert cur.fetchone() == (0,)
+    conn.close()
+    broken, ok = found.models
+    assert broken.status is DiffStatus.ERROR
+    assert "operator does not exist: json = json" in str(broken.reason)
+    assert ok.status is DiffStatus.CHANGED and ok.changed == 1
+    assert ok.changed_by_column == {"v": 1} and ok.examples[0].changed == {"v": ("6", "0")}
