@@ -146,25 +146,6 @@ def test_docs_generate_publishes_to_s3(shop_duckdb: Path, tmp_path: Path) -> Non
     assert f"- docs site: [{summary.docs}]({console})" in markdown_report(summary, report.nodes)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless chromium: the system's (Debian's package); playwright downloads none."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: apt-get install -y --no-install-recommends chromium "
-            "(.ci/run installs it before make test)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
-
-
 def test_the_published_page_opens_offline_and_shows_a_model_and_its_columns(
     built: Built, browser: Any
 ) -> None:

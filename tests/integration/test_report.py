@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,25 +106,6 @@ def write_store(store: LocalStore, runs: int = 40) -> None:
         store.put_bytes(f"{prefix}/run_results.json", json.dumps({"results": results}).encode())
         pointer = {"run_id": run_id, "prefix": prefix}
         store.put_bytes(index_key("shop", "prod", run_id), json.dumps(pointer).encode())
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless chromium: the system's (Debian's package); playwright downloads none."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: apt-get install -y --no-install-recommends chromium "
-            "(.ci/run installs it before make test)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
 
 
 def test_the_report_opens_offline_and_draws_every_plot(browser, tmp_path):
