@@ -293,10 +293,11 @@ def _docs_page(docs: str | None) -> str | None:
     if docs is None or docs.startswith(("http://", "https://")):
         return docs
     try:
-        page = load_run(Path(docs)).folder / "docs" / "index.html"
+        docs_run = load_run(Path(docs))
     except NotARun:
         return NO_DOCS
-    if not page.is_file():
+    page = docs_run.folder / "docs" / "index.html"
+    if not docs_run.summary.get("artifacts") or not page.is_file():  # refused, or failed early
         return NO_DOCS
     with contextlib.suppress(ValueError):
         page = page.resolve().relative_to(Path.cwd())

@@ -86,3 +86,37 @@ def test_the_comment_orders_nodes_as_every_report_does():
     body = render(SUMMARY, results)
     rows = [line.split("`")[1] for line in body.splitlines() if line.startswith("| `")]
     assert rows == ["model.shop.c", "model.shop.b", "model.shop.a"]
+
+
+def test_the_comment_says_where_the_docs_are_and_goes_out_when_they_are_not(
+    tmp_path, monkeypatch, capsys
+):
+    """`ferry ci report --docs`: a link as given; a docs run's page by its path in the
+    artifacts; a docs run that failed, was refused or wrote nothing: said so, still exit 0."""
+    from flows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps(SUMMARY))
+    docs_run = tmp_path / "ci" / "docs-run"
+    (docs_run / "docs").mkdir(parents=True)
+    (docs_run / "docs" / "index.html").write_text("<html>shop</html>")
+    (docs_run / "summary.json").write_text(json.dumps({**SUMMARY, "artifacts": str(docs_run)}))
+    docs_json = tmp_path / "slim-ci-docs.json"
+    docs_json.write_text(json.dumps({**SUMMARY, "artifacts": str(docs_run)}))
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    refused = tmp_path / "refused.json"
+    refused.write_text(json.dumps({"outcome": "invalid", "verdict": "no"}))
+    expected = {
+        "https://docs.example/pr-7": "[dbt docs of this pull request](https://docs.example/pr-7)",
+        str(docs_json): "dbt docs of this pull request: `ci/docs-run/docs/index.html` in the "
+        "workflow run's artifacts",
+        str(empty): "dbt docs of this pull request: not generated",
+        str(refused): "dbt docs of this pull request: not generated",
+        str(tmp_path / "missing.json"): "dbt docs of this pull request: not generated",
+    }
+    for docs, line in expected.items():
+        assert main(["ci", "report", str(run_dir), "--docs", docs]) == 0
+        assert line in capsys.readouterr().out, docs

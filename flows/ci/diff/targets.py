@@ -61,6 +61,7 @@ def targets(
     """
     pr_nodes: dict[str, Any] = pr_manifest.get("nodes") or {}
     base_nodes: dict[str, Any] = state_manifest.get("nodes") or {}
+    tests = _tests_by_model(pr_nodes.values())
     found: list[Target] = []
     for result in results:
         uid = str(result.get("unique_id"))
@@ -69,7 +70,7 @@ def targets(
             continue
         base = base_nodes.get(uid)
         status = str(result.get("status"))
-        key, key_from = find_key(node, _tests_of(pr_nodes.values(), uid))
+        key, key_from = find_key(node, tests.get(uid, []))
         found.append(
             Target(
                 unique_id=uid,
@@ -181,16 +182,14 @@ def _marks_sensitive(meta: Any) -> bool:
     return bool(meta.get("sensitive") or meta.get("pii") or marked_by_ferry)
 
 
-def _tests_of(nodes: Iterable[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
-    return [
-        n
-        for n in nodes
-        if n.get("resource_type") == "test"
-        and (
-            n.get("attached_node") == uid or uid in ((n.get("depends_on") or {}).get("nodes") or [])
-        )
-        and len((n.get("depends_on") or {}).get("nodes") or []) == 1
-    ]
+def _tests_by_model(nodes: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The tests of one model each (a relationships test, on two, is no key's)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        parents = (node.get("depends_on") or {}).get("nodes") or []
+        if node.get("resource_type") == "test" and len(parents) == 1:
+            found.setdefault(str(node.get("attached_node") or parents[0]), []).append(node)
+    return found
 
 
 def _test_name(test: dict[str, Any]) -> str:
