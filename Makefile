@@ -14,7 +14,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || command -v $(PYTHON)) -c
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed bench-diff down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-history  ferry history over 2,000 runs x 600 nodes: cold cache vs warm"
 	@echo "make bench-history-step  a run's history step: example project on vs off, its parts at 2,000 runs"
 	@echo "make bench-only-changed  ferry run --only-changed vs a full build, one source of 10 appended"
+	@echo "make bench-diff  ferry ci diff's data diff of one keyed model, 1M and 10M rows, DuckDB and PostgreSQL"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 # Its bytecode is compiled once per lock, as in the image: every ferry, dbt and Prefect process
@@ -105,6 +106,11 @@ bench-history-step: setup
 # new rows in one group's source; both warehouses compared table by table at the end.
 bench-only-changed: setup
 	$(BIN)/python bench/only_changed.py --models 300 --groups 10 --rounds 3
+
+# ferry ci diff's core: one keyed model's data diff (1% changed, 0.1% removed, 0.1% added) at 1M
+# and 10M rows on DuckDB and PostgreSQL (127.0.0.1:5432, a schema of its own, dropped at the end).
+bench-diff: setup
+	$(BIN)/python bench/diff.py --rows 1000000,10000000 --warehouses duckdb,postgres --rounds 3
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache
