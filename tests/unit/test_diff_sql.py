@@ -32,7 +32,7 @@ def statements(dialect: str) -> dict[str, str]:
         '"dev"."analytics"."fct_orders"', '"dev"."ci_pr_42"."fct_orders"', DIALECTS[dialect]
     )
     return {
-        "counts": pair.counts(),
+        "counts": pair.counts(KEY),
         "duplicate_keys": pair.duplicate_keys(KEY, share=1000),
         "keyed": pair.keyed(KEY, COLUMNS, share=None),
         "keyed_sampled": pair.keyed(KEY, COLUMNS, share=1000),

@@ -18,6 +18,7 @@ from flows.ci.diff.records import (
 )
 from flows.ci.diff.render import render
 from flows.ci.diff.targets import find_key, sensitive_columns, targets
+from flows.dbt.warehouse import Column
 
 
 def model(name: str, **extra: Any) -> dict[str, Any]:
@@ -209,3 +210,65 @@ def test_the_section_lists_every_model_and_folds_each_changed_ones_examples():
 
 def test_a_run_that_built_no_model_says_so():
     assert "The run built no model" in render(diff_of())
+
+
+class _Warehouse:
+    """A warehouse whose every table has two columns and whose statements take 10 s each on
+    the diff's clock; only the statements' order and count matter here."""
+
+    adapter_type = "postgres"
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.statements: list[str] = []
+
+    def columns(self, database: str | None, schema: str, identifier: str) -> list[Column]:
+        return [Column("id", "integer", True), Column("v", "integer", True)]
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        self.clock[0] += 10
+        self.statements.append(sql)
+        if "null_keys" in sql:
+            return [(3, 0, 3, 0)]
+        return [(3, 3, 0, 0, 0, 0)]  # the keyed diff: nothing differs
+
+
+def test_the_budget_lists_the_models_not_reached_and_never_stops_one_midway():
+    from flows.ci.diff.compare import Limits, diff
+    from flows.ci.diff.targets import Relation, Target
+
+    clock = [0.0]
+    warehouse = _Warehouse(clock)
+    models = [
+        Target(
+            unique_id=f"model.shop.m{i}",
+            name=f"m{i}",
+            pr=Relation("dev", "ci_pr_1", f"m{i}"),
+            base=Relation("dev", "analytics", f"m{i}"),
+            key=("id",),
+            key_from="tests",
+        )
+        for i in range(4)
+    ]
+    found = diff(
+        warehouse,
+        models,
+        run_id="r",
+        project="shop",
+        state_env="prod",
+        limits=Limits(budget_s=25),
+        clock=lambda: clock[0],
+    )
+    # Each model takes two statements (counts, then the keyed diff: nothing differs, no
+    # examples), 20 s: m0 starts at 0 s, m1 at 20 s (within 25), m2 at 40 s is not reached.
+    assert [m.status for m in found.models] == [
+        DiffStatus.IDENTICAL,
+        DiffStatus.IDENTICAL,
+        DiffStatus.SKIPPED,
+        DiffStatus.SKIPPED,
+    ]
+    assert found.models[2].reason == (
+        "budget: the diff's 25 s were spent before this model (--budget-s)"
+    )
+    assert len(warehouse.statements) == 4 and found.duration_s == 40
+    assert [m.seconds for m in found.models] == [20, 20, 0, 0]

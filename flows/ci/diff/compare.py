@@ -190,30 +190,30 @@ class _ModelComparison:
             if c.name.lower() in by_name and c.name.lower() not in {k.lower() for k in key}
         ]
         pair = Pair(base.sql, pr.sql, self.dialect)
-        base_rows, pr_rows = (int(n) for n in self.warehouse.query(pair.counts())[0])
+        base_rows, base_nulls, pr_rows, pr_nulls = (
+            int(n or 0) for n in self.warehouse.query(pair.counts(key))[0]
+        )
         share = self._share(max(base_rows, pr_rows))
-        if key:
-            base_bad, pr_bad = (
-                int(n) for n in self.warehouse.query(pair.duplicate_keys(key, share))[0]
-            )
+        keyed: tuple[Any, ...] | None = None
+        if key and (base_nulls or pr_nulls):
+            why_no_key = self._not_a_key(key, base_nulls, pr_nulls, "null")
+        elif key and share is not None:  # a sample's sizes are not known: check it first
+            base_bad, pr_bad = self._bad_keys(pair, key, share)
             if base_bad or pr_bad:
-                where = " and ".join(
-                    side
-                    for side, bad in (("production", base_bad), ("the pull request", pr_bad))
-                    if bad
-                )
-                why_no_key = (
-                    f"key {', '.join(key)} ({target.key_from}) is null or not unique in {where}: "
-                    f"{max(base_bad, pr_bad)} key(s); compared as multisets of rows"
-                )
-                key = []
-                shared = [
-                    Compared(
-                        c.name, c.name.lower() in changed_type, c.name.lower() in target.sensitive
-                    )
-                    for c in pr_columns
-                    if c.name.lower() in by_name
-                ]
+                why_no_key = self._not_a_key(key, base_bad, pr_bad, "null or not unique")
+        elif key:  # a join that multiplied rows says the key repeats: only then count them
+            keyed = self.warehouse.query(pair.keyed(key, shared, share))[0]
+            if (int(keyed[0] or 0), int(keyed[1] or 0)) != (base_rows, pr_rows):
+                base_bad, pr_bad = self._bad_keys(pair, key, share)
+                why_no_key = self._not_a_key(key, base_bad, pr_bad, "not unique")
+                keyed = None
+        if why_no_key and key:
+            key = []
+            shared = [
+                Compared(c.name, c.name.lower() in changed_type, c.name.lower() in target.sensitive)
+                for c in pr_columns
+                if c.name.lower() in by_name
+            ]
         found = ModelDiff(
             unique_id=target.unique_id,
             name=target.name,
@@ -228,7 +228,7 @@ class _ModelComparison:
             sample=round(share / SAMPLE_BUCKETS, 6) if share is not None else None,
         )
         if key:
-            found = self._keyed(found, pair, key, shared, share)
+            found = self._keyed(found, pair, key, shared, share, keyed)
             differs = bool(found.added or found.removed or found.changed)
         else:
             found = self._keyless(found, pair, shared, share, pr_by_name)
@@ -255,10 +255,27 @@ class _ModelComparison:
         return [pr[name.lower()].name for name in target.key], None
 
     def _share(self, rows: int) -> int | None:
-        """The sample (buckets of SAMPLE_BUCKETS) that brings `rows` to about max_rows."""
+        """The sample (buckets of SAMPLE_BUCKETS) that brings `rows` to about max_rows: never
+        all of them (a sample of 100% would pay for the hash and save nothing)."""
         if rows <= self.limits.max_rows:
             return None
-        return max(1, math.ceil(SAMPLE_BUCKETS * self.limits.max_rows / rows))
+        share = math.floor(SAMPLE_BUCKETS * self.limits.max_rows / rows)
+        return min(max(1, share), SAMPLE_BUCKETS - 1)
+
+    def _bad_keys(self, pair: Pair, key: list[str], share: int | None) -> tuple[int, int]:
+        base_bad, pr_bad = self.warehouse.query(pair.duplicate_keys(key, share))[0]
+        return int(base_bad or 0), int(pr_bad or 0)
+
+    def _not_a_key(self, key: list[str], base: int, pr: int, what: str) -> str:
+        """Why a model found with a key is compared as multisets of rows."""
+        where = (
+            " and ".join(side for side, n in (("production", base), ("the pull request", pr)) if n)
+            or "a side"
+        )
+        return (
+            f"key {', '.join(key)} ({self.target.key_from}) is {what} in {where} "
+            f"({max(base, pr):,} keys or rows); compared as multisets of rows"
+        )
 
     def _keyed(
         self,
@@ -267,8 +284,12 @@ class _ModelComparison:
         key: list[str],
         shared: list[Compared],
         share: int | None,
+        row: tuple[Any, ...] | None,
     ) -> ModelDiff:
-        row = self.warehouse.query(pair.keyed(key, shared, share))[0]
+        """The keyed diff's figures (`row` when already queried) and, if anything differs, a
+        few examples."""
+        if row is None:
+            row = self.warehouse.query(pair.keyed(key, shared, share))[0]
         _, _, removed, added, changed = (int(n or 0) for n in row[:5])
         by_column = {c.name: int(n or 0) for c, n in zip(shared, row[5:], strict=True)}
         by_column = dict(sorted(((k, v) for k, v in by_column.items() if v), key=lambda i: -i[1]))

@@ -119,11 +119,20 @@ class Pair:
         return f"select\n        {_list(select, 8)}\n    from {relation}" + self._sample(key, share)
 
     # --- statements ------------------------------------------------------------------------
-    def counts(self) -> str:
-        """Rows on each side: one row (base, pr)."""
+    def counts(self, key: list[str]) -> str:
+        """Rows on each side, and with a key the rows whose key is null: one row (base rows,
+        base null keys, pr rows, pr null keys), one scan per side."""
+        nulls = " or ".join(f"{quote(k)} is null" for k in key) or "1 = 0"
+
+        def side(relation: str) -> str:
+            return (
+                f"select count(*) as n, coalesce(sum(case when {nulls} then 1 else 0 end), 0) "
+                f"as null_keys from {relation}"
+            )
+
         return (
-            f"select\n    (select count(*) from {self.base}) as base_rows,\n"
-            f"    (select count(*) from {self.pr}) as pr_rows"
+            "select b.n, b.null_keys, p.n, p.null_keys\n"
+            f"from ({side(self.base)}) as b\ncross join ({side(self.pr)}) as p"
         )
 
     def count(self, relation: str) -> str:
@@ -134,6 +143,8 @@ class Pair:
         """Keys that are null or not unique on each side: one row (base, pr).
 
         A key that is not one on either side would make the keyed diff's join multiply rows.
+        Run before a sampled keyed diff, and to count the culprits when an unsampled one found
+        its join multiplied (its joined rows outnumber a side's rows).
         """
         keys = ", ".join(quote(k) for k in key)
         nulls = " or ".join(f"{quote(k)} is null" for k in key)
