@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,6 +32,30 @@ from flows.settings import FerrySettings, InvalidSettings, settings_of_this_run
 from flows.writer_slot import writer_slot
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DbtRunFailed(Exception):
+    """A run that failed, was refused or timed out, as Prefect expects a Failed state's data: an
+    exception whose message is the verdict. The run's record stays its summary.json and its
+    markdown artifact; the CLI reads the outcome from the run itself, never from the state."""
+
+
+class _VerdictAlreadySaid(logging.Filter):
+    """Drops Prefect's engine's last word on a run ferry failed.
+
+    At the end of a deployment run, Prefect's engine re-raises a Failed state's exception and
+    logs it in the run's own log as "Engine execution exited with unexpected exception", with a
+    traceback. For a ferry verdict nothing is unexpected: the verdict and the failed nodes were
+    logged already, and the run page must end with them. Any other exception keeps its record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exception = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exception, DbtRunFailed)
+
+
+# Prefect's flow-run logger (prefect.flow_runs), in every process that loads this flow.
+logging.getLogger("prefect.flow_runs").addFilter(_VerdictAlreadySaid())
 
 
 def _parameters_of_a_run_request(fn: F) -> F:
@@ -109,11 +134,11 @@ def dbt_flow(
         # Named as Prefect names its own timeouts: Prefect's TimedOut event is this run's one
         # alert (no ferry event too), so the message carries where the artifacts went.
         message = f"{summary.verdict}; artifacts: {summary.artifacts}"
-        return Failed(name="TimedOut", message=message, data=summary)
+        return Failed(name="TimedOut", message=message, data=DbtRunFailed(message))
     emit_outcome(summary)
     emit_findings(summary)
     if summary.outcome is Outcome.FAILED:
-        return Failed(message=summary.verdict, data=summary)
+        return Failed(message=summary.verdict, data=DbtRunFailed(summary.verdict))
     return Completed(message=summary.verdict, data=summary)
 
 
@@ -121,9 +146,9 @@ def _refuse(refusal: Refusal, env: str, command: Any, settings: FerrySettings | 
     get_run_logger().error("%s; nothing was run", refusal.message)
     _finish(refusal, settings)
     emit_invalid(env, str(command), refusal.message.split(": ", 1)[1])
-    # The state carries the message, never the exception: its traceback would keep dbt's
-    # objects alive until interpreter exit (and the CLI decides on the verdict, not on it).
-    return Failed(message=refusal.message, data=refusal)
+    # A new exception carrying the message, never the refusal's own: its traceback would keep
+    # dbt's objects alive until interpreter exit (and the CLI decides on the verdict, not on it).
+    return Failed(message=refusal.message, data=DbtRunFailed(refusal.message))
 
 
 _finished: list[RunSummary | Refusal] = []

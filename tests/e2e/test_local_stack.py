@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -159,6 +160,76 @@ def test_the_demos_failing_run_alerts_once_and_its_passing_run_warns(demo, stack
     [warning] = [a for a in received if a["path"] == "/alerts" and ok_id in json.dumps(a)]
     assert "warn" in warning["body"]["subject"].lower()
     assert "test.shop.assert_orders_are_paid_in_full" in json.dumps(warning)
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _state_type(api, flow_run_id: str) -> str:
+    return api.get(f"/flow_runs/{flow_run_id}").raise_for_status().json()["state_type"]
+
+
+def _process_of_run_alive(flow_run_id: str) -> bool:
+    """Whether a process runs the flow run: the worker gives it PREFECT__FLOW_RUN_ID."""
+    needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes():
+                return True
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return False
+
+
+def _all_logs(api, flow_run_id: str) -> list[dict]:
+    """Every log line of a flow run, oldest first."""
+    logs: list[dict] = []
+    while True:
+        body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200,
+                "offset": len(logs), "sort": "TIMESTAMP_ASC"}  # fmt: skip
+        page = api.post("/logs/filter", json=body).raise_for_status().json()
+        logs += page
+        if len(page) < 200:
+            return logs
+
+
+def test_a_failed_or_refused_runs_log_ends_with_its_verdict_not_a_traceback(demo, stack):
+    """The run page is where users look first: a deployment run that failed (the demo's) or
+    was refused (a selection that matches nothing) logs its verdict and its failed nodes as
+    errors, and no engine traceback after them."""
+    api = prefect_server.api_client(stack.api_url)
+    [_, (_, failed_id)] = demo.run_links()
+    deployment = api.get("/deployments/name/dbt/run-local").raise_for_status().json()
+    nothing = {"parameters": {"selector": "", "select": "no_such_model"}}
+    refused_id = (
+        api.post(f"/deployments/{deployment['id']}/create_flow_run", json=nothing)
+        .raise_for_status()
+        .json()["id"]
+    )
+    for run_id, verdict in (
+        (failed_id, "model.shop.int_orders_enriched ("),
+        (refused_id, "no_such_model"),
+    ):
+        # Once the run is final and its process has exited, every line it wrote is in.
+        assert _wait_until(lambda r=run_id: _state_type(api, r) == "FAILED", 300), run_id
+        assert _wait_until(lambda r=run_id: not _process_of_run_alive(r), 120), run_id
+        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        assert run["state_type"] == "FAILED" and verdict in run["state"]["message"], run["state"]
+        logs = _all_logs(api, run_id)
+        text = "\n".join(log["message"] for log in logs)
+        assert "Traceback" not in text and "Engine execution" not in text, text[-3000:]
+        errors = [log["message"] for log in logs if log["level"] >= 40]
+        assert errors, text[-3000:]
+        for message in errors:  # the failed nodes, the verdict, Prefect's final state: no more
+            assert message.startswith(
+                ("error model.", "fail test.", "Finished in state Failed")
+            ) or message.endswith("; nothing was run"), message
 
 
 def test_a_model_slowed_on_purpose_is_alerted_as_slower_than_usual_and_no_other(stack):
