@@ -44,6 +44,8 @@ _NOT_RUN = {
     "then 2,000 synthetic runs)",
     "make bench-only-changed": "a benchmark of minutes (a 300-model project built in full "
     "and only-changed, side by side)",
+    "make bench-diff": "a benchmark of minutes (tables of 1M and 10M rows on DuckDB and "
+    "PostgreSQL, diffed three times each)",
     "make infra-synth": "synthesizes the CDK app in node for about a minute; tests/infra "
     "synthesize the same app",
 }
