@@ -7,12 +7,11 @@ missing output of the infrastructure stack would deploy the literal text `{{ $FE
 
 The ECS pool's base job template is prefect-aws's default plus what ferry's job variables need
 (`ecs_base_job_template`); regenerate the committed copy when prefect-aws changes with
-`python -m flows.deployments write-ecs-template`.
+`ferry release ecs-template`.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -295,26 +294,3 @@ def deploy(env_name: str, env: Mapping[str, str], path: Path = PREFECT_YAML) -> 
         env=dict(env),
     )
     return names
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deployments", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    write = commands.add_parser(
-        "write-ecs-template", help="write the ECS work pool's base job template"
-    )
-    write.add_argument(
-        "path",
-        nargs="?",
-        type=Path,
-        default=ECS_BASE_JOB_TEMPLATE,
-        help="where to write it (default: infra/prefect/ecs-base-job-template.json)",
-    )
-    args = parser.parse_args(argv)
-    written = write_ecs_base_job_template(args.path)
-    print(f"wrote {written}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,6 @@
-"""`ferry release bake|promote|scan|deploy|smoke`: an image from its build to production, as the
-Dockerfile and the GitHub workflows run it. Thin: each verb calls one tested function."""
+"""`ferry release bake|promote|scan|deploy|smoke|ecs-template`: an image from its build to
+production, as the Dockerfile and the GitHub workflows run it. Thin: each verb calls one tested
+function."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def add_parser(sub: Any) -> None:
         "gate it on ECR's scan, deploy it by digest, smoke-test it, promote the same bytes.",
     )
     _add_bake(verbs)
+
+    template = leaf(
+        verbs,
+        "ecs-template",
+        _ecs_template,
+        "write the ECS work pool's base job template",
+        "Writes the ECS push pool's base job template: prefect-aws's default plus what ferry's "
+        "job variables need. Regenerate the committed copy after upgrading prefect-aws.",
+    )
+    template.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="where to write it (default: infra/prefect/ecs-base-job-template.json)",
+    )
 
     promote = leaf(
         verbs,
@@ -233,4 +249,14 @@ def _smoke(args: argparse.Namespace) -> ExitCode:
     print(result.describe())
     if not result.passed:
         raise Failed(result.describe())
+    return ExitCode.OK
+
+
+# --- ecs-template: the ECS pool's base job template (flows/deployments.py) ---------------------
+def _ecs_template(args: argparse.Namespace) -> ExitCode:
+    from flows.deployments import ECS_BASE_JOB_TEMPLATE, write_ecs_base_job_template
+
+    with classify(failed=(OSError,)):  # the file cannot be written
+        written = write_ecs_base_job_template(args.path or ECS_BASE_JOB_TEMPLATE)
+    print(f"wrote {written}")
     return ExitCode.OK

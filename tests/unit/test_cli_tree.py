@@ -27,6 +27,7 @@ LEAVES = {
     "ferry release scan",
     "ferry release deploy",
     "ferry release smoke",
+    "ferry release ecs-template",
     "ferry ci schema drop",
     "ferry ci schema sweep",
     "ferry ci stack-env",

@@ -20,7 +20,6 @@ from flows.deployments import (
     ecs_base_job_template,
     job_variables,
     load_deployments,
-    main,
     render_ecs_base_job_template,
     require_pinned_image,
     resolve_env_placeholders,
@@ -236,7 +235,7 @@ def test_placeholders_resolve_as_prefect_deploy_does() -> None:
 
 def test_the_committed_ecs_template_is_the_generated_one() -> None:
     assert ECS_BASE_JOB_TEMPLATE.read_text() == render_ecs_base_job_template(), (
-        "regenerate it: python -m flows.deployments write-ecs-template"
+        "regenerate it: .venv/bin/ferry release ecs-template"
     )
 
 
@@ -257,7 +256,14 @@ def test_the_ecs_template_adds_secrets_sizes_and_drops_worker_settings() -> None
     }
 
 
-def test_write_ecs_template_command(tmp_path: Path) -> None:
+def test_ferry_writes_the_ecs_template_or_fails_saying_why(tmp_path: Path, capsys) -> None:
+    from flows.cli import main
+    from flows.exit_codes import ExitCode
+
     target = tmp_path / "pool" / "ecs.json"
-    assert main(["write-ecs-template", str(target)]) == 0
+    assert main(["release", "ecs-template", str(target)]) == ExitCode.OK
     assert target.read_text() == render_ecs_base_job_template()
+    assert capsys.readouterr().out == f"wrote {target}\n"
+    (tmp_path / "a-file").write_text("")
+    assert main(["release", "ecs-template", str(tmp_path / "a-file" / "x.json")]) == ExitCode.FAILED
+    assert capsys.readouterr().err.startswith("ferry release ecs-template: ")
