@@ -94,3 +94,23 @@ def browser() -> Iterator[Any]:
         )
         yield launched
         launched.close()
+
+
+def offline_page(browser: Any) -> tuple[Any, list[str], list[str]]:
+    """A page that may load files only: (the page, every URL it asked for, its console and
+    page errors). What people look at must work offline."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def only_files(route: Any) -> None:
+        requests.append(route.request.url)
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", only_files)
+    return page, requests, errors

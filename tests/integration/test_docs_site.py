@@ -22,6 +22,7 @@ from flows.run.request import RunRequest
 from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome
 from tests.conftest import SHOP, copy_project, load_generator, make_settings
+from tests.integration.conftest import offline_page
 
 pytestmark = pytest.mark.integration
 
@@ -149,20 +150,7 @@ def test_docs_generate_publishes_to_s3(shop_duckdb: Path, tmp_path: Path) -> Non
 def test_the_published_page_opens_offline_and_shows_a_model_and_its_columns(
     built: Built, browser: Any
 ) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    requests: list[str] = []
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def only_files(route: Any) -> None:
-        requests.append(route.request.url)
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            route.abort()
-
-    page.route("**/*", only_files)
+    page, requests, errors = offline_page(browser)
     url = built.site.as_uri()
     page.goto(f"{url}#!/model/model.shop.dim_customers")
     page.wait_for_selector("text=One row per customer with order history", timeout=20_000)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from flows.artifacts import LocalStore, index_key
+from tests.integration.conftest import offline_page
 
 pytestmark = pytest.mark.integration
 
@@ -132,20 +133,7 @@ def test_the_report_opens_offline_and_draws_every_plot(browser, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"ferry: report of 40 run(s) written to {out}\n"
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    requests: list[str] = []
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def only_files(route: Any) -> None:
-        requests.append(route.request.url)
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            route.abort()
-
-    page.route("**/*", only_files)
+    page, requests, errors = offline_page(browser)
     page.goto(out.as_uri())
     for plot in PLOTS:
         page.wait_for_selector(f"#{plot}.js-plotly-plot .main-svg", timeout=10_000)
