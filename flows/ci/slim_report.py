@@ -6,11 +6,13 @@ exactly what the run recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.artifacts import DOCS_PAGE
 from flows.ci.diff.records import DIFF_FILE, DataDiff
 from flows.ci.diff.render import render as render_diff
 from flows.dbt.nodes import NodeStatus
@@ -50,6 +52,25 @@ class SlimRun:
             return DataDiff.model_validate_json(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise NotARun(f"{path} is not a data diff ferry can read: {exc}") from None
+
+
+def docs_location(docs: str | None) -> str | None:
+    """Where the pull request's docs page is, for `render`: a link as given; a docs run's page
+    (its folder, or `ferry run --json` output) as a path relative to here, as the workflow's
+    artifacts hold it. A docs run that made no page is NO_DOCS, never a refusal: the comment
+    goes out whatever the docs step did."""
+    if docs is None or docs.startswith(("http://", "https://")):
+        return docs
+    try:
+        docs_run = load_run(Path(docs))
+    except NotARun:
+        return NO_DOCS
+    page = docs_run.folder / DOCS_PAGE
+    if not docs_run.summary.get("artifacts") or not page.is_file():  # refused, or failed early
+        return NO_DOCS
+    with contextlib.suppress(ValueError):
+        page = page.resolve().relative_to(Path.cwd())
+    return str(page)
 
 
 def load_run(path: Path) -> SlimRun:

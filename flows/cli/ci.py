@@ -4,7 +4,6 @@ GitHub workflows. Thin: each verb calls one tested function."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -169,18 +168,21 @@ def _add_diff(ci: Any) -> None:
     )
     verb.add_argument(
         "--max-rows",
-        type=_positive(int),
+        type=_at_least(int, 0, above=True),
         default=10_000_000,
         help="above this many rows on either side, compare a sample of keys (default 10000000)",
     )
     verb.add_argument(
         "--budget-s",
-        type=_positive(float),
+        type=_at_least(float, 0, above=True),
         default=600.0,
         help="models not reached within this many seconds are listed as skipped (default 600)",
     )
     verb.add_argument(
-        "--examples", type=int, default=5, help="example rows per kind of change (default 5)"
+        "--examples",
+        type=_at_least(int, 0),
+        default=5,
+        help="example rows per kind of change (default 5)",
     )
     verb.add_argument("--target", help="profiles.yml target (default: FERRY_TARGET, the run's)")
     verb.add_argument("--project-dir", help="dbt project directory (default: dbt_project)")
@@ -189,11 +191,15 @@ def _add_diff(ci: Any) -> None:
     verb.add_argument("--state-from", help="store holding its state (FERRY_STATE_FROM)")
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
+def _at_least(kind: type[int] | type[float], minimum: float, *, above: bool = False) -> Any:
+    """An argparse type: a number of `kind`, at least `minimum` (or above it)."""
+
     def parse(text: str) -> int | float:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        if value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'above' if above else 'at least'} {minimum:g}, not {text}"
+            )
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its message
@@ -209,8 +215,6 @@ def _diff(args: argparse.Namespace) -> ExitCode:
     from flows.run.request import InvalidRunRequest
     from flows.settings import FerrySettings, InvalidSettings
 
-    if args.examples < 0:
-        raise Refused(f"--examples must be 0 or more, not {args.examples}")
     # No such run, no production state, a wrong project, profile or target: bad input. The
     # warehouse unreachable: a failure. A model the warehouse cannot compare is that model's
     # `error` in the diff, not the command's.
@@ -266,7 +270,7 @@ def _stack_env(args: argparse.Namespace) -> ExitCode:
 
 
 def _report(args: argparse.Namespace) -> ExitCode:
-    from flows.ci.slim_report import NotARun, load_run, render
+    from flows.ci.slim_report import NotARun, docs_location, load_run, render
 
     with classify(invalid=(NotARun,)):  # missing, or not what a run (or a diff) writes
         run = load_run(args.run)
@@ -278,30 +282,10 @@ def _report(args: argparse.Namespace) -> ExitCode:
         state_env=args.state_env,
         run_url=args.run_url,
         data_diff=data_diff,
-        docs=_docs_page(args.docs),
+        docs=docs_location(args.docs),
     )
     _write(body, args.out)
     return ExitCode.OK
-
-
-def _docs_page(docs: str | None) -> str | None:
-    """A link as given; a docs run's page as a path relative to here (as the workflow's
-    artifacts hold it). A docs run that made no page is said so, never a refusal: the comment
-    goes out whatever the docs step did."""
-    from flows.ci.slim_report import NO_DOCS, NotARun, load_run
-
-    if docs is None or docs.startswith(("http://", "https://")):
-        return docs
-    try:
-        docs_run = load_run(Path(docs))
-    except NotARun:
-        return NO_DOCS
-    page = docs_run.folder / "docs" / "index.html"
-    if not docs_run.summary.get("artifacts") or not page.is_file():  # refused, or failed early
-        return NO_DOCS
-    with contextlib.suppress(ValueError):
-        page = page.resolve().relative_to(Path.cwd())
-    return str(page)
 
 
 def _comment(args: argparse.Namespace) -> ExitCode:

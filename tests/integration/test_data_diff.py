@@ -99,7 +99,7 @@ def pull_request(project: Path, cutoff: str) -> None:
     (marts / "marketing" / "fct_to_remove.sql").unlink()
 
 
-class Warehouse:
+class Production:
     """Production's tables, read directly (not through ferry)."""
 
     def __init__(self, kind: str, schema: str, duckdb_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_a_pull_request_diff_counts_what_each_change_did(
         built = run(RunRequest.build(command=command, target=kind), prod).summary
         assert built.outcome is Outcome.SUCCESS, built.verdict
 
-    wh = Warehouse(kind, prod_schema, tmp_path / "shop.duckdb")
+    wh = Production(kind, prod_schema, tmp_path / "shop.duckdb")
     cutoff = str(wh.one("select min(order_date) + 20 from {prod}.fct_daily_revenue"))[:10]
     expected = {
         "sessions_email": wh.one(
@@ -328,6 +328,14 @@ def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
     flags = ["--project-dir", str(project), "--profiles-dir", str(project)]
     assert main(["ci", "diff", str(tmp_path / "nope"), *flags]) == 2
     assert capsys.readouterr().err.startswith(f"ferry ci diff: {tmp_path / 'nope'} holds no run")
+    for flag, value, says in (
+        ("--max-rows", "0", "must be above 0, not 0"),
+        ("--budget-s", "-1", "must be above 0, not -1"),
+        ("--examples", "-1", "must be at least 0, not -1"),
+    ):
+        with pytest.raises(SystemExit) as refused:  # argparse's own usage error: exit 2
+            main(["ci", "diff", str(tmp_path / "nope"), flag, value])
+        assert refused.value.code == 2 and says in capsys.readouterr().err, flag
 
     ci = make_settings(project, tmp_path, env="ci-pr-9", artifacts=str(tmp_path / "ci"))
     slim = run(RunRequest.build(command="run", select="stg_web__sessions"), ci).summary

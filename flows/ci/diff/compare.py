@@ -1,10 +1,11 @@
 """Comparing each model's two relations in the warehouse, within a time budget.
 
-A few statements per model, each an aggregate: the row counts, then with a key the duplicate
-check, the keyed diff and a few examples; without one, the multiset difference and the column
-profiles. Above `max_rows` on either side a keyed diff runs on a sample of keys chosen by a hash
-of the key, the same keys on both sides. A model whose statements fail is that model's `error`;
-the others go on.
+A few statements per model, each an aggregate: the row counts (and null keys), then with a key
+the keyed diff and, when something differs, a few examples; without one, the multiset difference
+and the column profiles. A key that repeats shows as a join that multiplied rows: only then (or
+before a sample, whose sizes are unknown) is it checked on its own. Above `max_rows` on either
+side a keyed diff runs on a sample of keys chosen by a hash of the key, the same keys on both
+sides. A model whose statements fail is that model's `error`; the others go on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from flows.ci.diff.records import (
     Rows,
     TypeChange,
 )
-from flows.ci.diff.sql import SAMPLE_BUCKETS, Compared, Pair, dialect_of
+from flows.ci.diff.sql import SAMPLE_BUCKETS, Compared, Pair, count, dialect_of
 from flows.ci.diff.targets import Relation, Target
 from flows.dbt.warehouse import Column, QueryFailed
 
@@ -134,7 +135,6 @@ class _ModelComparison:
             rows = self._count(target.base) if target.base and base_columns else None
             return _listed(target, DiffStatus.REMOVED).model_copy(
                 update={
-                    "key": None,
                     "rows": Rows(base=rows),
                     "columns": Columns(removed=[c.name for c in base_columns]),
                 }
@@ -160,8 +160,7 @@ class _ModelComparison:
         return self.warehouse.columns(relation.database, relation.schema, relation.identifier)
 
     def _count(self, relation: Relation) -> int:
-        pair = Pair(relation.sql, relation.sql, self.dialect)
-        return int(self.warehouse.query(pair.count(relation.sql))[0][0])
+        return int(self.warehouse.query(count(relation.sql))[0][0])
 
     def _compare(
         self, base: Relation, pr: Relation, base_columns: list[Column], pr_columns: list[Column]
@@ -180,15 +179,7 @@ class _ModelComparison:
         )
         changed_type = {t.column.lower() for t in columns.type_changed}
         key, why_no_key = self._key(by_name, pr_by_name, changed_type)
-        shared = [
-            Compared(
-                name=c.name,
-                as_text=c.name.lower() in changed_type,
-                sensitive=c.name.lower() in target.sensitive,
-            )
-            for c in pr_columns
-            if c.name.lower() in by_name and c.name.lower() not in {k.lower() for k in key}
-        ]
+        shared = self._shared(pr_columns, by_name, changed_type, key)
         pair = Pair(base.sql, pr.sql, self.dialect)
         base_rows, base_nulls, pr_rows, pr_nulls = (
             int(n or 0) for n in self.warehouse.query(pair.counts(key))[0]
@@ -207,13 +198,9 @@ class _ModelComparison:
                 base_bad, pr_bad = self._bad_keys(pair, key, share)
                 why_no_key = self._not_a_key(key, base_bad, pr_bad, "not unique")
                 keyed = None
-        if why_no_key and key:
+        if why_no_key and key:  # compared as multisets: the key's columns are compared too
             key = []
-            shared = [
-                Compared(c.name, c.name.lower() in changed_type, c.name.lower() in target.sensitive)
-                for c in pr_columns
-                if c.name.lower() in by_name
-            ]
+            shared = self._shared(pr_columns, by_name, changed_type, key)
         found = ModelDiff(
             unique_id=target.unique_id,
             name=target.name,
@@ -236,6 +223,25 @@ class _ModelComparison:
         if differs or columns.changed or base_rows != pr_rows:
             found = found.model_copy(update={"status": DiffStatus.CHANGED})
         return found
+
+    def _shared(
+        self,
+        pr_columns: list[Column],
+        base: dict[str, Column],
+        changed_type: set[str],
+        key: list[str],
+    ) -> list[Compared]:
+        """The columns both sides have, but the key's, in the pull request's order."""
+        keys = {k.lower() for k in key}
+        return [
+            Compared(
+                name=c.name,
+                as_text=c.name.lower() in changed_type,
+                sensitive=c.name.lower() in self.target.sensitive,
+            )
+            for c in pr_columns
+            if c.name.lower() in base and c.name.lower() not in keys
+        ]
 
     def _key(
         self, base: dict[str, Column], pr: dict[str, Column], changed_type: set[str]

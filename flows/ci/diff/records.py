@@ -139,10 +139,3 @@ class DataDiff(BaseModel):
     budget_s: float
     values_shown: bool
     models: list[ModelDiff]
-
-    def counts(self) -> dict[str, int]:
-        """Models per status, in DiffStatus's order."""
-        found = {status.value: 0 for status in DiffStatus}
-        for model in self.models:
-            found[model.status.value] += 1
-        return {status: n for status, n in found.items() if n}

@@ -3,6 +3,8 @@ details folded (`<details>`), short enough for one GitHub comment."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from flows.ci.diff.records import DataDiff, DiffStatus, ModelDiff
 
 _ICONS = {
@@ -29,12 +31,8 @@ _VALUE = 60  # characters of a value shown
 
 def render(found: DataDiff) -> str:
     """The "What changed in the data" section (markdown)."""
-    found_counts = found.counts()
-    counts = ", ".join(
-        f"{found_counts[status.value]} {status.value}"
-        for status in _ORDER
-        if status.value in found_counts
-    )
+    per_status = Counter(model.status for model in found.models)
+    counts = ", ".join(f"{per_status[s]} {s.value}" for s in _ORDER if per_status[s])
     lines = [
         "### What changed in the data",
         "",

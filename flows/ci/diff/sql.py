@@ -57,14 +57,9 @@ def _list(items: list[str], indent: int) -> str:
     return (",\n" + " " * indent).join(items)
 
 
-def _rest(columns: list[Compared]) -> str:
-    """The examples' per-column fields, as `examples` picked them."""
-    names = []
-    for i, column in enumerate(columns):
-        names.append(f"__ferry_d{i}")
-        if not column.sensitive:
-            names += [f"__ferry_b{i}", f"__ferry_p{i}"]
-    return ", ".join(names) or "0 as none_"
+def count(relation: str) -> str:
+    """Rows of one relation (a model new in, or removed by, the pull request)."""
+    return f"select count(*) from {relation}"
 
 
 def quote(identifier: str) -> str:
@@ -135,10 +130,6 @@ class Pair:
             f"from ({side(self.base)}) as b\ncross join ({side(self.pr)}) as p"
         )
 
-    def count(self, relation: str) -> str:
-        """Rows of one relation (a model new in, or removed by, the pull request)."""
-        return f"select count(*) from {relation}"
-
     def duplicate_keys(self, key: list[str], share: int | None) -> str:
         """Keys that are null or not unique on each side: one row (base, pr).
 
@@ -191,17 +182,18 @@ class Pair:
             "else 'changed' end"
         )
         keys = [f"__ferry_k{i}" for i in range(len(key))]
-        picked = [f"{kind} as kind", *keys]
         order = ", ".join(f"__ferry_o{i}" for i in range(len(key)))  # the key's own order
+        fields = [*keys]
         for i, column in enumerate(columns):
-            picked.append(f"__ferry_d{i}")
+            fields.append(f"__ferry_d{i}")
             if not column.sensitive:
-                picked += [f"__ferry_b{i}", f"__ferry_p{i}"]
+                fields += [f"__ferry_b{i}", f"__ferry_p{i}"]
+        picked = _list([f"{kind} as kind", *fields], 8)
         return (
-            f"{joined},\nranked as (\n    select\n        {_list(picked, 8)},\n"
+            f"{joined},\nranked as (\n    select\n        {picked},\n"
             f"        row_number() over (partition by {kind} order by {order}) as rn\n"
             f"    from joined\n    where in_base is null or in_pr is null or {any_diff} > 0\n)\n"
-            f"select {', '.join(['kind', *keys])}, {_rest(columns)}\nfrom ranked\n"
+            f"select {', '.join(['kind', *fields])}\nfrom ranked\n"
             f"where rn <= {per_kind}\norder by kind, rn"
         )
 
