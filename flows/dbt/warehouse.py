@@ -67,7 +67,7 @@ class Warehouse:
         finally:
             self._end_transaction()
         return [
-            Column(name=str(c.name), data_type=str(c.data_type), numeric=_is_number(c))
+            Column(name=str(c.name), data_type=str(c.data_type), numeric=is_number(c))
             for c in found
         ]
 
@@ -103,11 +103,11 @@ class Warehouse:
 
 
 _NUMBER = re.compile(
-    r"^(u?(tiny|small|big|huge)?int\w*|int\d?|numeric|decimal|real|float\d?|double)"
+    r"^(u?(tiny|small|big|huge)?int(eger)?\d*|numeric|decimal|real|float\d*|double)\b"
 )
 
 
-def _is_number(column: Any) -> bool:
+def is_number(column: Any) -> bool:
     """dbt's own test knows PostgreSQL's names; DuckDB adds TINYINT, HUGEINT, UBIGINT..."""
     if column.is_numeric() or column.is_integer() or column.is_float():
         return True
