@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_project import DUCKDB_FILE_NAME, generate
 
-from flows import prefect_server as local_prefect
+from flows.prefect import server as local_prefect
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

@@ -19,17 +19,17 @@ from prefect.runtime import deployment, flow_run
 from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
-from flows import prefect_api
 from flows.dbt.commands import DbtCommand
-from flows.node_runs import PrefectNodeReporter
+from flows.prefect import api as prefect_api
+from flows.prefect.events import emit_crash, emit_findings, emit_invalid, emit_outcome
+from flows.prefect.node_runs import PrefectNodeReporter
+from flows.prefect.writer_slot import writer_slot
 from flows.run import metrics
-from flows.run.events import emit_crash, emit_findings, emit_invalid, emit_outcome
 from flows.run.owner import RunReport, run
 from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
 from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome, Refusal
 from flows.settings import FerrySettings, InvalidSettings, settings_of_this_run
-from flows.writer_slot import writer_slot
 
 F = TypeVar("F", bound=Callable[..., Any])
 

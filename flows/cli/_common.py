@@ -117,7 +117,7 @@ def aws_client(service: Literal["ecr", "cloudformation"]) -> Any:
 def prefect_api_url(what: str) -> str:
     """The Prefect API in PREFECT_API_URL (or the active profile); without one, Prefect would
     quietly use a throwaway in-process server, so that is bad input."""
-    from flows import prefect_api
+    from flows.prefect import api as prefect_api
 
     url = prefect_api.configured_url()
     if not url:

@@ -42,10 +42,10 @@ def _apply(args: argparse.Namespace) -> ExitCode:
     import httpx
     from prefect.client.orchestration import get_client
 
-    from flows import writer_slot
-    from flows.deployments import DeploymentConfigError, environments
     from flows.notify import automations, channels
     from flows.notify.changes import Change, NotifyConfigError
+    from flows.prefect import writer_slot
+    from flows.prefect.deployments import DeploymentConfigError, environments
 
     api_url = prefect_api_url("to change")
     path = Path(args.file)
@@ -58,7 +58,8 @@ def _apply(args: argparse.Namespace) -> ExitCode:
                     spec.channels, client, os.environ, dry_run=args.dry_run
                 )
             # One writer at a time per environment the deployments beside this file run in
-            # (flows/writer_slot.py): their global concurrency limits go with the automations.
+            # (flows/prefect/writer_slot.py): their global concurrency limits go with the
+            # automations.
             envs = environments(path.resolve().with_name("prefect.yaml"))
             changes = await automations.apply(spec, client, dry_run=args.dry_run)
             return changes + await writer_slot.apply_limits(envs, client, dry_run=args.dry_run)

@@ -129,13 +129,13 @@ def _bake(args: argparse.Namespace) -> ExitCode:
 
     from flows.dbt.bake import BakeError, BakeSpec, bake
     from flows.dbt.profiles import DbtProject
-    from flows.run.request import InvalidRunRequest
+    from flows.dbt.errors import InvalidDbtInput
     from flows.settings import FerrySettings, InvalidSettings
 
     # The settings, the spec, the project and its target: bad input. dbt failing to parse the
     # project, or a state that runs would not re-use: the bake failed.
     with classify(
-        invalid=(InvalidSettings, InvalidRunRequest, ValidationError), failed=(BakeError, OSError)
+        invalid=(InvalidSettings, InvalidDbtInput, ValidationError), failed=(BakeError, OSError)
     ):
         settings = FerrySettings.from_env(
             project_dir=args.project_dir,
@@ -188,15 +188,20 @@ def _scan(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-# --- deploy, smoke: Prefect (flows/deployments.py, flows/ci/smoke.py) -------------------------
+# --- deploy, smoke: Prefect (flows/prefect/deployments.py, flows/ci/smoke.py) -----------------
 def _deploy(args: argparse.Namespace) -> ExitCode:
     import asyncio
 
     import httpx
     from prefect.client.orchestration import get_client
 
-    from flows import writer_slot
-    from flows.deployments import DeploymentConfigError, check_deployable, deploy, environments
+    from flows.prefect import writer_slot
+    from flows.prefect.deployments import (
+        DeploymentConfigError,
+        check_deployable,
+        deploy,
+        environments,
+    )
 
     path = args.prefect_file.resolve()
     # prefect.yaml missing or wrong, a {{ $VAR }} unset, an image not pinned by digest, no
@@ -252,9 +257,9 @@ def _smoke(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-# --- ecs-template: the ECS pool's base job template (flows/deployments.py) ---------------------
+# --- ecs-template: the ECS pool's base job template (flows/prefect/deployments.py) -------------
 def _ecs_template(args: argparse.Namespace) -> ExitCode:
-    from flows.deployments import ECS_BASE_JOB_TEMPLATE, write_ecs_base_job_template
+    from flows.prefect.deployments import ECS_BASE_JOB_TEMPLATE, write_ecs_base_job_template
 
     with classify(failed=(OSError,)):  # the file cannot be written
         written = write_ecs_base_job_template(args.path or ECS_BASE_JOB_TEMPLATE)

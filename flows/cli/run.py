@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         params["command"] = parse_command(args.command).value
     no_prefect = args.no_prefect
     if not no_prefect:
-        from flows import prefect_api
+        from flows.prefect import api as prefect_api
 
         api_url = prefect_api.configured_url()
         if api_url is None:
@@ -167,8 +167,8 @@ def _run_flow(params: dict[str, Any], settings: FerrySettings, *, as_json: bool)
     bookkeeping, so an API that fails after dbt ended cannot change it (or hold the process)."""
     import inspect
 
-    from flows import prefect_api
     from flows.dbt_flow import dbt_flow, finished_in_this_process
+    from flows.prefect import api as prefect_api
     from flows.settings import passed_to_runs
 
     def farewell(outcome: Any) -> None:  # from the API's watchdog, while dbt's console is on

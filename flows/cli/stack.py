@@ -1,4 +1,7 @@
-"""`ferry stack up|down|demo`: the local stack of `make demo` on 127.0.0.1 (flows/local_stack)."""
+"""`ferry stack up|down|demo`: the local stack of `make demo` on 127.0.0.1.
+
+The stack itself is flows/prefect/local_stack.py.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _stack(args: argparse.Namespace) -> Any:
-    from flows import local_stack
+    from flows.prefect import local_stack
 
     if not 0 < args.port < 65535:
         raise Refused(f"--port {args.port} is no port: 1 to 65534 (the receiver takes +1)")
@@ -69,7 +72,7 @@ def _failures() -> tuple[type[BaseException], ...]:
 
 
 def _up(args: argparse.Namespace) -> ExitCode:
-    from flows import local_stack
+    from flows.prefect import local_stack
 
     stack = _stack(args)
     with classify(failed=_failures()):
@@ -79,17 +82,17 @@ def _up(args: argparse.Namespace) -> ExitCode:
 
 
 def _demo(args: argparse.Namespace) -> ExitCode:
-    from flows import local_stack
+    from flows.prefect import local_stack
 
     stack = _stack(args)
     with classify(failed=_failures()):
-        if local_stack.demo(stack, partial(print, flush=True)) != 0:
+        if local_stack.demo(stack, partial(print, flush=True)) != ExitCode.OK:
             raise Failed("the failed run's alert did not arrive (see above)")
     return ExitCode.OK
 
 
 def _down(args: argparse.Namespace) -> ExitCode:
-    from flows import local_stack
+    from flows.prefect import local_stack
 
     home = _home(args)
     with classify(failed=(OSError,)):

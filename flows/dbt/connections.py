@@ -2,9 +2,9 @@
 
 dbt runs in the flow's own process (flows.dbt.invoke), and dbt-duckdb keeps its DuckDB database
 open at class level until the interpreter exits - and with it the file's lock, which admits one
-process at a time. A run that let go of its writer slot (flows.writer_slot) while still holding
-the file would hand the next run an "IO Error: Could not set lock on file". `close_local_databases`
-closes it; the next dbt invocation of this process opens it again.
+process at a time. A run that let go of its writer slot (flows.prefect.writer_slot) while still
+holding the file would hand the next run an "IO Error: Could not set lock on file".
+`close_local_databases` closes it; the next dbt invocation of this process opens it again.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def run(
     Args:
         run_id: names the run in the artifact store; the flow run id when there is one.
         writer_slot: held around dbt's execution (not its parse), so one invocation at a time
-            writes to the environment's warehouse (flows.writer_slot); none without Prefect.
+            writes to the environment's warehouse (flows.prefect.writer_slot); none without Prefect.
 
     Raises:
         InvalidRunRequest: the request cannot run; nothing was executed or stored.

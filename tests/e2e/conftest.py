@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flows import prefect_server
+from flows.prefect import server as prefect_server
 
 FERRY = Path(sys.executable).with_name("ferry")
 

@@ -27,10 +27,11 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Failed
 
-from flows import writer_slot
+from flows.exit_codes import ExitCode
 from flows.notify import automations, channels
 from flows.notify.changes import Change
-from flows.prefect_server import free_port
+from flows.prefect import writer_slot
+from flows.prefect.server import free_port
 from tests.e2e.conftest import run_ferry
 
 pytestmark = pytest.mark.e2e
@@ -178,7 +179,7 @@ def ferry_automations(api) -> list[dict[str, Any]]:
 
 
 def lines(proc) -> list[str]:
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.OK, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()
 
 
@@ -192,7 +193,10 @@ def test_applying_twice_leaves_exactly_one_of_each(
 
     # Automations need their channels' blocks, and say so.
     refused = ferry("alerts", "automations", "apply")
-    assert refused.returncode == 2 and "run `ferry alerts channels apply` first" in refused.stderr
+    assert (
+        refused.returncode == ExitCode.INVALID
+        and "run `ferry alerts channels apply` first" in refused.stderr
+    )
 
     assert lines(ferry("alerts", "channels", "apply", "--dry-run")) == [
         f"(dry run) created: {b}" for b in blocks
@@ -320,12 +324,12 @@ def test_bad_input_is_refused_and_an_unreachable_api_is_a_failure(tmp_path):
         (ferry(closed, "automations", "--file", str(broken)), "automations", "not valid YAML"),
         (ferry(closed, "channels", env=no_secrets), "channels", "missing secrets: set FERRY_"),
     ):
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == ExitCode.INVALID, result.stdout + result.stderr
         assert result.stderr.startswith(f"ferry alerts {noun} apply: "), result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     for noun in ("channels", "automations"):
         result = ferry(closed, noun)
-        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
         assert result.stderr.startswith(
             f"ferry alerts {noun} apply: the Prefect API at {closed} failed"
         ), result.stderr

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import prefect_server
-from flows.prefect_server import free_port
+from flows.exit_codes import ExitCode
+from flows.prefect import server as prefect_server
+from flows.prefect.server import free_port
 from tests.conftest import REPO
 from tests.e2e.conftest import run_ferry
 
@@ -108,7 +109,7 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     result = run_ferry(
         api, "release", "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.OK, result.stdout[-2000:] + result.stderr[-2000:]
     # staging's writers queue on their environment's limit, there before the first run
     assert "created: concurrency limit ferry-writer-staging" in result.stdout
     assert writer_limits(api) == {"ferry-writer-staging": 1}
@@ -126,7 +127,7 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     again = run_ferry(
         api, "release", "deploy", "--env", "staging", cwd=REPO, env={**INFRA, "FERRY_IMAGE": image}
     )
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.returncode == ExitCode.OK, again.stdout[-2000:] + again.stderr[-2000:]
     assert "unchanged: concurrency limit ferry-writer-staging" in again.stdout
     assert writer_limits(api) == {"ferry-writer-staging": 1}
 
@@ -143,7 +144,7 @@ def test_a_failing_prefect_deploy_ends_with_exit_1_and_no_traceback(prefect_api)
         cwd=REPO,
         env={**INFRA, "FERRY_IMAGE": image},
     )
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.FAILED, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "ferry release deploy: " in result.stderr and "failed with exit code" in result.stderr
     assert deployment(prefect_api, "run-prod") is None
@@ -151,7 +152,7 @@ def test_a_failing_prefect_deploy_ends_with_exit_1_and_no_traceback(prefect_api)
 
 def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
     """Exit code 2, one `ferry release deploy: ` line naming the problem, no traceback."""
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.INVALID, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stderr.startswith("ferry release deploy: "), result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -178,6 +179,6 @@ def test_an_unreachable_prefect_api_is_a_failure():
         cwd=REPO,
         env={**INFRA, "FERRY_IMAGE": image},
     )
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == ExitCode.FAILED, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stderr.startswith(f"ferry release deploy: the Prefect API at {closed} failed")
     assert "Traceback" not in result.stderr

@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows import local_stack, prefect_server
 from flows.dbt.commands import DbtCommand
-from flows.prefect_server import free_port
-from flows.writer_slot import writer_slot
+from flows.exit_codes import ExitCode
+from flows.prefect import local_stack
+from flows.prefect import server as prefect_server
+from flows.prefect.server import free_port
+from flows.prefect.writer_slot import writer_slot
 from tests.conftest import REPO
 from tests.e2e.conftest import FERRY, Api
 
@@ -90,7 +92,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
 
 @pytest.fixture(scope="module")
 def stack(demo: Demo) -> local_stack.Stack:
-    assert demo.returncode == 0, demo.transcript + demo.stderr
+    assert demo.returncode == ExitCode.OK, demo.transcript + demo.stderr
     return demo.stack
 
 
@@ -101,7 +103,7 @@ def _time(value: str) -> datetime:
 def test_the_demo_says_each_step_as_it_happens(demo):
     transcript = demo.transcript
     print(f"\n{transcript}")
-    assert demo.returncode == 0, transcript + demo.stderr
+    assert demo.returncode == ExitCode.OK, transcript + demo.stderr
     said = [text for _, text in demo.lines]
     ui = demo.stack.ui_url
     assert ui in said[0], transcript  # the address first: the runs can be watched live
@@ -413,20 +415,20 @@ def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
         )  # fmt: skip
 
     ok = smoke("dbt/run-local", {"command": "run", "select": "stg_shop__customers"})
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.returncode == ExitCode.OK, ok.stdout + ok.stderr
     assert "ended COMPLETED" in ok.stdout
 
     failing = smoke(
         "dbt/run-local",
         {"command": "run", "select": "int_orders_enriched", "vars": FAILING["vars"]},
     )
-    assert failing.returncode == 1
+    assert failing.returncode == ExitCode.FAILED
     assert "ended FAILED" in failing.stdout and "int_orders_enriched" in failing.stdout
     assert failing.stderr.splitlines()[-1].startswith("ferry release smoke: flow run ")
 
     # The deployment's parameter schema refuses it: no run is made.
     refused = smoke("dbt/run-local", {"command": "run", "threads": "many"})
-    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.returncode == ExitCode.INVALID, refused.stdout + refused.stderr
     assert "Validation failed for field 'threads'" in refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -469,16 +471,16 @@ def test_the_smoke_command_refuses_bad_input_and_fails_on_the_api(stack, tmp_pat
         (smoke(prefect_api, "--deployment", "dbt/nope-local"), "'dbt/nope-local' does not exist"),
         (smoke("", *idle), "set PREFECT_API_URL"),
     ):
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == ExitCode.INVALID, result.stdout + result.stderr
         assert result.stderr.startswith("ferry release smoke: "), result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
     late = smoke(prefect_api, *idle, "--params", '{"command": "run"}', "--timeout", "1")
-    assert late.returncode == 1, late.stdout + late.stderr
+    assert late.returncode == ExitCode.FAILED, late.stdout + late.stderr
     assert "did not finish in time (still SCHEDULED)" in late.stderr
     closed = f"http://127.0.0.1:{free_port()}/api"
     unreachable = smoke(closed, *idle)
-    assert unreachable.returncode == 1, unreachable.stdout + unreachable.stderr
+    assert unreachable.returncode == ExitCode.FAILED, unreachable.stdout + unreachable.stderr
     assert unreachable.stderr.startswith(f"ferry release smoke: the Prefect API at {closed} failed")
     assert "Traceback" not in late.stderr + unreachable.stderr
 
@@ -500,7 +502,7 @@ def test_a_home_or_port_that_cannot_be_is_refused(tmp_path):
         (("up", "--home", str(tmp_path / "demo"), "--port", "65535"), "--port 65535 is no port"),
     ):
         result = _stack(*args)
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == ExitCode.INVALID, result.stdout + result.stderr
         assert result.stderr.startswith(f"ferry stack {args[0]}: "), result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "demo").exists()
@@ -513,7 +515,7 @@ def test_a_server_that_cannot_start_is_a_failure(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = _stack("up", "--home", str(tmp_path / "demo"), "--port", str(port))
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
     assert result.stderr.startswith(
         f"ferry stack up: Prefect server on port {port} did not start"
     ), result.stderr

@@ -11,7 +11,7 @@ from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
-from flows.node_runs import PrefectNodeReporter
+from flows.prefect.node_runs import PrefectNodeReporter
 from flows.settings import NodeReporting
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import prefect_server
+from flows.exit_codes import ExitCode
+from flows.prefect import server as prefect_server
 from tests.conftest import load_generator
 from tests.e2e.conftest import FERRY
 
@@ -80,7 +81,7 @@ def test_an_api_that_dies_mid_run_holds_the_verdict_only_for_the_wait_setting(sh
     reader.join(timeout=10)
     err = "".join(stderr)
     assert killed.is_set(), err[-3000:]
-    assert proc.returncode == 0, err[-3000:]  # the build passed (with a warning): exit 0
+    assert proc.returncode == ExitCode.OK, err[-3000:]  # the build passed (with a warning): exit 0
     summary = json.loads(stdout)
     assert summary["outcome"] == "warnings"
     waited = (ended - datetime.fromisoformat(summary["finished_at"])).total_seconds()
@@ -96,7 +97,7 @@ def test_an_unreachable_api_fails_fast_naming_it(shop_env, tmp_path):
     started = time.monotonic()
     proc = ferry({**shop_env, "PREFECT_API_URL": url}, "--select", "stg_shop__customers")
     elapsed = time.monotonic() - started
-    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stderr[-2000:]
     assert url in proc.stderr and "--no-prefect" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert elapsed < 15, elapsed  # seconds, not Prefect's minute of retries
@@ -105,11 +106,11 @@ def test_an_unreachable_api_fails_fast_naming_it(shop_env, tmp_path):
 
 def test_without_an_api_it_runs_without_prefect_and_bad_input_always_exits_2(shop_env, tmp_path):
     ok = ferry(shop_env, "--command", "run", "--select", "stg_shop__customers")
-    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.returncode == ExitCode.OK, ok.stderr[-2000:]
     assert "running without Prefect" in ok.stderr
     assert json.loads(ok.stdout)["flow_run_id"] is None
     for _ in range(5):  # the same bad input, the same exit code, every time
         bad = ferry(shop_env, "--select", "no_such_model")
-        assert bad.returncode == 2, bad.stderr[-2000:]
+        assert bad.returncode == ExitCode.INVALID, bad.stderr[-2000:]
         assert "matches no node" in bad.stderr and "Traceback" not in bad.stderr
         assert json.loads(bad.stdout)["outcome"] == "invalid"

@@ -24,8 +24,10 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from flows import prefect_server, writer_slot
 from flows.dbt.commands import DbtCommand
+from flows.exit_codes import ExitCode
+from flows.prefect import server as prefect_server
+from flows.prefect import writer_slot
 from tests.conftest import load_generator
 from tests.e2e.conftest import FERRY
 
@@ -115,7 +117,7 @@ def test_a_second_writer_of_the_environment_waits_for_the_first(on_api):
         with writer_slot.writer_slot(env, DbtCommand.RUN, "postgres"):
             order.append("second writes")
 
-    with Heard("flows.writer_slot") as heard, ThreadPoolExecutor(1) as pool:
+    with Heard("flows.prefect.writer_slot") as heard, ThreadPoolExecutor(1) as pool:
         first_run = pool.submit(contextvars.copy_context().run, first)
         assert writing.wait(60) and holder_id, heard.lines
         holder = prefect_server.api_client(on_api).get(f"/flow_runs/{holder_id[0]}").json()
@@ -135,7 +137,10 @@ def test_a_second_writer_of_the_environment_waits_for_the_first(on_api):
 
 def test_a_missing_limit_lets_the_run_go_on_and_is_not_created(on_api):
     env = f"e2e-{uuid.uuid4().hex[:8]}"
-    with Heard("flows.writer_slot") as heard, writer_slot.writer_slot(env, DbtCommand.BUILD, "x"):
+    with (
+        Heard("flows.prefect.writer_slot") as heard,
+        writer_slot.writer_slot(env, DbtCommand.BUILD, "x"),
+    ):
         ran = True
     assert ran
     assert heard.wait_for(f"no global concurrency limit 'ferry-writer-{env}'", 1), heard.lines
@@ -223,7 +228,7 @@ def test_a_run_holding_the_slot_ends_with_its_verdict_when_the_api_goes_away(
     err = "".join(stderr)
     assert killed.is_set(), err[-3000:]
     assert "holding ferry-writer-local" in err, err[-3000:]
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == ExitCode.OK, err[-3000:]
     # Neither giving the slot back nor the rest waits out Prefect's minute of retries: at most
     # RELEASE_WAIT_S, then FERRY_PREFECT_API_WAIT_S (5 s), and the run's own few seconds.
     assert ended_at - killed_at[0] < writer_slot.RELEASE_WAIT_S + 5 + 20, err[-3000:]

@@ -12,10 +12,10 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.dbt.connections import close_local_databases
+from flows.prefect.writer_slot import writer_slot
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
-from flows.writer_slot import writer_slot
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration

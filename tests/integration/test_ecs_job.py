@@ -45,7 +45,7 @@ from prefect.utilities.schema_tools import validate
 from prefect_aws.workers import ecs_worker
 from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
 
-from flows.deployments import (
+from flows.prefect.deployments import (
     ECS_BASE_JOB_TEMPLATE,
     WORKER_LOCAL_SETTINGS,
     job_variables,

@@ -9,7 +9,8 @@ import pytest
 
 from flows.ci.github import GitHub, GitHubError
 from flows.cli import main
-from flows.prefect_server import free_port
+from flows.exit_codes import ExitCode
+from flows.prefect.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -18,9 +19,9 @@ def test_the_slim_ci_comment_is_created_once_then_updated(github, tmp_path):
     body = tmp_path / "comment.md"
     body.write_text("<!-- ferry:slim-ci -->\nfirst")
     github.comments[7] = [{"id": 1, "body": "a human's comment"}]
-    assert main(["ci", "comment", "--pr", "7", "--file", str(body)]) == 0
+    assert main(["ci", "comment", "--pr", "7", "--file", str(body)]) == ExitCode.OK
     body.write_text("<!-- ferry:slim-ci -->\nsecond")
-    assert main(["ci", "comment", "--pr", "7", "--file", str(body)]) == 0
+    assert main(["ci", "comment", "--pr", "7", "--file", str(body)]) == ExitCode.OK
     assert [c["body"] for c in github.comments[7]] == [
         "a human's comment",
         "<!-- ferry:slim-ci -->\nsecond",
@@ -36,7 +37,9 @@ def test_the_comment_command_refuses_bad_input_and_fails_on_githubs_refusal(
 
     body = tmp_path / "comment.md"
     code, err = comment("--file", str(body))  # not written yet
-    assert code == 2 and err.startswith(f"ferry ci comment: cannot read --file {body}"), err
+    assert code == ExitCode.INVALID and err.startswith(
+        f"ferry ci comment: cannot read --file {body}"
+    ), err
     body.write_text("<!-- ferry:slim-ci -->\nbody")
     monkeypatch.delenv("GITHUB_TOKEN")
     code, err = comment("--file", str(body))
@@ -46,11 +49,15 @@ def test_the_comment_command_refuses_bad_input_and_fails_on_githubs_refusal(
     )
     monkeypatch.setenv("GITHUB_TOKEN", "wrong")
     code, err = comment("--file", str(body))
-    assert code == 1 and err.startswith("ferry ci comment: GitHub GET /repos/o/r/issues/7"), err
+    assert code == ExitCode.FAILED and err.startswith(
+        "ferry ci comment: GitHub GET /repos/o/r/issues/7"
+    ), err
     assert "401" in err and 7 not in github.comments
     monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{free_port()}")
     code, err = comment("--file", str(body))
-    assert code == 1 and err.startswith("ferry ci comment: ") and "refused" in err, err
+    assert code == ExitCode.FAILED and err.startswith("ferry ci comment: ") and "refused" in err, (
+        err
+    )
 
 
 def test_github_errors_carry_the_status(github):

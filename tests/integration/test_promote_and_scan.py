@@ -24,7 +24,8 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from flows.prefect_server import free_port
+from flows.exit_codes import ExitCode
+from flows.prefect.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +97,14 @@ def ferry(
 
 def refused(result: subprocess.CompletedProcess[str], verb: str, message: str) -> None:
     """Exit code 2, the reason on stderr in one `ferry release <verb>: ` line, no traceback."""
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == ExitCode.INVALID, result.stdout + result.stderr
     assert result.stderr.startswith(f"ferry release {verb}: "), result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def failed(result: subprocess.CompletedProcess[str], verb: str, message: str) -> None:
     """Exit code 1, the reason on stderr as `ferry release <verb>: ...`, no traceback."""
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
     assert f"ferry release {verb}: " in result.stderr, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -131,7 +132,7 @@ def test_promotion_copies_the_manifest_and_is_idempotent(ecr, moto_url):
     promote = "promote --repository ferry --from-tag sha-1 --to-tag prod-1"
 
     first = ferry(moto_url, f"{promote} --expect-digest {pushed}")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == ExitCode.OK, first.stderr
     assert f"ferry:prod-1 tagged {pushed}" in first.stdout
     promoted = image(ecr, "prod-1")
     assert promoted["imageId"]["imageDigest"] == pushed
@@ -141,7 +142,7 @@ def test_promotion_copies_the_manifest_and_is_idempotent(ecr, moto_url):
     assert len(details) == 1 and set(details[0]["imageTags"]) == {"sha-1", "prod-1"}
 
     again = ferry(moto_url, promote)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == ExitCode.OK, again.stderr
     assert "already tagged" in again.stdout
     assert len(ecr.describe_images(repositoryName="ferry")["imageDetails"]) == 1
 
@@ -201,7 +202,7 @@ def test_the_scan_gate_blocks_at_the_chosen_severity(ecr, moto_url):
     scan = f"scan --repository ferry --digest {digest} --timeout 30"
     # moto's scan reports a HIGH finding unless told otherwise
     passes = ferry(moto_url, f"{scan} --fail-on CRITICAL")
-    assert passes.returncode == 0, passes.stderr
+    assert passes.returncode == ExitCode.OK, passes.stderr
     assert "nothing at or above CRITICAL" in passes.stdout
     blocks = ferry(moto_url, f"{scan} --fail-on high")
     failed(blocks, "scan", "blocks the release")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import prefect_server
 from flows.notify import automations
+from flows.prefect import server as prefect_server
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

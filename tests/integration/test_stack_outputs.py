@@ -18,8 +18,9 @@ from flows.ci.stack_outputs import (
     stack_env,
 )
 from flows.cli import main
-from flows.deployments import load_deployments, missing_env_placeholders
-from flows.prefect_server import free_port
+from flows.exit_codes import ExitCode
+from flows.prefect.deployments import load_deployments, missing_env_placeholders
+from flows.prefect.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +125,9 @@ def test_the_command_refuses_a_stack_that_is_not_there_or_not_ferrys(capsys):
         (("not-ferry",), "stack 'not-ferry' has no Ferry* outputs"),
     ):
         code, err = stack_env_cli(capsys, *stacks)
-        assert code == 2 and err.startswith("ferry ci stack-env: ") and message in err, err
+        assert (
+            code == ExitCode.INVALID and err.startswith("ferry ci stack-env: ") and message in err
+        ), err
 
 
 def test_the_command_needs_an_aws_region(capsys, monkeypatch):
@@ -133,7 +136,7 @@ def test_the_command_needs_an_aws_region(capsys, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     code, err = stack_env_cli(capsys, "ferry-shared")
     assert (
-        code == 2
+        code == ExitCode.INVALID
         and err == "ferry ci stack-env: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)\n"
     )
 
@@ -145,4 +148,4 @@ def test_an_unreachable_cloudformation_is_a_failure(capsys, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     code, err = stack_env_cli(capsys, "ferry-shared")
-    assert code == 1 and err.startswith("ferry ci stack-env: Could not connect"), err
+    assert code == ExitCode.FAILED and err.startswith("ferry ci stack-env: Could not connect"), err

@@ -22,7 +22,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flows.prefect_server import free_port
+from flows.exit_codes import ExitCode
+from flows.prefect.server import free_port
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
@@ -61,7 +62,7 @@ def ferry_run(project: Path, tmp_path: Path, timeout_s: float, *args: str, **env
 def assert_timed_out_cleanly(
     proc: subprocess.CompletedProcess[str], where: str, stored: set[str] | None = None
 ) -> dict:
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["timed_out"] and summary["outcome"] == "failed"

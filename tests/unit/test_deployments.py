@@ -11,7 +11,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.utilities.schema_tools import validate
 
-from flows.deployments import (
+from flows.prefect.deployments import (
     ECS_BASE_JOB_TEMPLATE,
     WORKER_LOCAL_SETTINGS,
     ImageNotPinnedError,
@@ -124,7 +124,8 @@ def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
     # Across deployments, one writer per environment is the flow's global limit
-    # (flows/writer_slot.py); these queue a deployment's own runs before infrastructure starts.
+    # (flows/prefect/writer_slot.py); these queue a deployment's own runs before infrastructure
+    # starts.
     for name in (f"{kind}-{env}" for kind in KINDS for env in ENVS):
         raw = deployments[name].get("concurrency_limit")
         assert isinstance(raw, dict) and "collision_strategy" in raw, name

@@ -11,7 +11,7 @@ import pytest
 from prefect.server.events.schemas.events import ReceivedEvent
 
 from flows.notify import automations
-from flows.run import events
+from flows.prefect import events
 from tests.unit.test_automations_config import RELATED, SHIPPED, by_name, notification
 from tests.unit.test_run_findings_events import (
     ANOMALIES,

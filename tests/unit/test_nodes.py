@@ -1,5 +1,5 @@
 from flows.dbt.nodes import NodeStatus
-from flows.node_runs import prefect_state_of
+from flows.prefect.node_runs import prefect_state_of
 
 
 def test_an_unknown_status_from_a_newer_dbt_counts_as_a_failure():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from flows import prefect_api
-from flows.prefect_server import free_port
+from flows.prefect import api as prefect_api
+from flows.prefect.server import free_port
 
 
 def test_the_api_url_in_the_environment_is_the_one(tmp_path):

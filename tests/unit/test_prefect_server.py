@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flows.prefect_server import api_client
+from flows.prefect.server import api_client
 
 
 class Locked(BaseHTTPRequestHandler):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flows.run.events import event_name
+from flows.prefect.events import event_name
 from flows.run.verdict import Outcome
 
 

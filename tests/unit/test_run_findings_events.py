@@ -15,7 +15,8 @@ import pytest
 
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history.signals import Regression, VolumeAnomaly
-from flows.run import events, metrics
+from flows.prefect import events
+from flows.run import metrics
 from flows.run.request import RunRequest
 from flows.run.summary import RunSummary, summarize
 from flows.run.verdict import TimeLimit, judge

@@ -10,8 +10,8 @@ import pytest
 from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
 from flows.dbt.commands import DbtCommand
-from flows.deployments import environments, names_of_env
-from flows.writer_slot import WRITERS, WriterLimit, limit_name, takes_slot, writer_slot
+from flows.prefect.deployments import environments, names_of_env
+from flows.prefect.writer_slot import WRITERS, WriterLimit, limit_name, takes_slot, writer_slot
 
 WRITING = {
     DbtCommand.BUILD,

@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from flows import prefect_server
+from flows.exit_codes import ExitCode
+from flows.prefect import server as prefect_server
 
 LOCAL_DEPLOYMENTS = (
     "run-local",
@@ -145,7 +146,7 @@ def up(stack: Stack, say: Say = _silent) -> None:
         [
             sys.executable,
             "-m",
-            "flows.local_stack",
+            "flows.prefect.local_stack",
             "receiver",
             "--port",
             str(stack.port + 1),
@@ -279,7 +280,7 @@ if __name__ == "__main__":
         )
 
 
-def demo(stack: Stack, say: Say = _silent) -> int:
+def demo(stack: Stack, say: Say = _silent) -> ExitCode:
     """`make demo`: the stack up, one selector run that passes and one made to fail, its alert.
 
     Args:
@@ -288,7 +289,7 @@ def demo(stack: Stack, say: Say = _silent) -> int:
             run's link as it starts and its final state, then the alert.
 
     Returns:
-        The exit code: non-zero when no alert arrives within 60 s of the failed run.
+        The exit code: FAILED when no alert arrives within 60 s of the failed run.
     """
     up(stack, say)
     generator = stack.repo / "dbt_project" / "scripts" / "generate_raw_data.py"
@@ -302,7 +303,7 @@ def demo(stack: Stack, say: Say = _silent) -> int:
     alert = wait_for_alert(stack, bad["id"])
     if alert is None:
         say("no alert arrived within 60 s of the failed run")
-        return 1
+        return ExitCode.FAILED
     body = alert["body"]
     say("alert received:")
     if isinstance(body, dict):
@@ -313,7 +314,7 @@ def demo(stack: Stack, say: Say = _silent) -> int:
     else:
         say(f"  {body}")
     say(f"Prefect UI: {stack.ui_url} ('make down' stops the stack)")
-    return 0
+    return ExitCode.OK
 
 
 def _demo_run(stack: Stack, say: Say, label: str, params: dict[str, Any]) -> dict:

@@ -29,7 +29,7 @@ from prefect.utilities.templating import (
     find_placeholders,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "prefect.yaml"
 ECS_BASE_JOB_TEMPLATE = REPO / "infra" / "prefect" / "ecs-base-job-template.json"
 
