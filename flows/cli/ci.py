@@ -90,9 +90,9 @@ def _schema(args: argparse.Namespace) -> ExitCode:
 
     from flows.ci.github import GitHubError
     from flows.ci.pr_schemas import orphaned, pr_schema, schemas_of_pr
+    from flows.dbt.errors import InvalidDbtInput
     from flows.dbt.profiles import DbtProject
     from flows.dbt.warehouse import open_warehouse
-    from flows.run.request import InvalidRunRequest
     from flows.settings import FerrySettings, InvalidSettings
 
     drop = args.schema_verb == "drop"
@@ -104,7 +104,7 @@ def _schema(args: argparse.Namespace) -> ExitCode:
     # GitHub or the warehouse failing (unreachable, refusing the credentials or a drop): a
     # failure.
     with classify(
-        invalid=(InvalidSettings, InvalidRunRequest, DbtConfigError, EnvVarMissingError),
+        invalid=(InvalidSettings, InvalidDbtInput, DbtConfigError, EnvVarMissingError),
         failed=(GitHubError, DbtBaseException, OSError),
     ):
         settings = FerrySettings.from_env(
@@ -211,15 +211,15 @@ def _diff(args: argparse.Namespace) -> ExitCode:
     from flows.ci.diff.of_run import NoState, diff_run
     from flows.ci.diff.render import render
     from flows.ci.slim_report import NotARun, load_run
+    from flows.dbt.errors import InvalidDbtInput
     from flows.dbt.warehouse import WarehouseUnreachable
-    from flows.run.request import InvalidRunRequest
     from flows.settings import FerrySettings, InvalidSettings
 
     # No such run, no production state, a wrong project, profile or target: bad input. The
     # warehouse unreachable: a failure. A model the warehouse cannot compare is that model's
     # `error` in the diff, not the command's.
     with classify(
-        invalid=(NotARun, NoState, InvalidSettings, InvalidRunRequest),
+        invalid=(NotARun, NoState, InvalidSettings, InvalidDbtInput),
         failed=(WarehouseUnreachable, OSError),
     ):
         settings = FerrySettings.from_env(

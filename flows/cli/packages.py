@@ -47,11 +47,11 @@ def add_parser(sub: Any) -> None:
 
 def _packages(args: argparse.Namespace) -> ExitCode:
     from flows.dbt import packages
-    from flows.run.request import InvalidRunRequest
+    from flows.dbt.errors import InvalidDbtInput
     from flows.settings import FerrySettings, InvalidSettings
 
     updating = args.packages_verb == "update"
-    with classify(invalid=(InvalidSettings, InvalidRunRequest)):
+    with classify(invalid=(InvalidSettings, InvalidDbtInput)):
         settings = FerrySettings.from_env(project_dir=args.project_dir)
         with tempfile.TemporaryDirectory(prefix="ferry-deps-") as logs:
             installed = packages.ensure(

@@ -128,8 +128,8 @@ def _bake(args: argparse.Namespace) -> ExitCode:
     from pydantic import ValidationError
 
     from flows.dbt.bake import BakeError, BakeSpec, bake
-    from flows.dbt.profiles import DbtProject
     from flows.dbt.errors import InvalidDbtInput
+    from flows.dbt.profiles import DbtProject
     from flows.settings import FerrySettings, InvalidSettings
 
     # The settings, the spec, the project and its target: bad input. dbt failing to parse the

@@ -26,9 +26,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flows.dbt import packages
+from flows.dbt.args import DbtArgs
+from flows.dbt.commands import DbtCommand
+from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport, dbt_version
 from flows.dbt.profiles import DbtProject
-from flows.run.request import InvalidRunRequest, RunRequest
 from flows.settings import environment_name_problem
 
 #: dbt's own name for its saved parse state in the target path.
@@ -75,18 +77,30 @@ class BakeSpec(BaseModel):
             raise ValueError(f"env {value!r} {problem}")
         return value
 
+    @field_validator("vars")
+    @classmethod
+    def _vars_are_dbt_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # What a run's request refuses in its vars (flows.run.request.parse_vars), refused here.
+        if bad := [k for k in value if not k]:
+            raise ValueError(f"vars keys must be non-empty strings, got {bad!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"vars must be JSON-serialisable: {exc}") from None
+        return value
+
     @classmethod
     def parse_many(cls, text: str) -> list[BakeSpec]:
         """Specs from JSON: one object or a list of them (a Docker build argument).
 
         Raises:
-            InvalidRunRequest: the text is not such JSON; the message shows the expected shape.
+            InvalidDbtInput: the text is not such JSON; the message shows the expected shape.
         """
         shape = '[{"env": "prod", "target": "redshift", "environment": {"NAME": "value"}}]'
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidRunRequest(f"bake spec is not JSON ({exc}); expected {shape}") from None
+            raise InvalidDbtInput(f"bake spec is not JSON ({exc}); expected {shape}") from None
         items = data if isinstance(data, list) else [data]
         try:
             specs = [cls.model_validate(item) for item in items]
@@ -94,9 +108,9 @@ class BakeSpec(BaseModel):
             errors = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
             )
-            raise InvalidRunRequest(f"bad bake spec ({errors}); expected {shape}") from None
+            raise InvalidDbtInput(f"bad bake spec ({errors}); expected {shape}") from None
         if not specs:
-            raise InvalidRunRequest(f"bake spec lists nothing to bake; expected {shape}")
+            raise InvalidDbtInput(f"bake spec lists nothing to bake; expected {shape}")
         return specs
 
 
@@ -151,18 +165,18 @@ def bake(
         default_target: the target when `spec` names none (a deployment's FERRY_TARGET).
 
     Raises:
-        InvalidRunRequest: the spec names a target the profile lacks, or the project's packages
+        InvalidDbtInput: the spec names a target the profile lacks, or the project's packages
             cannot be installed.
         BakeError: the project does not parse, or the state would not be re-used.
     """
     target = project.check_target(spec.target or default_target)
     if target is None or not _SEGMENT.match(target):
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"cannot tell which target to bake for profile {project.profile_name!r} (its "
             f"default is {target!r}); name it in the spec's target"
         )
     # Runs name their target explicitly (flows.run.plan), and dbt hashes whether --target was given.
-    request = RunRequest.build(command="build", target=target, vars=spec.vars)
+    args = DbtArgs(command=DbtCommand.BUILD, target=target, vars=dict(spec.vars))
     name = state_name(spec.env, target)
     with (
         tempfile.TemporaryDirectory(prefix="ferry-bake-") as tmp,
@@ -176,7 +190,7 @@ def bake(
         def invocation(folder: str) -> DbtInvocation:
             return DbtInvocation(
                 project=project,
-                request=request,
+                args=args,
                 profiles_dir=profiles_dir,
                 target_path=work / folder / "target",
                 log_path=work / folder / "logs",
@@ -255,7 +269,7 @@ def _parse_with_placeholders(invocation: DbtInvocation) -> tuple[Any, list[str]]
     while True:
         try:
             return _parse_or_fail(invocation).manifest, filled
-        except InvalidRunRequest as exc:
+        except InvalidDbtInput as exc:
             missing = _MISSING_ENV_VAR.search(str(exc))
             if missing is None or missing.group(1) in filled:
                 raise

@@ -19,11 +19,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
+from flows.dbt.args import DbtArgs
 from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import STATIC_FLAG, Documented, documented
+from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.dbt.profiles import DbtProject
-from flows.run.request import InvalidRunRequest, RunRequest
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class DbtInvocation:
     """The paths and flags shared by every dbt call of one run."""
 
     project: DbtProject
-    request: RunRequest
+    args: DbtArgs
     profiles_dir: Path
     target_path: Path
     log_path: Path
@@ -109,27 +110,27 @@ class DbtInvocation:
             "--log-path",
             str(self.log_path),
         ]
-        if self.request.target:
-            args += ["--target", self.request.target]
-        if self.request.vars and self.request.command is not DbtCommand.RETRY:
-            args += ["--vars", json.dumps(self.request.vars)]
+        if self.args.target:
+            args += ["--target", self.args.target]
+        if self.args.vars and self.args.command is not DbtCommand.RETRY:
+            args += ["--vars", json.dumps(self.args.vars)]
         return args
 
     def run_args(self) -> list[str]:
-        req = self.request
-        args = [*req.command.argv, *self.common_args(), *req.selection_args()]
-        if req.command is DbtCommand.RETRY:
+        asked = self.args
+        args = [*asked.command.argv, *self.common_args(), *asked.selection_args()]
+        if asked.command is DbtCommand.RETRY:
             assert self.state_path is not None, "retry needs the failed run's state"
             args += ["--state", str(self.state_path)]
-            if req.vars:  # retry re-uses the failed run's vars unless told otherwise
-                args += ["--vars", json.dumps(req.vars)]
+            if asked.vars:  # retry re-uses the failed run's vars unless told otherwise
+                args += ["--vars", json.dumps(asked.vars)]
         elif self.state_path is not None:  # production state: to compare and/or to defer to
             args += ["--state", str(self.state_path)]
-            if req.defer:
+            if asked.defer:
                 args.append("--defer")
-        if req.command is DbtCommand.DOCS_GENERATE:  # the page with its data inlined: one file
+        if asked.command is DbtCommand.DOCS_GENERATE:  # the page with its data inlined: one file
             args.append(STATIC_FLAG)
-        return args + req.dbt_flags()
+        return args + list(asked.flags)
 
     def parse(self) -> Parsed:
         """Parses the project once, returning dbt's manifest and how dbt went about it.
@@ -140,7 +141,7 @@ class DbtInvocation:
         full, dbt's reason.
 
         Raises:
-            InvalidRunRequest: the profile or project configuration cannot load (a missing
+            InvalidDbtInput: the profile or project configuration cannot load (a missing
                 env var, a bad target): the caller's input, refused before any connection.
             DbtProjectError: the project itself does not parse.
         """
@@ -158,7 +159,7 @@ class DbtInvocation:
         if isinstance(exc, DbtProfileError | DbtProjectConfigError) or "Env var required" in (
             message
         ):
-            raise InvalidRunRequest(f"dbt cannot load the project or profile: {message}")
+            raise InvalidDbtInput(f"dbt cannot load the project or profile: {message}")
         raise DbtProjectError(f"dbt could not parse the project: {message}")
 
     def check_selection(self, manifest: Any) -> list[str]:
@@ -168,17 +169,21 @@ class DbtInvocation:
             The unique ids the command will execute.
 
         Raises:
-            InvalidRunRequest: the selection is malformed, names an unknown selector, or
+            InvalidDbtInput: the selection is malformed, names an unknown selector, or
                 matches no node the command executes.
         """
         from dbt.cli.main import dbtRunner
 
-        req = self.request
+        asked = self.args
         args = [
             "ls",
             *self.common_args(),
-            *req.selection_args(),
-            *(["--state", str(self.state_path)] if self.state_path and req.compares_state else []),
+            *asked.selection_args(),
+            *(
+                ["--state", str(self.state_path)]
+                if self.state_path and asked.compares_state
+                else []
+            ),
             "--output",
             "json",
             "--output-keys",
@@ -189,26 +194,26 @@ class DbtInvocation:
         ]
         result = dbtRunner(manifest=manifest).invoke(args)
         if not result.success:
-            raise InvalidRunRequest(
-                f"invalid selection {' '.join(req.selection_args())!r}: "
+            raise InvalidDbtInput(
+                f"invalid selection {' '.join(asked.selection_args())!r}: "
                 f"{_exception_message(result.exception)}"
             )
         lines: list[str] = result.result if isinstance(result.result, list) else []
         listed = [json.loads(line) for line in lines]
-        wanted = set(req.command.resource_types)
+        wanted = set(asked.command.resource_types)
         matched = [n["unique_id"] for n in listed if n["resource_type"] in wanted]
-        if req.has_selection and not matched and req.compares_state and not listed:
+        if asked.has_selection and not matched and asked.compares_state and not listed:
             return []  # nothing differs from the compared state: a valid, empty run
-        if req.has_selection and not matched:
-            what = " ".join(req.selection_args())
+        if asked.has_selection and not matched:
+            what = " ".join(asked.selection_args())
             if listed:
                 types = sorted({n["resource_type"] for n in listed})
-                raise InvalidRunRequest(
+                raise InvalidDbtInput(
                     f"selection {what!r} matches {len(listed)} node(s) of type "
-                    f"{', '.join(types)}, but {req.command.value!r} runs only "
+                    f"{', '.join(types)}, but {asked.command.value!r} runs only "
                     f"{', '.join(sorted(wanted))}; widen the selection or change the command"
                 )
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"selection {what!r} matches no node in project {self.project.name!r}; check "
                 "the names (dbt ls --select ... lists what a selector matches)"
             )
@@ -262,7 +267,7 @@ class DbtInvocation:
             if node.unique_id not in callback.finished:
                 callback.safe(listener.node_finished, node)
         error = None if result.exception is None else _exception_message(result.exception)
-        docs = self.request.command is DbtCommand.DOCS_GENERATE
+        docs = self.args.command is DbtCommand.DOCS_GENERATE
         return DbtOutcome(
             success=bool(result.success),
             nodes=nodes,

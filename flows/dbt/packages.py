@@ -13,7 +13,7 @@ missing lock, or one that no longer matches packages.yml, is refused instead of 
 rewrites the lock.
 
 Failures (an unreachable hub or repository, an unknown revision, a malformed packages.yml) raise
-`InvalidRunRequest`: the run is refused before the warehouse is touched, with dbt's reason.
+`InvalidDbtInput`: the run is refused before the warehouse is touched, with dbt's reason.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
+from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.invoke import dbt_version
-from flows.run.request import InvalidRunRequest
 
 #: dbt's file names: where packages are declared, and the lock `dbt deps` writes.
 DECLARATION_FILES = ("packages.yml", "dependencies.yml")
@@ -80,11 +80,11 @@ class ProjectPackages:
 
     @classmethod
     def read(cls, project_dir: Path) -> ProjectPackages:
-        """Raises InvalidRunRequest when the folder holds no dbt project, or when packages.yml
+        """Raises InvalidDbtInput when the folder holds no dbt project, or when packages.yml
         (or dependencies.yml) is not YAML."""
         project_dir = project_dir.resolve()
         if not (project_dir / "dbt_project.yml").is_file():
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"no dbt_project.yml in {project_dir}; pass the dbt project's directory "
                 "(--project-dir / FERRY_PROJECT_DIR)"
             )
@@ -168,7 +168,7 @@ def ensure(
         upgrade: Re-resolve every package to the newest version allowed, rewriting the lock.
 
     Raises:
-        InvalidRunRequest: the packages cannot be installed; nothing else was done.
+        InvalidDbtInput: the packages cannot be installed; nothing else was done.
     """
     packages = ProjectPackages.read(project_dir)
     if not packages.declared:
@@ -193,7 +193,7 @@ def _install(
 
     declaration = packages.declaration.name if packages.declaration else "packages.yml"
     if frozen and not packages.lock.is_file():
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"{packages.project_dir / declaration} declares packages but there is no "
             f"{LOCK_FILE} to install them from; run `ferry packages update` and commit "
             f"{LOCK_FILE}"
@@ -211,12 +211,12 @@ def _install(
     if frozen and lock_after != lock_before:
         if lock_before is not None:
             packages.lock.write_bytes(lock_before)  # the committed lock stays as it was
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"{LOCK_FILE} does not match {declaration} (it was changed after the lock was "
             f"written); run `ferry packages update` and commit {LOCK_FILE}"
         )
     if not result.success:
-        raise InvalidRunRequest(_refusal(result.exception, declaration))
+        raise InvalidDbtInput(_refusal(result.exception, declaration))
     pinned = packages.pinned()
     record = {"made_from": packages.fingerprint(), "names": [p.name for p in pinned]}
     (packages.install_path / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -246,7 +246,7 @@ def _one_install_at_a_time(packages: ProjectPackages) -> Iterator[None]:
     try:
         handle = lock_file.open("a")
     except OSError as exc:  # a read-only project (the image) with packages not installed
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"the project's packages are not installed and {packages.project_dir} cannot be "
             f"written ({exc.strerror}); install them where the project is built "
             "(`ferry packages install --frozen`, as the image does)"
@@ -263,11 +263,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(), Loader=_Loader) if path.is_file() else {}
     except yaml.YAMLError as exc:
-        raise InvalidRunRequest(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise InvalidDbtInput(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InvalidRunRequest(f"{path} must be a YAML mapping (with `packages:`)")
+        raise InvalidDbtInput(f"{path} must be a YAML mapping (with `packages:`)")
     return data
 
 

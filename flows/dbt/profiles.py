@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from flows.run.request import InvalidRunRequest
+from flows.dbt.errors import InvalidDbtInput
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DbtProject:
         """Reads dbt_project.yml and profiles.yml far enough to check a run against them.
 
         Raises:
-            InvalidRunRequest: when a directory, file or profile is missing.
+            InvalidDbtInput: when a directory, file or profile is missing.
         """
         project_dir = project_dir.expanduser().resolve()
         _check_dir(
@@ -43,7 +43,7 @@ class DbtProject:
         )
         project_file = project_dir / "dbt_project.yml"
         if not project_file.is_file():
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"no dbt_project.yml in {project_dir}; pass the dbt project's directory "
                 "(--project-dir / FERRY_PROJECT_DIR)"
             )
@@ -56,13 +56,13 @@ class DbtProject:
         profile = profiles.get(profile_name)
         if not isinstance(profile, dict):
             known = ", ".join(sorted(k for k in profiles if k != "config")) or "none"
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"profile {profile_name!r} (named in dbt_project.yml) is not in "
                 f"{profiles_dir / 'profiles.yml'}; profiles there: {known}"
             )
         outputs = profile.get("outputs")
         if not isinstance(outputs, dict) or not outputs:
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"profile {profile_name!r} in {profiles_dir / 'profiles.yml'} defines no "
                 "targets; add them under its `outputs:`"
             )
@@ -80,19 +80,19 @@ class DbtProject:
         """The target to run, refusing one the profile does not define.
 
         Raises:
-            InvalidRunRequest: naming the targets that exist.
+            InvalidDbtInput: naming the targets that exist.
         """
         if target is None:
             target = self.default_target
             if target is None or target in self.targets:
                 return target
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"profile {self.profile_name!r} ({self.profiles_dir / 'profiles.yml'}) names "
                 f"{target!r} as its default target, but defines only "
                 f"{', '.join(self.targets)}; fix its `target:` or pass --target"
             )
         if target not in self.targets:
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"target {target!r} is not defined in profile {self.profile_name!r} "
                 f"({self.profiles_dir / 'profiles.yml'}); defined targets: "
                 f"{', '.join(self.targets) or 'none'}"
@@ -132,7 +132,7 @@ class DbtProject:
         name = target or self.default_target
         outputs = profiles[self.profile_name].get("outputs") or {}
         if name not in outputs:
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"cannot build into schema {schema!r}: profile {self.profile_name!r} has no "
                 "default target; pass the target"
             )
@@ -145,7 +145,7 @@ def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
         profiles_dir = profiles_dir.expanduser().resolve()
         _check_dir(profiles_dir, "profiles", "profiles.yml", "--profiles-dir / FERRY_PROFILES_DIR")
         if not (profiles_dir / "profiles.yml").is_file():
-            raise InvalidRunRequest(
+            raise InvalidDbtInput(
                 f"no profiles.yml in {profiles_dir}; pass the directory that holds it "
                 "(--profiles-dir / FERRY_PROFILES_DIR)"
             )
@@ -153,7 +153,7 @@ def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
     for candidate in (project_dir, Path.home() / ".dbt"):
         if (candidate / "profiles.yml").is_file():
             return candidate
-    raise InvalidRunRequest(
+    raise InvalidDbtInput(
         f"no profiles.yml in {project_dir} or ~/.dbt; pass --profiles-dir / FERRY_PROFILES_DIR"
     )
 
@@ -161,12 +161,12 @@ def _find_profiles_dir(project_dir: Path, profiles_dir: Path | None) -> Path:
 def _check_dir(path: Path, what: str, holds: str, flag: str) -> None:
     """Refuses a directory that is missing or is a file, saying which (the common typos)."""
     if not path.exists():
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"the {what} directory {path} does not exist; pass the directory that holds "
             f"{holds} ({flag})"
         )
     if not path.is_dir():
-        raise InvalidRunRequest(
+        raise InvalidDbtInput(
             f"the {what} directory {path} is a file; pass the directory that holds {holds} ({flag})"
         )
 
@@ -175,9 +175,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise InvalidRunRequest(f"{path} is not valid YAML: {exc}") from None
+        raise InvalidDbtInput(f"{path} is not valid YAML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRunRequest(f"cannot read {path} as a YAML text file: {exc}") from None
+        raise InvalidDbtInput(f"cannot read {path} as a YAML text file: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidRunRequest(f"{path} must hold a mapping")
+        raise InvalidDbtInput(f"{path} must hold a mapping")
     return data

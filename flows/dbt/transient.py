@@ -76,7 +76,7 @@ def execute_with_retries(
     Returns:
         The merged outcome (a node's latest result wins) and the number of attempts.
     """
-    with deadline.dbt(f"dbt {invocation.request.command.value}"):
+    with deadline.dbt(f"dbt {invocation.args.command.value}"):
         outcome = invocation.execute(manifest, listener)
     attempts = 1
     while attempts <= retries and (reason := transient_reason(outcome)):
@@ -108,7 +108,7 @@ def _attempt_again(
 ) -> DbtOutcome:
     """One more attempt: `dbt retry` of what failed or was skipped, or the command again."""
     if not outcome.nodes:  # nothing ran: the same command again is no re-run of anything
-        with deadline.dbt(f"dbt {invocation.request.command.value}"):
+        with deadline.dbt(f"dbt {invocation.args.command.value}"):
             again = invocation.execute(manifest, listener)
         return replace(again, elapsed=outcome.elapsed + again.elapsed)
     state = attempt_dir(invocation.log_path, attempts)
@@ -130,7 +130,5 @@ def retry_invocation(invocation: DbtInvocation, state: Path) -> DbtInvocation:
     dbt retry re-selects from those results and takes no selection of its own (`--select` is
     refused), so the selection is dropped; flags it shares with the command stay.
     """
-    request = invocation.request.model_copy(
-        update={"command": DbtCommand.RETRY, "select": (), "exclude": (), "selector": None}
-    )
-    return replace(invocation, request=request, state_path=state)
+    args = replace(invocation.args, command=DbtCommand.RETRY, select=(), exclude=(), selector=None)
+    return replace(invocation, args=args, state_path=state)

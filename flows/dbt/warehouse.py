@@ -144,7 +144,7 @@ def open_warehouse(
         check: run `select 1` first, so an unreachable warehouse fails here, not halfway.
 
     Raises:
-        InvalidRunRequest: the target is not in the profile.
+        InvalidDbtInput: the target is not in the profile.
         WarehouseUnreachable: with `check`, no connection could be opened.
     """
     from dbt.adapters.factory import get_adapter, register_adapter, reset_adapters

@@ -17,13 +17,14 @@ a model's or seed's build (the run that last built it). A node runs when any of 
 Otherwise it is unchanged and skipped. Because a mark names the exact input versions, a partial
 run never loses anything: what it did not rebuild keeps its older marks, and a later run still
 sees that its inputs moved. Tests are nodes like the others: they follow their models.
+
+This is the run's policy over the artifact store; what the manifest says about a node (its
+inputs, its fingerprint) is dbt knowledge, in flows/dbt/lineage.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.artifacts import ArtifactStore, state_key
+from flows.dbt.lineage import Lineage
 from flows.dbt.nodes import NodeResult, NodeStatus
 
 MARKS_FILE = "marks.json"
@@ -102,101 +104,6 @@ def load(store: ArtifactStore, project: str, env: str) -> Marks | None:
     """
     raw = store.get_bytes(marks_key(project, env))
     return Marks.loads(raw) if raw else None
-
-
-class Lineage:
-    """What the manifest says about each executable node's code and inputs."""
-
-    def __init__(self, manifest: Any):
-        self._manifest = manifest
-        self._fingerprints: dict[str, str] = {}
-        self._macro_text: dict[str, str] = {}
-
-    def node(self, unique_id: str) -> Any:
-        m = self._manifest
-        return m.nodes.get(unique_id) or m.unit_tests.get(unique_id) or m.sources.get(unique_id)
-
-    def is_source(self, unique_id: str) -> bool:
-        return unique_id in self._manifest.sources
-
-    def is_ephemeral(self, unique_id: str) -> bool:
-        node = self._manifest.nodes.get(unique_id)
-        return node is not None and getattr(node.config, "materialized", None) == "ephemeral"
-
-    def inputs(self, unique_id: str) -> list[str]:
-        """Sources and executed nodes it reads; ephemeral models are read through."""
-        found: list[str] = []
-        for parent in self._parents(unique_id):
-            if self.is_ephemeral(parent):
-                found += [p for p in self.inputs(parent) if p not in found]
-            elif parent not in found:
-                found.append(parent)
-        return found
-
-    def fingerprint(self, unique_id: str) -> str:
-        """Its code, config and macros, and those of the ephemeral models it reads."""
-        if unique_id in self._fingerprints:
-            return self._fingerprints[unique_id]
-        node = self.node(unique_id)
-        config = node.config.to_dict(omit_none=True) if hasattr(node, "config") else {}
-        parts = {
-            "checksum": getattr(getattr(node, "checksum", None), "checksum", None),
-            "code": None if getattr(node, "checksum", None) else _code_of(node),
-            "config": config,
-            "macros": sorted(self._macros(getattr(node, "depends_on", None))),
-            "ephemeral": [
-                self.fingerprint(p) for p in self._parents(unique_id) if self.is_ephemeral(p)
-            ],
-        }
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-        self._fingerprints[unique_id] = digest.hexdigest()[:20]
-        return self._fingerprints[unique_id]
-
-    def fingerprint_all(self, unique_ids: Iterable[str]) -> None:
-        """Fingerprints taken before dbt executes: it changes its nodes' configs as it goes."""
-        for unique_id in unique_ids:
-            self.fingerprint(unique_id)
-
-    def fqn_selector(self, unique_id: str) -> str:
-        node = self.node(unique_id)
-        if unique_id.startswith("unit_test."):
-            return f"unit_test:{node.name}"
-        return "fqn:" + ".".join(node.fqn)
-
-    def _parents(self, unique_id: str) -> list[str]:
-        node = self.node(unique_id)
-        depends = getattr(node, "depends_on", None)
-        return list(getattr(depends, "nodes", None) or [])
-
-    def _macros(self, depends: Any) -> set[str]:
-        """The text of every macro the node calls, and of the macros those call."""
-        seen: set[str] = set()
-        todo = list(getattr(depends, "macros", None) or [])
-        while todo:
-            macro_id = todo.pop()
-            if macro_id in seen:
-                continue
-            seen.add(macro_id)
-            macro = self._manifest.macros.get(macro_id)
-            if macro is not None:
-                todo += list(macro.depends_on.macros or [])
-        return {self._macro_digest(m) for m in seen}
-
-    def _macro_digest(self, macro_id: str) -> str:
-        if macro_id not in self._macro_text:
-            macro = self._manifest.macros.get(macro_id)
-            text = macro.macro_sql if macro is not None else ""
-            self._macro_text[macro_id] = hashlib.sha256(f"{macro_id}\n{text}".encode()).hexdigest()
-        return self._macro_text[macro_id]
-
-
-def _code_of(node: Any) -> str:
-    return str(getattr(node, "raw_code", "") or getattr(node, "given", "") or "")
-
-
-def sources_read(lineage: Lineage, universe: Iterable[str]) -> list[str]:
-    """The sources the nodes of `universe` read, directly or through ephemeral models."""
-    return sorted({p for n in universe for p in lineage.inputs(n) if lineage.is_source(p)})
 
 
 def decide(

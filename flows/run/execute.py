@@ -28,10 +28,12 @@ from flows.dbt.invoke import (
     NodeListener,
     ParseReport,
 )
+from flows.dbt.lineage import Lineage, sources_read
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
 from flows.run import changes
 from flows.run.plan import RunPlan
+from flows.run.request import refused_as_request
 
 WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
 """Given the command and the warehouse's adapter type, what to hold while dbt executes."""
@@ -60,10 +62,11 @@ class Execution:
 @dataclass(frozen=True)
 class Tracking:
     marks: changes.Marks | None
-    lineage: changes.Lineage
+    lineage: Lineage
     sources: dict[str, str | None]
 
 
+@refused_as_request()
 def execute(
     plan: RunPlan,
     *,
@@ -102,7 +105,7 @@ def execute(
     with plan.project.rendered_profiles_dir(plan.target, settings.target_schema) as profiles_dir:
         invocation = DbtInvocation(
             project=plan.project,
-            request=request,
+            args=request.dbt_args(),
             profiles_dir=profiles_dir,
             target_path=plan.target_path,
             log_path=plan.run_dir,
@@ -191,10 +194,10 @@ def _what_changed(
             return invocation
     if marks is None and not request.only_changed:
         return invocation
-    lineage = changes.Lineage(manifest)
+    lineage = Lineage(manifest)
     universe = _universe(manifest, request.command, selected, lineage)
     lineage.fingerprint_all(universe)  # now: dbt adds to its nodes' configs as it executes
-    sources = invocation.newest_loaded_at(manifest, changes.sources_read(lineage, universe))
+    sources = invocation.newest_loaded_at(manifest, sources_read(lineage, universe))
     run.tracking = Tracking(marks=marks, lineage=lineage, sources=sources)
     if not request.only_changed:
         return invocation
@@ -203,17 +206,16 @@ def _what_changed(
     log.info("only changed: %s (decided in %.1f s)", decided.describe(), run.changes.fixed_s)
     if not decided.ran:
         return None
-    narrowed = request.model_copy(
-        update={
-            "select": tuple(lineage.fqn_selector(n) for n in decided.ran),
-            "selector": None,
-        }
+    narrowed = replace(
+        invocation.args,
+        select=tuple(lineage.fqn_selector(n) for n in decided.ran),
+        selector=None,
     )
-    return replace(invocation, request=narrowed)
+    return replace(invocation, args=narrowed)
 
 
 def _universe(
-    manifest: Any, command: DbtCommand, selected: list[str] | None, lineage: changes.Lineage
+    manifest: Any, command: DbtCommand, selected: list[str] | None, lineage: Lineage
 ) -> list[str]:
     """The nodes the command would execute: the selection's, or the whole project's."""
     if selected is None:

@@ -24,7 +24,7 @@ from flows.artifacts import (
 )
 from flows.dbt.commands import DbtCommand
 from flows.dbt.profiles import DbtProject
-from flows.run.request import InvalidRunRequest, RunRequest
+from flows.run.request import InvalidRunRequest, RunRequest, refused_as_request
 from flows.settings import FerrySettings
 
 
@@ -60,6 +60,7 @@ class RunPlan:
         return RunLayout(self.project.name, self.settings.env, self.run_id, self.started_at)
 
 
+@refused_as_request()
 def plan(
     request: RunRequest,
     settings: FerrySettings,

@@ -10,9 +10,10 @@ can be judged without the project - the command, the flags that command accepts,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -21,11 +22,26 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
+from flows.dbt.args import DbtArgs
 from flows.dbt.commands import DbtCommand
+from flows.dbt.errors import InvalidDbtInput
 
 
 class InvalidRunRequest(ValueError):
     """The request cannot run as given; the message says what to change. Exit code 2."""
+
+
+@contextlib.contextmanager
+def refused_as_request() -> Iterator[None]:
+    """dbt's refusal of its input (`InvalidDbtInput`: a missing profile, a target or selection
+    dbt refuses, packages that cannot install) raised again as the run's own, message unchanged.
+
+    Usable as a decorator: `plan` and `execute` wear it, so a run raises one type of refusal.
+    """
+    try:
+        yield
+    except InvalidDbtInput as exc:
+        raise InvalidRunRequest(str(exc)) from exc
 
 
 # A run id names a folder of the artifact store (a Prefect flow-run id, a UUID): never a path.
@@ -277,14 +293,29 @@ class RunRequest(BaseModel):
             args += [marker.flag] if value is True else [marker.flag, str(value)]
         return args
 
+    def dbt_args(self) -> DbtArgs:
+        """What dbt is asked to do, as flows/dbt takes it (no run-level field: retry_of,
+        only_changed)."""
+        return DbtArgs(
+            command=self.command,
+            select=self.select,
+            exclude=self.exclude,
+            selector=self.selector,
+            selection_flags=tuple(self.dbt_flags(selecting=True)),
+            flags=tuple(self.dbt_flags()),
+            target=self.target,
+            vars=dict(self.vars),
+            defer=self.defer,
+        )
+
     @property
     def has_selection(self) -> bool:
-        return bool(self.select or self.exclude or self.selector)
+        return self.dbt_args().has_selection
 
     @property
     def compares_state(self) -> bool:
         """Whether the selection compares against a previous manifest (`state:modified+`...)."""
-        return any("state:" in word for word in self.select + self.exclude)
+        return self.dbt_args().compares_state
 
     @property
     def needs_state(self) -> bool:
@@ -293,14 +324,7 @@ class RunRequest(BaseModel):
 
     def selection_args(self) -> list[str]:
         """What dbt selects by: the selection and the flags that change it."""
-        args: list[str] = []
-        if self.select:
-            args += ["--select", *self.select]
-        if self.exclude:
-            args += ["--exclude", *self.exclude]
-        if self.selector:
-            args += ["--selector", self.selector]
-        return args + self.dbt_flags(selecting=True)
+        return self.dbt_args().selection_args()
 
     def describe(self) -> str:
         """A short human label, e.g. `build --select tag:daily`."""

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from flows.dbt.bake import PARSE_STATE_FILE, BakeSpec, seed
+from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.invoke import _ParseStateCallback
-from flows.run.request import InvalidRunRequest
 
 
 def baked(tmp_path: Path, *names: str) -> Path:
@@ -76,7 +76,7 @@ def test_bake_specs_come_as_one_object_or_a_list():
     ],
 )
 def test_a_bad_bake_spec_says_what_to_write(text, says):
-    with pytest.raises(InvalidRunRequest, match="expected") as raised:
+    with pytest.raises(InvalidDbtInput, match="expected") as raised:
         BakeSpec.parse_many(text)
     assert says in str(raised.value)
 

@@ -20,8 +20,9 @@ import pytest
 from dbt.cli.main import dbtRunner
 
 from flows.dbt.commands import DbtCommand
+from flows.dbt.lineage import Lineage, sources_read
 from flows.dbt.nodes import NodeResult, NodeStatus
-from flows.run.changes import ChangeReport, Lineage, Marks, advance, decide, sources_read
+from flows.run.changes import ChangeReport, Marks, advance, decide
 from flows.run.request import InvalidRunRequest, RunRequest
 from flows.run.summary import markdown_report, summarize
 from flows.run.verdict import Outcome, judge

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.profiles import DbtProject
-from flows.run.request import InvalidRunRequest
 
 PROFILES = """\
 p:
@@ -32,7 +32,7 @@ def project(tmp_path) -> DbtProject:
 def test_the_target_is_checked_against_the_profile(project):
     assert project.targets == ("dev", "ci")
     assert project.check_target("ci") == "ci"
-    with pytest.raises(InvalidRunRequest, match=r"'prod' is not defined.*dev, ci"):
+    with pytest.raises(InvalidDbtInput, match=r"'prod' is not defined.*dev, ci"):
         project.check_target("prod")
 
 
@@ -52,7 +52,7 @@ def test_another_schema_replaces_that_one_value_and_nothing_else(project):
 def test_another_schema_needs_a_target_the_profile_names(project):
     # The default target is templated, so ferry cannot know which output to change.
     with (
-        pytest.raises(InvalidRunRequest, match="no default target; pass the target"),
+        pytest.raises(InvalidDbtInput, match="no default target; pass the target"),
         project.rendered_profiles_dir(None, "ci_pr_7"),
     ):
         pass
@@ -64,7 +64,7 @@ def test_the_default_target_is_checked_too(tmp_path):
         "p:\n  target: nope\n  outputs:\n    dev: {type: duckdb}\n"
     )
     project = DbtProject.load(tmp_path)
-    with pytest.raises(InvalidRunRequest, match=r"names 'nope' as its default target.*dev"):
+    with pytest.raises(InvalidDbtInput, match=r"names 'nope' as its default target.*dev"):
         project.check_target(None)
     assert project.check_target("dev") == "dev"
 
@@ -90,10 +90,10 @@ def test_the_default_target_is_checked_too(tmp_path):
 )
 def test_paths_that_hold_no_project_say_what_is_wrong(tmp_path, arrange, message):
     arrange(tmp_path / "missing")
-    with pytest.raises(InvalidRunRequest, match=message):
+    with pytest.raises(InvalidDbtInput, match=message):
         DbtProject.load(tmp_path / "missing")
 
 
 def test_a_profiles_dir_that_does_not_exist_is_named(project, tmp_path):
-    with pytest.raises(InvalidRunRequest, match=r"profiles directory .*nowhere does not exist"):
+    with pytest.raises(InvalidDbtInput, match=r"profiles directory .*nowhere does not exist"):
         DbtProject.load(project.project_dir, tmp_path / "nowhere")

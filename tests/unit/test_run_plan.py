@@ -37,3 +37,13 @@ def test_the_plan_names_the_target_and_where_the_run_goes(shop_project, tmp_path
     assert planned.run_dir == (tmp_path / "runs" / "r1").resolve()
     assert planned.layout.run_prefix.startswith("shop/test/runs/")
     assert not planned.run_dir.exists()
+
+
+def test_dbts_refusal_of_the_profile_is_the_runs_refusal(shop_project, tmp_path):
+    """flows/dbt raises its own type (InvalidDbtInput); a run raises InvalidRunRequest, exit 2."""
+    from flows.dbt.errors import InvalidDbtInput
+
+    settings = make_settings(shop_project, tmp_path)
+    with pytest.raises(InvalidRunRequest, match="target 'nope' is not defined") as raised:
+        plan(RunRequest.build(target="nope"), settings)
+    assert isinstance(raised.value.__cause__, InvalidDbtInput)

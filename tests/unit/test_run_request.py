@@ -164,7 +164,12 @@ def test_dbt_gets_the_state_and_defer_flags_only_when_asked(tmp_path):
 
     def args(request: RunRequest, state: bool) -> list[str]:
         return DbtInvocation(
-            project, request, tmp_path, tmp_path / "t", tmp_path, tmp_path / "s" if state else None
+            project,
+            request.dbt_args(),
+            tmp_path,
+            tmp_path / "t",
+            tmp_path,
+            tmp_path / "s" if state else None,
         ).run_args()
 
     slim = args(RunRequest.build(select="state:modified+", defer=True), state=True)
@@ -173,3 +178,31 @@ def test_dbt_gets_the_state_and_defer_flags_only_when_asked(tmp_path):
     assert "--state" in compare_only and "--defer" not in compare_only
     plain = args(RunRequest.build(select="tag:daily"), state=False)
     assert "--state" not in plain and "--defer" not in plain
+
+
+def test_dbt_takes_the_requests_dbt_arguments_as_plain_values():
+    from flows.dbt.args import DbtArgs
+
+    request = RunRequest.build(
+        command="run",
+        select="tag:daily",
+        exclude="stg_x",
+        indirect_selection="cautious",
+        threads=4,
+        full_refresh=True,
+        target="dev",
+        vars={"days": 7},
+        defer=True,
+        only_changed=False,
+    )
+    assert request.dbt_args() == DbtArgs(
+        command=DbtCommand.RUN,
+        select=("tag:daily",),
+        exclude=("stg_x",),
+        selection_flags=("--indirect-selection", "cautious"),
+        flags=("--full-refresh", "--threads", "4"),
+        target="dev",
+        vars={"days": 7},
+        defer=True,
+    )
+    assert request.selection_args() == request.dbt_args().selection_args()

@@ -72,7 +72,7 @@ def test_a_retry_takes_the_commands_flags_but_not_its_selection(tmp_path):
 
     project = DbtProject(tmp_path, tmp_path, "p", "p", ("dev",), "dev")
     request = RunRequest.build(select="+keeper_hours", exclude="stg_x", threads=2, fail_fast=True)
-    first = DbtInvocation(project, request, tmp_path, tmp_path / "t", tmp_path)
+    first = DbtInvocation(project, request.dbt_args(), tmp_path, tmp_path / "t", tmp_path)
     args = retry_invocation(first, tmp_path / "attempt-1").run_args()
     assert args[0] == "retry" and "--select" not in args and "--exclude" not in args
     assert args[args.index("--state") + 1] == str(tmp_path / "attempt-1")

@@ -34,7 +34,7 @@ def diff_run(
     Raises:
         NotARun: the run's folder has no manifest.json to say what it built.
         NoState: production's state manifest cannot be read.
-        InvalidRunRequest: the project, profile or target is wrong.
+        InvalidDbtInput: the project, profile or target is wrong.
         WarehouseUnreachable: no connection to the warehouse.
     """
     pr_manifest = _manifest(run.folder / "manifest.json")
