@@ -13,23 +13,23 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import deployment, flow_run
-from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
 from flows.dbt.commands import DbtCommand
-from flows.prefect import api as prefect_api
 from flows.prefect.events import emit_crash, emit_findings, emit_invalid, emit_outcome
 from flows.prefect.node_runs import PrefectNodeReporter
+from flows.prefect.process_end import ProcessEnd
 from flows.prefect.writer_slot import writer_slot
 from flows.run import metrics
 from flows.run.owner import RunReport, run
 from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
-from flows.run.summary import RunSummary, markdown_report
+from flows.run.session import RunSession
+from flows.run.summary import AD_HOC, markdown_report
 from flows.run.verdict import Outcome, Refusal
-from flows.settings import FerrySettings, InvalidSettings, settings_of_this_run
+from flows.settings import FerrySettings, InvalidSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,35 +68,59 @@ def _parameters_of_a_run_request(fn: F) -> F:
     return fn
 
 
-# The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced by ferry itself (see
-# flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt. Text parameters are plain
-# strings, empty meaning "not given", so the UI's run form takes typing straight away.
-@flow(name="dbt", log_prints=False, validate_parameters=True)
-@_parameters_of_a_run_request
-def dbt_flow(
-    command: DbtCommand = DbtCommand.BUILD,
-    select: str = "",
-    exclude: str = "",
-    selector: str = "",
-    vars: dict[str, Any] | str | None = None,
-    indirect_selection: IndirectSelection | None = None,
-    full_refresh: bool = False,
-    target: str = "",
-    threads: int | None = None,
-    fail_fast: bool = False,
-    retry_of: str = "",
-    defer: bool = False,
-    only_changed: bool = False,
-) -> State[Any]:
-    """Runs one dbt command and stores its artifacts; the final state names what failed."""
-    parameters = dict(locals())  # exactly RunRequest's fields (checked at import)
+def _dbt_flow(given: RunSession | None) -> Flow[..., State[Any]]:
+    """The `dbt` flow, finishing the session its caller made, or one of its own."""
+
+    # The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced by ferry itself (see
+    # flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt. Text parameters are
+    # plain strings, empty meaning "not given", so the UI's run form takes typing straight away.
+    @flow(name="dbt", log_prints=False, validate_parameters=True)
+    @_parameters_of_a_run_request
+    def dbt_flow(
+        command: DbtCommand = DbtCommand.BUILD,
+        select: str = "",
+        exclude: str = "",
+        selector: str = "",
+        vars: dict[str, Any] | str | None = None,
+        indirect_selection: IndirectSelection | None = None,
+        full_refresh: bool = False,
+        target: str = "",
+        threads: int | None = None,
+        fail_fast: bool = False,
+        retry_of: str = "",
+        defer: bool = False,
+        only_changed: bool = False,
+    ) -> State[Any]:
+        """Runs one dbt command and stores its artifacts; the final state names what failed."""
+        parameters = {k: v for k, v in locals().items() if k in RunRequest.model_fields}
+        return _run(given, parameters)
+
+    return dbt_flow
+
+
+dbt_flow = _dbt_flow(None)
+"""The deployments' entrypoint (prefect.yaml): each run makes its session from the environment."""
+
+
+def dbt_flow_for(session: RunSession) -> Flow[..., State[Any]]:
+    """The `dbt` flow for a run whose maker made its session (`ferry run`, a test): the run
+    takes its settings from it and leaves its outcome in it."""
+    return _dbt_flow(session)
+
+
+def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
     logger = get_run_logger()
     flow_run_id = flow_run.get_id()
     assert flow_run_id, "the dbt flow runs as a Prefect flow run"
-    try:
-        settings = settings_of_this_run()
-    except InvalidSettings as exc:  # the deployment's settings, refused like any bad input
-        return _refuse(Refusal.of_settings(str(exc), flow_run_id), "unknown", command, None)
+    command = parameters["command"]
+    session = given
+    if session is None:
+        try:
+            session = _session_of_a_deployment(FerrySettings.from_env())
+        except InvalidSettings as exc:  # the deployment's settings, refused like any bad input
+            session = _session_of_a_deployment(FerrySettings.model_construct())
+            return _refuse(session, Refusal.of_settings(str(exc), flow_run_id), command, "unknown")
+    settings = session.settings
     reporter = PrefectNodeReporter(
         flow_run_id,
         settings.node_reporting,
@@ -113,18 +137,19 @@ def dbt_flow(
                 listener=reporter,
                 log=logger,
                 writer_slot=functools.partial(writer_slot, settings.env),
+                deployment=session.deployment,
             )
     except InvalidRunRequest as exc:
-        return _refuse(Refusal.of_input(str(exc), flow_run_id), settings.env, command, settings)
+        return _refuse(session, Refusal.of_input(str(exc), flow_run_id), command, settings.env)
     except Exception as exc:
         emit_crash(settings.env, str(command), exc)
         raise
 
     summary = report.summary
-    _finish(summary, settings)
+    session.finish(summary)
     _publish_report(report)
     if settings.metrics:
-        metrics.write(metrics.emf_lines(summary, report.nodes, deployment.name))
+        metrics.write(metrics.emf_lines(summary, report.nodes))
     for line in summary.failed:
         logger.error("%s %s: %s", line.status.value, line.unique_id, line.first_error_line)
     for line in summary.warned:
@@ -142,38 +167,22 @@ def dbt_flow(
     return Completed(message=summary.verdict, data=summary)
 
 
-def _refuse(refusal: Refusal, env: str, command: Any, settings: FerrySettings | None) -> State[Any]:
-    get_run_logger().error("%s; nothing was run", refusal.message)
-    _finish(refusal, settings)
-    emit_invalid(env, str(command), refusal.message.split(": ", 1)[1])
-    # A new exception carrying the message, never the refusal's own: its traceback would keep
-    # dbt's objects alive until interpreter exit (and the CLI decides on the verdict, not on it).
-    return Failed(message=refusal.message, data=DbtRunFailed(refusal.message))
-
-
-_finished: list[RunSummary | Refusal] = []
-
-
-def finished_in_this_process() -> RunSummary | Refusal | None:
-    """What the latest `dbt` flow run of this process ended with, even if Prefect could not
-    record its final state (the `ferry` CLI runs the flow in its own process and reads it)."""
-    return _finished[-1] if _finished else None
-
-
-def _finish(outcome: RunSummary | Refusal, settings: FerrySettings | None) -> None:
-    """The verdict is known and the artifacts stored: from here the Prefect API gets a bounded
-    time (FERRY_PREFECT_API_WAIT_S) for the rest."""
-    _finished[:] = [outcome]  # the latest only: a long-lived process keeps no history
-    if settings is None:  # unreadable settings: the default wait
-        settings = FerrySettings.model_construct()
-    if settings.worker_flow_run_id:
-        prefect_api.owned_by_a_worker()
-    prefect_api.bound_the_wait(
-        settings.prefect_api_wait_s,
-        get_current_settings().api.url,
-        exit_code=outcome.exit_code,
-        outcome=outcome,
+def _session_of_a_deployment(settings: FerrySettings) -> RunSession:
+    """A deployment's run: in a worker's flow-run process it owns the process's end."""
+    return RunSession(
+        settings,
+        deployment=deployment.name or AD_HOC,
+        ending=ProcessEnd() if settings.worker_flow_run_id else None,
     )
+
+
+def _refuse(session: RunSession, refusal: Refusal, command: Any, env: str) -> State[Any]:
+    get_run_logger().error("%s; nothing was run", refusal.message)
+    session.finish(refusal)
+    emit_invalid(env, str(command), refusal.message)
+    # A new exception carrying the message, never the refusal's own: its traceback would keep
+    # dbt's objects alive until interpreter exit (and the CLI reads the outcome from the session).
+    return Failed(message=refusal.message, data=DbtRunFailed(refusal.message))
 
 
 def _publish_report(report: RunReport) -> None:

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -389,26 +386,3 @@ def _describe(exc: ValidationError) -> str:
             message = f"{variable}={error['input']!r}: {message}"
         problems.append(message)
     return "; ".join(problems)
-
-
-_passed: ContextVar[FerrySettings | None] = ContextVar("ferry_settings", default=None)
-
-
-@contextmanager
-def passed_to_runs(settings: FerrySettings) -> Iterator[None]:
-    """Runs started in this context (the `dbt` flow called in-process by `ferry run`) use
-    `settings` - built from the command's flags - instead of reading the environment."""
-    token = _passed.set(settings)
-    try:
-        yield
-    finally:
-        _passed.reset(token)
-
-
-def settings_of_this_run() -> FerrySettings:
-    """The settings a run was given (`passed_to_runs`), else those of the environment.
-
-    Raises:
-        InvalidSettings: as `FerrySettings.from_env`.
-    """
-    return _passed.get() or FerrySettings.from_env()

@@ -20,6 +20,8 @@ from typing import Any
 from flows.dbt.commands import DbtCommand
 from flows.exit_codes import ExitCode
 from flows.run.request import RunRequest, cli_flags
+from flows.run.session import Output, RunSession
+from flows.run.verdict import Refusal
 from flows.settings import FerrySettings
 
 # Settings a run takes as flags too (the rest only as FERRY_* variables).
@@ -90,63 +92,58 @@ def main(args: argparse.Namespace) -> int:
     from flows.run.request import InvalidRunRequest, parse_command
     from flows.settings import InvalidSettings
 
+    output = Output(as_json=args.json)
     try:
         settings = FerrySettings.from_env(**{name: getattr(args, name) for name in SETTING_FLAGS})
     except InvalidSettings as exc:
-        return _refused(f"Invalid setting: {exc}", args.json)
+        return output.tell(Refusal.of_settings(str(exc)))
     params = {name: getattr(args, name) for name in RunRequest.model_fields}
     with contextlib.suppress(InvalidRunRequest):  # else the flow refuses it, in Prefect's record
         params["command"] = parse_command(args.command).value
-    no_prefect = args.no_prefect
-    if not no_prefect:
-        from flows.prefect import api as prefect_api
+    if args.no_prefect:
+        return _run_without_prefect(params, RunSession(settings, output=output))
+    from flows.prefect import api as prefect_api
 
-        api_url = prefect_api.configured_url()
-        if api_url is None:
-            # Prefect would start a temporary server of its own for this one run: tens of
-            # seconds, on SQLite, gone afterwards. The same steps without Prefect are faster and
-            # leave the same artifacts; the run's record is the artifact store.
+    api_url = prefect_api.configured_url()
+    if api_url is None:
+        # Prefect would start a temporary server of its own for this one run: tens of
+        # seconds, on SQLite, gone afterwards. The same steps without Prefect are faster and
+        # leave the same artifacts; the run's record is the artifact store.
+        print(
+            "ferry: no Prefect API configured (PREFECT_API_URL): running without Prefect; "
+            "set PREFECT_API_URL to see the run in Prefect",
+            file=sys.stderr,
+        )
+        return _run_without_prefect(params, RunSession(settings, output=output))
+    if reason := prefect_api.unreachable(api_url):
+        print(
+            f"ferry: the Prefect API at {api_url} is unreachable ({reason}); start it, point "
+            "PREFECT_API_URL at one that answers, or run without Prefect: --no-prefect",
+            file=sys.stderr,
+        )
+        if args.json:
             print(
-                "ferry: no Prefect API configured (PREFECT_API_URL): running without Prefect; "
-                "set PREFECT_API_URL to see the run in Prefect",
-                file=sys.stderr,
+                json.dumps({"outcome": "failed", "verdict": f"Prefect API unreachable: {api_url}"})
             )
-            no_prefect = True
-        elif reason := prefect_api.unreachable(api_url):
-            print(
-                f"ferry: the Prefect API at {api_url} is unreachable ({reason}); start it, point "
-                "PREFECT_API_URL at one that answers, or run without Prefect: --no-prefect",
-                file=sys.stderr,
-            )
-            if args.json:
-                print(
-                    json.dumps(
-                        {"outcome": "failed", "verdict": f"Prefect API unreachable: {api_url}"}
-                    )
-                )
-            return ExitCode.FAILED
-    if no_prefect:
-        return _run_without_prefect(params, settings, as_json=args.json)
-    return _run_flow(params, settings, as_json=args.json)
+        return ExitCode.FAILED
+    from flows.prefect.process_end import ProcessEnd
+
+    return _run_flow(params, RunSession(settings, output=output, ending=ProcessEnd()))
 
 
-def _console(as_json: bool) -> contextlib.AbstractContextManager[Any]:
-    """With --json, stdout carries the summary alone (CI redirects it into a file): dbt's and
-    Prefect's own console output goes to stderr meanwhile."""
-    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-
-
-def _run_without_prefect(params: dict[str, Any], settings: FerrySettings, *, as_json: bool) -> int:
+def _run_without_prefect(params: dict[str, Any], session: RunSession) -> int:
     """The flow's steps without a Prefect API (CI jobs, or no API configured)."""
     from flows.run.owner import run
     from flows.run.request import InvalidRunRequest
 
     try:
-        with _console(as_json):
-            summary = run(RunRequest.build(**params), settings, log=_steps_log()).summary
+        with _console(session):
+            report = run(RunRequest.build(**params), session.settings, log=_steps_log())
     except InvalidRunRequest as exc:
-        return _refused(f"Invalid input: {exc}", as_json)
-    return _print_summary(summary, as_json)
+        session.finish(Refusal.of_input(str(exc)))
+    else:
+        session.finish(report.summary)
+    return session.tell()
 
 
 def _steps_log() -> logging.Logger:
@@ -162,40 +159,33 @@ def _steps_log() -> logging.Logger:
     return log
 
 
-def _run_flow(params: dict[str, Any], settings: FerrySettings, *, as_json: bool) -> int:
+def _run_flow(params: dict[str, Any], session: RunSession) -> int:
     """The `dbt` flow in this process; the exit code follows the run's verdict, not Prefect's
     bookkeeping, so an API that fails after dbt ended cannot change it (or hold the process)."""
     import inspect
 
-    from flows.dbt_flow import dbt_flow, finished_in_this_process
-    from flows.prefect import api as prefect_api
-    from flows.settings import passed_to_runs
+    from flows.dbt_flow import dbt_flow_for
 
-    def farewell(outcome: Any) -> None:  # from the API's watchdog, while dbt's console is on
-        with contextlib.redirect_stdout(sys.__stdout__):
-            _say(outcome, as_json)
-
-    prefect_api.own_process_end(farewell)
+    flow = dbt_flow_for(session)
     state: Any = None
     failure: Exception | None = None
     # The flow's text parameters take "" for "not given"; its other ones None.
-    defaults = {name: p.default for name, p in inspect.signature(dbt_flow.fn).parameters.items()}
+    defaults = {name: p.default for name, p in inspect.signature(flow.fn).parameters.items()}
     for name, value in params.items():
         if isinstance(value, list):
             params[name] = " ".join(value)
         elif value is None and defaults[name] == "":
             params[name] = ""
     try:
-        with _console(as_json), passed_to_runs(settings):
-            state = dbt_flow(**params, return_state=True)
+        with _console(session):
+            state = flow(**params, return_state=True)
     except Exception as exc:  # Prefect itself failed (its API went away mid-run, most often)
         failure = exc
-    outcome = finished_in_this_process()
-    if outcome is None:  # refused by Prefect's parameter validation, or crashed before a verdict
+    if session.outcome is None:  # refused by Prefect's parameter check, or crashed before a verdict
         message = (state.message if state is not None else None) or str(failure)
         invalid = state is not None and _is_parameter_refusal(state)
         print(f"ferry: {message}", file=sys.stderr)
-        if as_json:
+        if session.output is not None and session.output.as_json:
             print(json.dumps(_state_json(state, message, invalid)))
         return ExitCode.INVALID if invalid else ExitCode.FAILED
     if failure is not None:
@@ -204,41 +194,20 @@ def _run_flow(params: dict[str, Any], settings: FerrySettings, *, as_json: bool)
             f"{failure}); the verdict below and the stored artifacts stand",
             file=sys.stderr,
         )
-    prefect_api.said_farewell()
-    return _say(outcome, as_json)
+    return session.tell()
 
 
-def _say(outcome: Any, as_json: bool) -> int:
-    from flows.run.verdict import Refusal
-
-    if isinstance(outcome, Refusal):
-        return _refused(outcome.message, as_json, flow_run_id=outcome.flow_run_id)
-    return _print_summary(outcome, as_json)
-
-
-def _refused(message: str, as_json: bool, flow_run_id: str | None = None) -> int:
-    print(f"ferry: {message}", file=sys.stderr)
-    if as_json:
-        refusal = {"outcome": "invalid", "verdict": message}
-        print(json.dumps({**refusal, "flow_run_id": flow_run_id} if flow_run_id else refusal))
-    return ExitCode.INVALID
-
-
-def _print_summary(summary: Any, as_json: bool) -> int:
-    if as_json:
-        print(summary.model_dump_json())
-    else:
-        print(f"ferry: {summary.outcome.value}: {summary.verdict}")
-        print(f"ferry: artifacts: {summary.artifacts}")
-    return int(summary.exit_code)
+def _console(session: RunSession) -> contextlib.AbstractContextManager[Any]:
+    """With --json, stdout carries the summary alone (CI redirects it into a file): dbt's and
+    Prefect's own console output goes to stderr meanwhile."""
+    as_json = session.output is not None and session.output.as_json
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
 
 
 def _is_parameter_refusal(state: Any) -> bool:
     """Prefect refused the parameters before the flow began (a wrong type)."""
     from prefect.exceptions import ParameterTypeError
 
-    if (state.message or "").startswith("Validation of flow parameters failed"):
-        return True
     try:
         data = state.result(raise_on_failure=False)
     except Exception:

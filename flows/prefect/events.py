@@ -112,14 +112,14 @@ def emit_findings(summary: RunSummary) -> None:
         )
 
 
-def emit_invalid(env: str, command: str, message: str) -> None:
+def emit_invalid(env: str, command: str, verdict: str) -> None:
     """A refused run: `env` as the deployment set it, even when that value was the refusal."""
     _emit(
         event_name(Outcome.INVALID, command),
         env=env,
         project=None,
         command=command,
-        payload={"verdict": f"Invalid input: {message}", "outcome": "invalid", "failed": []},
+        payload={"verdict": verdict, "outcome": "invalid", "failed": []},
     )
 
 

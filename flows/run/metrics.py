@@ -36,20 +36,14 @@ RUN_METRICS = (
     ("VolumeAnomalies", "Count"),
 )
 SLOWEST_MODELS_PER_RUN = 20
-#: The Deployment dimension of a run no deployment started (`ferry run` by hand, CI).
-AD_HOC = "ad-hoc"
 
 
-def emf_lines(
-    summary: RunSummary,
-    nodes: Iterable[NodeResult],
-    deployment: str | None,
-) -> list[str]:
+def emf_lines(summary: RunSummary, nodes: Iterable[NodeResult]) -> list[str]:
     """The run's EMF line, then a line per slowest model (at most SLOWEST_MODELS_PER_RUN)."""
     succeeded = summary.outcome in {Outcome.SUCCESS, Outcome.WARNINGS}
     context = {
         "Environment": summary.env,
-        "Deployment": deployment or AD_HOC,
+        "Deployment": summary.deployment,
         "Project": summary.project,
         "FlowRunId": summary.flow_run_id or "",
         "RunId": summary.run_id,

@@ -28,8 +28,8 @@ from flows.run.execute import Execution, Log, WriterSlot, execute
 from flows.run.plan import RunPlan, plan
 from flows.run.publish import publish, republish_summary
 from flows.run.request import RunRequest
-from flows.run.summary import RunSummary, summarize
-from flows.run.verdict import Outcome, TimeLimit, judge, timed_out
+from flows.run.summary import AD_HOC, RunSummary, summarize
+from flows.run.verdict import TimeLimit, judge, judge_late
 from flows.settings import FerrySettings
 
 
@@ -61,13 +61,16 @@ def run(
     listener: NodeListener | None = None,
     log: Log | None = None,
     writer_slot: WriterSlot | None = None,
+    deployment: str = AD_HOC,
 ) -> RunReport:
     """Runs dbt once as `request` asks and stores its artifacts. Raises only for bad input.
 
     Args:
         run_id: names the run in the artifact store; the flow run id when there is one.
         writer_slot: held around dbt's execution (not its parse), so one invocation at a time
-            writes to the environment's warehouse (flows.prefect.writer_slot); none without Prefect.
+            writes to the environment's warehouse (flows.prefect.writer_slot); none without
+            Prefect.
+        deployment: the Prefect deployment that started the run, for its record.
 
     Raises:
         InvalidRunRequest: the request cannot run; nothing was executed or stored.
@@ -96,6 +99,7 @@ def run(
         summary = summarize(
             run_id=planned.run_id,
             flow_run_id=flow_run_id,
+            deployment=deployment,
             project=planned.project.name,
             env=settings.env,
             request=planned.request,
@@ -122,13 +126,8 @@ def run(
             summary, publication = publish(summary, planned, log)
             late = _time_limit(settings, deadline)
             if late is not None and time_limit is None:  # it passed while they were stored
-                summary = summary.model_copy(
-                    update={
-                        "timed_out": True,
-                        "outcome": Outcome.FAILED,
-                        "verdict": timed_out(late, done.nodes, summary.verdict),
-                    }
-                )
+                verdict = judge_late(verdict, late, done.nodes)
+                summary = summary.model_copy(update=verdict.summary_fields())
                 republish_summary(summary, planned, log)
             history.record(summary, planned, done.nodes, comparison, publication, log)
             _advance_marks(planned, done, publication, log)

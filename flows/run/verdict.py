@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import Documented
@@ -38,6 +39,10 @@ class Verdict:
     sentence: str
     timed_out: bool = False
 
+    def summary_fields(self) -> dict[str, Any]:
+        """The summary's fields this verdict sets (flows.run.summary)."""
+        return {"outcome": self.outcome, "verdict": self.sentence, "timed_out": self.timed_out}
+
 
 @dataclass(frozen=True)
 class TimeLimit:
@@ -47,20 +52,32 @@ class TimeLimit:
     fired_in: str | None
 
 
+class RefusalKind(StrEnum):
+    """What was refused: the run's input (parameters, flags, project files) or its settings."""
+
+    INPUT = "input"
+    SETTING = "setting"
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A request refused before anything ran (exit code 2); `message` is its verdict."""
 
-    message: str
+    reason: str
+    kind: RefusalKind = RefusalKind.INPUT
     flow_run_id: str | None = None
 
     @classmethod
     def of_input(cls, reason: str, flow_run_id: str | None = None) -> Refusal:
-        return cls(f"Invalid input: {reason}", flow_run_id)
+        return cls(reason, RefusalKind.INPUT, flow_run_id)
 
     @classmethod
     def of_settings(cls, reason: str, flow_run_id: str | None = None) -> Refusal:
-        return cls(f"Invalid setting: {reason}", flow_run_id)
+        return cls(reason, RefusalKind.SETTING, flow_run_id)
+
+    @property
+    def message(self) -> str:
+        return f"Invalid {self.kind.value}: {self.reason}"
 
     @property
     def outcome(self) -> Outcome:
@@ -73,6 +90,11 @@ class Refusal:
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode.INVALID
+
+    def as_json(self) -> dict[str, str]:
+        """What `ferry run --json` prints for it."""
+        said = {"outcome": self.outcome.value, "verdict": self.message}
+        return {**said, "flow_run_id": self.flow_run_id} if self.flow_run_id else said
 
 
 def judge(
@@ -103,6 +125,12 @@ def judge(
         return Verdict(outcome, sentence)
     said = sentence if nodes or error else None
     return Verdict(Outcome.FAILED, timed_out(time_limit, nodes, said), timed_out=True)
+
+
+def judge_late(verdict: Verdict, time_limit: TimeLimit, nodes: list[NodeResult]) -> Verdict:
+    """The verdict of a run whose time limit passed while its artifacts were being stored:
+    failed, timed out, with what the run had said before."""
+    return Verdict(Outcome.FAILED, timed_out(time_limit, nodes, verdict.sentence), timed_out=True)
 
 
 def timed_out(time_limit: TimeLimit, nodes: list[NodeResult], verdict: str | None) -> str:

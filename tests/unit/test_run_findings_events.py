@@ -272,7 +272,7 @@ def test_outside_a_flow_run_nothing_is_emitted(emitted, monkeypatch):
 
 
 def run_metrics(summary: RunSummary) -> dict[str, Any]:
-    first = metrics.emf_lines(summary, [], "build-prod")[0]
+    first = metrics.emf_lines(summary.model_copy(update={"deployment": "build-prod"}), [])[0]
     return json.loads(first)
 
 

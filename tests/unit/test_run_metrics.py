@@ -67,7 +67,7 @@ def test_a_failed_run_writes_its_metrics_and_its_slowest_models():
     ]
     summary = run_of(nodes, dbt_ok=False)
 
-    lines = [json.loads(line) for line in metrics.emf_lines(summary, nodes, "build-prod")]
+    lines = [json.loads(line) for line in metrics.emf_lines(summary.model_copy(update={"deployment": "build-prod"}), nodes)]
 
     run, *models = lines
     [directive] = run["_aws"]["CloudWatchMetrics"]
@@ -97,7 +97,7 @@ def test_a_failed_run_writes_its_metrics_and_its_slowest_models():
 def test_a_run_no_deployment_started_is_filed_as_ad_hoc_and_a_passing_run_succeeds():
     nodes = [node("model.shop.a", "success", 1.0), node("test.shop.t", "warn", 0.5)]
     out = io.StringIO()
-    metrics.write(metrics.emf_lines(run_of(nodes, dbt_ok=True), nodes, None), out)
+    metrics.write(metrics.emf_lines(run_of(nodes, dbt_ok=True), nodes), out)
     run = json.loads(out.getvalue().splitlines()[0])
     assert (run["Deployment"], run["RunSucceeded"], run["RunFailed"]) == ("ad-hoc", 1, 0)
     assert out.getvalue().endswith("\n") and len(out.getvalue().splitlines()) == 2
