@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.exit_codes import ExitCode
 from tests.conftest import load_generator
 from tests.e2e.conftest import run_ferry
 
@@ -47,7 +48,7 @@ def test_a_build_shows_every_node_as_a_task_run(
     # FERRY_METRICS as in an ECS task: the EMF lines go where dbt's console goes (stderr under
     # --json, whose stdout holds the summary alone).
     proc = ferry_run(prefect_api, shop_project, tmp_path, {**shop_ready, "FERRY_METRICS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.OK, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-3000:]
     summary = summary_of(proc.stdout)
     assert summary["outcome"] == "warnings"
@@ -93,7 +94,7 @@ def test_a_failed_node_fails_the_flow_and_its_task_run(
         "--vars",
         '{"fail_models": ["int_orders_enriched"]}',
     )
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stderr[-3000:]
     summary = summary_of(proc.stdout)
     flow_run = api.flow_run(summary["flow_run_id"])
     assert flow_run["state_type"] == "FAILED"
@@ -117,7 +118,7 @@ def test_a_run_past_its_timeout_ends_timed_out_with_exit_1(
     proc = ferry_run(
         prefect_api, shop_project, tmp_path, {**shop_ready, "FERRY_FLOW_TIMEOUT_S": "2"}
     )
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = summary_of(proc.stdout)
     assert out["verdict"].startswith("timed out after 2 s (FERRY_FLOW_TIMEOUT_S)")
     flow_run = api.flow_run(out["flow_run_id"])
@@ -140,7 +141,7 @@ def test_bad_input_exits_2_with_a_failed_flow_run(
     prefect_api, api, shop_project, tmp_path, args, message
 ):
     proc = ferry_run(prefect_api, shop_project, tmp_path, {}, *args)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == ExitCode.INVALID, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert message in proc.stderr
     # a clean terminal: no traceback, and no "nanobind: leaked ..." from DuckDB at exit
     assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-3000:]

@@ -12,9 +12,11 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -154,7 +156,18 @@ def test_the_demos_failing_run_alerts_once_and_its_passing_run_warns(demo, stack
     text = json.dumps(alert["body"])
     assert "model.shop.int_orders_enriched" in text
     assert "ferry_injected_failure__int_orders_enriched" in text  # its first error line
-    time.sleep(5)  # one notification per run, never one per node
+    # One notification per run, never one per node: counted once the server has acted on every
+    # event of both runs an automation could fire on, so a second alert, however late, counts.
+    assert _wait_until(lambda: _ended(api, [ok_id, bad_id]), timeout=60), "runs' processes live"
+    marker = _post_marker(api)  # after both runs' processes ended, so after all they sent
+    assert _wait_until(lambda: _events(api, resource={"id": [marker]}), timeout=60), marker
+    owed = ["not asked yet"]
+
+    def settled() -> bool:
+        owed[:] = _owed_alerts(api, [ok_id, bad_id])
+        return not owed
+
+    assert _wait_until(settled, timeout=120), owed
     received = [json.loads(line) for line in stack.alerts_file.read_text().splitlines()]
     alerts = [a for a in received if a["path"] == "/alerts" and bad_id in json.dumps(a)]
     assert len(alerts) == 1, alerts  # on the webhook channel; Slack got its own one
@@ -162,6 +175,102 @@ def test_the_demos_failing_run_alerts_once_and_its_passing_run_warns(demo, stack
     [warning] = [a for a in received if a["path"] == "/alerts" and ok_id in json.dumps(a)]
     assert "warn" in warning["body"]["subject"].lower()
     assert "test.shop.assert_orders_are_paid_in_full" in json.dumps(warning)
+
+
+_ACTED = ("prefect.automation.action.executed", "prefect.automation.action.failed")
+
+
+def _events(api, **filters) -> list[dict]:
+    """Every event the server has stored that `filters` (an EventFilter's fields) select."""
+    body = {"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}, **filters}, "limit": 50}
+    page = api.post("/events/filter", json=body).raise_for_status().json()
+    found = page["events"]
+    while page.get("next_page"):
+        page = api.get(page["next_page"]).raise_for_status().json()
+        found += page["events"]
+    return found
+
+
+def _ended(api, flow_run_ids: list[str]) -> bool:
+    """The runs' processes have exited: whatever they had to send the server, they sent."""
+    for flow_run_id in flow_run_ids:
+        run = api.get(f"/flow_runs/{flow_run_id}").raise_for_status().json()
+        assert run["infrastructure_pid"], run  # the process worker's pid of the run's process
+        try:
+            os.kill(int(str(run["infrastructure_pid"]).rsplit(":", 1)[-1]), 0)
+        except ProcessLookupError:
+            continue
+        return False
+    return True
+
+
+def _post_marker(api) -> str:
+    """An event of no automation's, sent now; its resource id. The server stores the events it
+    receives in the order they arrived: once this one is stored, so is every one before it."""
+    marker = str(uuid.uuid4())
+    event = {
+        "id": marker,
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "ferry.test.marker",
+        "resource": {"prefect.resource.id": f"ferry.test.{marker}"},
+    }
+    api.post("/events", json=[event]).raise_for_status()
+    return f"ferry.test.{marker}"
+
+
+def _matches(labels: dict, spec: dict) -> bool:
+    """A resource's labels against an automation's `match` (glob values, one or a list)."""
+    return all(
+        any(
+            fnmatch(labels.get(label, ""), value)
+            for value in ([want] if isinstance(want, str) else want)
+        )
+        for label, want in spec.items()
+    )
+
+
+def _owed_alerts(api, flow_run_ids: list[str]) -> list[str]:
+    """What the server's automations still owe the runs, empty once it owes nothing: for each
+    stored event about a run (as its resource or a related one) that an enabled reactive
+    automation expects and matches, a firing of that automation (its prefect.automation.triggered
+    event) whose every action has executed or failed (an action's event comes after its
+    notification was sent and answered). Each run has such an event: its outcome's."""
+    automations = [
+        a
+        for a in api.post("/automations/filter", json={}).raise_for_status().json()
+        if a["enabled"] and a["trigger"].get("posture") == "Reactive"
+    ]
+    expected = sorted({name.rstrip("*") for a in automations for name in a["trigger"]["expect"]})
+    runs = [f"prefect.flow-run.{flow_run_id}" for flow_run_id in flow_run_ids]
+    events = _events(api, any_resource={"id": runs}, event={"prefix": expected})
+    causes = [f"prefect.event.{event['id']}" for event in events]
+    acts = ["prefect.automation.triggered", *_ACTED]
+    caused = _events(api, any_resource={"id": causes}, event={"name": acts}) if causes else []
+    owed: list[str] = []
+    alerting: set[str] = set()
+    for event, cause in zip(events, causes, strict=True):
+        for automation in automations:
+            trigger = automation["trigger"]
+            if not any(fnmatch(event["event"], name) for name in trigger["expect"]):
+                continue
+            if not _matches(event["resource"], trigger.get("match") or {}):
+                continue
+            alerting |= {r["prefect.resource.id"] for r in [event["resource"], *event["related"]]}
+            its = [
+                e
+                for e in caused
+                if e["resource"]["prefect.resource.id"] == f"prefect.automation.{automation['id']}"
+                and any(r["prefect.resource.id"] == cause for r in e["related"])
+            ]
+            firings = sum(e["event"] == "prefect.automation.triggered" for e in its)
+            acted = sum(e["event"] in _ACTED for e in its)
+            if not firings or acted < firings * len(automation["actions"]):
+                name = automation["name"]
+                owed.append(
+                    f"{name!r} on {event['event']} ({cause}): {firings} fired, {acted} acted"
+                )
+    owed += [f"no event about {run} an automation fires on" for run in runs if run not in alerting]
+    return owed
 
 
 def _wait_until(condition, timeout: float) -> bool:

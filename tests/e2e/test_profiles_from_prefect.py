@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from flows.exit_codes import ExitCode
 from tests.conftest import FIXTURES, copy_project
 from tests.e2e.conftest import run_ferry
 
@@ -39,7 +40,7 @@ def test_a_profile_can_take_its_settings_from_prefect_variables(prefect_api, api
         "--json",
         env={"FERRY_WORK_DIR": str(tmp_path / "runs")},
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.OK, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["outcome"] == "success" and summary["nodes_total"] == 2
     assert database.is_file(), "dbt did not use the path from the Prefect variable"

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from flows.exit_codes import ExitCode
+
 pytestmark = pytest.mark.integration
 
 FERRY = Path(sys.executable).with_name("ferry")
@@ -252,7 +254,7 @@ def test_bad_input_exits_2_before_the_warehouse_is_touched(
 
     result = _ferry_run(bad, shop_project, tmp_path)
 
-    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.returncode == ExitCode.INVALID, result.stderr[-3000:]
     assert bad.message in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     if bad.by_argparse:

@@ -15,6 +15,7 @@ import yaml
 
 from flows.dbt.bake import BakeError, BakeSpec, bake
 from flows.dbt.profiles import DbtProject
+from flows.exit_codes import ExitCode
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from tests.conftest import load_generator, make_settings
@@ -139,7 +140,7 @@ def test_the_command_bakes_with_the_settings_its_flags_give(shop_project, tmp_pa
     project = str(shop_project)
     flags = ["--project-dir", project, "--profiles-dir", project, "--env", "test"]
     done = ferry_bake(*flags, "--baked-dir", str(tmp_path / "baked"))
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
     assert "ferry: baked test/duckdb" in done.stdout
     assert (tmp_path / "baked" / "test" / "duckdb" / "partial_parse.msgpack").is_file()
     assert not (tmp_path / "baked" / "staging").exists()
@@ -160,7 +161,7 @@ def test_bad_input_is_refused_before_dbt_parses(shop_project, tmp_path, monkeypa
     ]
     for args, message in cases:
         done = ferry_bake(*args)
-        assert done.returncode == 2, (args, done.stdout + done.stderr)
+        assert done.returncode == ExitCode.INVALID, (args, done.stdout + done.stderr)
         assert done.stderr.startswith("ferry release bake: "), done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "baked").exists()
@@ -176,7 +177,7 @@ def test_a_bake_that_fails_exits_1_and_keeps_nothing(shop_project, tmp_path, mon
         "--project-dir", project, "--profiles-dir", project,
         "--baked-dir", str(tmp_path / "baked"), "--spec", json.dumps(spec),
     )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == ExitCode.FAILED, done.stdout + done.stderr
     assert "ferry release bake: " in done.stderr and "FERRY_REDSHIFT_USER" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "baked" / "prod").exists()

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from flows.cli import main
+from flows.exit_codes import ExitCode
 from tests.conftest import SHOP
 
 pytestmark = pytest.mark.integration
@@ -62,17 +63,17 @@ def ci_schema(*args: str, prefix: str = PREFIX, target: str = "postgres") -> int
 
 
 def test_dropping_a_pull_request_drops_its_schemas_only(warehouse, capsys):
-    assert ci_schema("drop", "--pr", "3", "--dry-run") == 0
+    assert ci_schema("drop", "--pr", "3", "--dry-run") == ExitCode.OK
     assert schemas() == set(SCHEMAS)
     assert f"would drop {PREFIX}_pr_3_staging" in capsys.readouterr().out
 
-    assert ci_schema("drop", "--pr", "3") == 0
+    assert ci_schema("drop", "--pr", "3") == ExitCode.OK
     assert schemas() == set(SCHEMAS) - {f"{PREFIX}_pr_3", f"{PREFIX}_pr_3_staging"}
-    assert ci_schema("drop", "--pr", "3") == 0  # again: nothing left, still fine
+    assert ci_schema("drop", "--pr", "3") == ExitCode.OK  # again: nothing left, still fine
 
 
 def test_the_sweep_keeps_open_pull_requests(warehouse):
-    assert ci_schema("sweep", "--open-prs", "31") == 0
+    assert ci_schema("sweep", "--open-prs", "31") == ExitCode.OK
     assert schemas() == {
         f"{PREFIX}_pr_31",
         f"{PREFIX}_pr_31_marts",
@@ -84,7 +85,7 @@ def test_the_sweep_keeps_open_pull_requests(warehouse):
 
 def test_the_nightly_sweep_asks_github_which_pull_requests_are_open(warehouse, github):
     github.open_prs = [4, *range(1000, 1150)]  # two pages of open pull requests
-    assert ci_schema("sweep", "--open-prs-from-github") == 0
+    assert ci_schema("sweep", "--open-prs-from-github") == ExitCode.OK
     assert schemas() == {f"{PREFIX}_pr_4", f"{PREFIX}x_pr_3", f"{PREFIX}_prod", f"{PREFIX}_pr_x"}
     assert [c for c in github.calls if c[1] == "/repos/o/r/pulls"] == [
         ("GET", "/repos/o/r/pulls")
@@ -93,7 +94,7 @@ def test_the_nightly_sweep_asks_github_which_pull_requests_are_open(warehouse, g
 
 def test_a_github_refusal_drops_nothing(warehouse, github, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_TOKEN", "wrong")
-    assert ci_schema("sweep", "--open-prs-from-github") == 1
+    assert ci_schema("sweep", "--open-prs-from-github") == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith("ferry ci schema sweep: GitHub GET /repos/o/r/pulls") and "401" in err
     assert schemas() == set(SCHEMAS)
@@ -111,7 +112,7 @@ def test_bad_input_is_refused_and_drops_nothing(warehouse, monkeypatch, tmp_path
         (("drop", "--pr", "3", "--project-dir", str(tmp_path)), {}, str(tmp_path)),
     ]
     for args, flags, message in cases:
-        assert ci_schema(*args, **flags) == 2, args
+        assert ci_schema(*args, **flags) == ExitCode.INVALID, args
         err = capsys.readouterr().err
         assert err.startswith(f"ferry ci schema {args[0]}: ") and message in err, err
     assert schemas() == set(SCHEMAS)
@@ -119,7 +120,7 @@ def test_bad_input_is_refused_and_drops_nothing(warehouse, monkeypatch, tmp_path
 
 def test_an_unreachable_warehouse_is_a_failure(warehouse, monkeypatch, capsys):
     monkeypatch.setenv("FERRY_PG_PORT", "1")
-    assert ci_schema("drop", "--pr", "3") == 1
+    assert ci_schema("drop", "--pr", "3") == ExitCode.FAILED
     err = capsys.readouterr().err  # dbt's logging may come first (in-process, captured)
     assert "\nferry ci schema drop: Database Error" in f"\n{err}", err
     assert "Connection refused" in err
@@ -131,6 +132,6 @@ def test_the_flags_are_the_settings_without_the_environment(warehouse, monkeypat
     monkeypatch.setenv("FERRY_PROJECT_DIR", "/nonexistent")
     monkeypatch.setenv("FERRY_PROFILES_DIR", "/nonexistent")
     flags = ["--project-dir", str(SHOP), "--profiles-dir", str(SHOP)]
-    assert ci_schema("drop", "--pr", "3", *flags) == 0, capsys.readouterr().err
+    assert ci_schema("drop", "--pr", "3", *flags) == ExitCode.OK, capsys.readouterr().err
     assert f"{PREFIX}_pr_3" not in schemas()
     assert os.environ["FERRY_PROJECT_DIR"] == "/nonexistent"

@@ -15,6 +15,7 @@ import pytest
 
 from flows.ci.diff.records import DataDiff, DiffStatus
 from flows.cli import main
+from flows.exit_codes import ExitCode
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
@@ -211,7 +212,7 @@ def test_a_pull_request_diff_counts_what_each_change_did(
     argv = ["ci", "diff", str(slim_json), "--project-dir", str(project), "--profiles-dir",
             str(project), "--target", kind, "--json"]  # fmt: skip
     capsys.readouterr()  # what the builds printed
-    assert main(argv) == 0, capsys.readouterr().err
+    assert main(argv) == ExitCode.OK, capsys.readouterr().err
     printed = DataDiff.model_validate_json(capsys.readouterr().out)
     stored = Path(str(report.summary.artifacts)) / "diff.json"
     assert DataDiff.model_validate_json(stored.read_bytes()) == printed
@@ -285,7 +286,7 @@ def test_a_pull_request_diff_counts_what_each_change_did(
 
     # The comment: the Slim CI summary, then the data section with the changed models folded.
     out = tmp_path / "comment.md"
-    assert main(["ci", "report", str(slim_json), "--out", str(out)]) == 0
+    assert main(["ci", "report", str(slim_json), "--out", str(out)]) == ExitCode.OK
     comment = out.read_text()
     assert comment.index("Slim CI") < comment.index("### What changed in the data")
     assert "<summary><code>fct_sessions</code>" in comment
@@ -298,20 +299,22 @@ def test_a_pull_request_diff_counts_what_each_change_did(
 def limits_are_kept(argv: list[str], capsys: Any, sessions_changed: int) -> None:
     """--no-values: counts only; --budget-s: the models not reached are listed; --max-rows: a
     sample of keys, the same on both sides."""
-    assert main([*argv, "--no-values"]) == 0
+    assert main([*argv, "--no-values"]) == ExitCode.OK
     found = DataDiff.model_validate_json(capsys.readouterr().out)
     sessions = next(m for m in found.models if m.name == "fct_sessions")
     assert sessions.status is DiffStatus.CHANGED and sessions.changed == sessions_changed
     assert sessions.examples == [] and not found.values_shown
     assert all(p.min is None for m in found.models for p in m.profiles)
 
-    assert main([*argv, "--budget-s", "0.000001"]) == 0  # spent by the first model at most
+    assert (
+        main([*argv, "--budget-s", "0.000001"]) == ExitCode.OK
+    )  # spent by the first model at most
     found = DataDiff.model_validate_json(capsys.readouterr().out)
     assert found.models[-1].status is DiffStatus.SKIPPED
     skipped = [m for m in found.models if m.status is DiffStatus.SKIPPED]
     assert all(str(m.reason).startswith(("budget:", "ephemeral")) for m in skipped)
 
-    assert main([*argv, "--max-rows", "1000"]) == 0
+    assert main([*argv, "--max-rows", "1000"]) == ExitCode.OK
     found = DataDiff.model_validate_json(capsys.readouterr().out)
     sessions = next(m for m in found.models if m.name == "fct_sessions")
     assert sessions.sample is not None and 0 < sessions.sample < 1
@@ -326,7 +329,7 @@ def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
     project = shop_duckdb
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "work"))
     flags = ["--project-dir", str(project), "--profiles-dir", str(project)]
-    assert main(["ci", "diff", str(tmp_path / "nope"), *flags]) == 2
+    assert main(["ci", "diff", str(tmp_path / "nope"), *flags]) == ExitCode.INVALID
     assert capsys.readouterr().err.startswith(f"ferry ci diff: {tmp_path / 'nope'} holds no run")
     for flag, value, says in (
         ("--max-rows", "0", "must be above 0, not 0"),
@@ -335,13 +338,13 @@ def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
     ):
         with pytest.raises(SystemExit) as refused:  # argparse's own usage error: exit 2
             main(["ci", "diff", str(tmp_path / "nope"), flag, value])
-        assert refused.value.code == 2 and says in capsys.readouterr().err, flag
+        assert refused.value.code == ExitCode.INVALID and says in capsys.readouterr().err, flag
 
     ci = make_settings(project, tmp_path, env="ci-pr-9", artifacts=str(tmp_path / "ci"))
     slim = run(RunRequest.build(command="run", select="stg_web__sessions"), ci).summary
     capsys.readouterr()  # what the run printed
     flags += ["--state-from", str(tmp_path / "empty")]
-    assert main(["ci", "diff", str(slim.artifacts), *flags]) == 2
+    assert main(["ci", "diff", str(slim.artifacts), *flags]) == ExitCode.INVALID
     err = capsys.readouterr().err
     assert "no state manifest of project 'shop' in environment 'prod'" in err, err
     assert "--state-env / --state-from" in err and "Traceback" not in err
@@ -350,7 +353,7 @@ def test_bad_input_is_refused_and_an_unreachable_warehouse_fails(
     flags[-1] = str(prod_store)
     monkeypatch.setenv("FERRY_PG_PORT", "1")  # nothing listens there
     argv = ["ci", "diff", str(slim.artifacts), *flags, "--state-env", "ci-pr-9"]
-    assert main([*argv, "--target", "postgres"]) == 1
+    assert main([*argv, "--target", "postgres"]) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith("ferry ci diff: ") and "Traceback" not in err, err
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.exit_codes import ExitCode
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
@@ -54,7 +55,7 @@ def test_history_shows_duckdb_and_postgres_runs_with_node_stats(shop_duckdb, tmp
             text=True,
             timeout=120,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == ExitCode.OK, done.stderr
         return json.loads(done.stdout)
 
     data = history()

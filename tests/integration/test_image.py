@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from flows.exit_codes import ExitCode
 from tests.conftest import (
     DOCKERFILE,
     REPO,
@@ -214,7 +215,7 @@ def test_a_run_starts_from_the_baked_parse_and_writes_only_under_tmp(image):
     # the filesystem, so the nodes are not reported as task runs here.
     done = image.run("ferry", "run", "--json", FERRY_NODE_REPORTING="off")
 
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     summary = summary_of(done)
     assert summary["outcome"] in {"success", "warnings"}, summary["verdict"]
     assert summary["parse"]["baked"] == "local/duckdb"
@@ -234,7 +235,7 @@ def test_a_changed_connection_value_parses_in_full_and_ferry_says_why(image):
 
     done = image.run("ferry", "run", "--no-prefect", "--json", FERRY_DUCKDB_PATH=moved)
 
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     summary = summary_of(done)
     assert summary["parse"]["baked"] == "local/duckdb"
     assert summary["parse"]["partial"] is False

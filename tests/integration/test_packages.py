@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from flows.dbt import packages
+from flows.exit_codes import ExitCode
 from tests.conftest import add_git_package, git_package, load_generator
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,7 @@ def release(project: Path) -> str:
 def test_a_run_installs_both_packages_once_and_then_costs_nothing(project: Path, raw_data):
     lock = (project / "package-lock.yml").read_bytes()
     first = run(project, "--select", "package_release")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == ExitCode.OK, first.stderr[-3000:]
     assert "dbt packages: installed shop_expectations (local packages/shop_expectations)" in (
         first.stderr
     )
@@ -93,7 +94,7 @@ def test_a_run_installs_both_packages_once_and_then_costs_nothing(project: Path,
     assert "test.shop.shop_expectations_expect_table_row_count_to_be_between_fct_orders" in manifest
 
     again = run(project, "--select", "package_release")
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == ExitCode.OK, again.stderr[-3000:]
     assert "dbt packages: installed" not in again.stderr
     assert "dbt packages: 2 declared, installed as package-lock.yml pins them" in again.stderr
 
@@ -112,7 +113,7 @@ def test_a_run_installs_both_packages_once_and_then_costs_nothing(project: Path,
 def test_a_lock_moved_on_by_a_teammate_is_installed_by_the_next_run(
     project: Path, raw_data, tmp_path
 ):
-    assert run(project, "--select", "package_release").returncode == 0
+    assert run(project, "--select", "package_release").returncode == ExitCode.OK
     assert release(project) == "one"
     # A teammate moved to v1.1.0 and committed both files; this checkout pulled them.
     teammate = tmp_path / "teammate"
@@ -120,12 +121,12 @@ def test_a_lock_moved_on_by_a_teammate_is_installed_by_the_next_run(
     declared = teammate / "packages.yml"
     declared.write_text(declared.read_text().replace("revision: v1.0.0", "revision: v1.1.0"))
     updated = ferry(teammate, "packages", "update")
-    assert updated.returncode == 0, updated.stderr
+    assert updated.returncode == ExitCode.OK, updated.stderr
     for name in ("packages.yml", "package-lock.yml"):
         shutil.copyfile(teammate / name, project / name)
 
     moved = run(project, "--select", "package_release")
-    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert moved.returncode == ExitCode.OK, moved.stderr[-3000:]
     assert "dbt packages: installed" in moved.stderr and "shop_dates (git" in moved.stderr
     assert release(project) == "one-one"
 
@@ -148,7 +149,7 @@ def test_packages_that_cannot_be_installed_are_refused_before_the_warehouse(
 
     refused = run(project, "--select", "package_release")
 
-    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert refused.returncode == ExitCode.INVALID, refused.stderr[-3000:]
     assert reason in refused.stderr, refused.stderr[-3000:]
     assert "packages.yml" in refused.stderr  # what to check
     assert "Traceback" not in refused.stderr
@@ -158,7 +159,7 @@ def test_packages_that_cannot_be_installed_are_refused_before_the_warehouse(
 
 def test_the_image_build_installs_from_the_committed_lock_or_refuses(project: Path):
     frozen = ferry(project, "packages", "install", "--frozen")
-    assert frozen.returncode == 0, frozen.stderr
+    assert frozen.returncode == ExitCode.OK, frozen.stderr
     assert "installed shop_expectations" in frozen.stdout and "shop_dates" in frozen.stdout
     assert ferry(project, "packages", "install", "--frozen").stdout == (
         "ferry: dbt packages: 2 declared, installed as package-lock.yml pins them\n"
@@ -169,25 +170,27 @@ def test_the_image_build_installs_from_the_committed_lock_or_refuses(project: Pa
     declared = project / "packages.yml"
     declared.write_text(declared.read_text().replace("revision: v1.0.0", "revision: v1.1.0"))
     stale = ferry(project, "packages", "install", "--frozen")
-    assert stale.returncode == 2, stale.stderr
+    assert stale.returncode == ExitCode.INVALID, stale.stderr
     assert stale.stderr.startswith("ferry packages install: package-lock.yml does not match")
     assert "`ferry packages update`" in stale.stderr
     assert (project / "package-lock.yml").read_bytes() == lock
 
     (project / "package-lock.yml").unlink()
     missing = ferry(project, "packages", "install", "--frozen")
-    assert missing.returncode == 2 and "there is no package-lock.yml" in missing.stderr
+    assert (
+        missing.returncode == ExitCode.INVALID and "there is no package-lock.yml" in missing.stderr
+    )
 
     # A folder that is no dbt project is bad input, not "no packages declared".
     elsewhere = ferry(project, "packages", "install", "--project-dir", str(project / "models"))
-    assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
+    assert elsewhere.returncode == ExitCode.INVALID, elsewhere.stdout + elsewhere.stderr
     assert elsewhere.stderr.startswith("ferry packages install: no dbt_project.yml in ")
 
 
 def test_the_bake_installs_the_packages_and_parses_with_them(project: Path, tmp_path: Path):
     baked_dir = tmp_path / "baked"
     done = ferry(project, "release", "bake", "--baked-dir", str(baked_dir), "--target", "duckdb")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == ExitCode.OK, done.stderr
     assert "ferry: dbt packages: installed shop_expectations" in done.stdout
     manifest = json.loads((baked_dir / "local" / "duckdb" / "manifest.json").read_text())
     assert "macro.shop_dates.release" in manifest["macros"]

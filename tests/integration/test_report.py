@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from flows.artifacts import LocalStore, index_key
+from flows.exit_codes import ExitCode
 from tests.integration.conftest import offline_page
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,7 @@ def test_the_report_opens_offline_and_draws_every_plot(browser, tmp_path):
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == ExitCode.OK, done.stderr
     assert done.stdout == f"ferry: report of 40 run(s) written to {out}\n"
 
     page, requests, errors = offline_page(browser)

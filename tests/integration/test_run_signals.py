@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from flows import cli
+from flows.exit_codes import ExitCode
 from flows.history.query import RUNS_TABLE
 from flows.history.store import history_prefix
 from flows.run.owner import RunReport, run
@@ -163,6 +164,6 @@ def test_a_model_slowed_on_purpose_is_the_one_timing_regression_each_fresh_conta
     out = tmp_path / "report.html"
     argv = ["report", "--env", "test", "--artifacts", "s3://ferry-artifacts/dbt"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == ExitCode.OK
     drawn_again = out.read_text()
     assert "plot-durations" in drawn_again and "model.shop.dim_customers" in drawn_again

@@ -15,6 +15,7 @@ import pytest
 
 from flows.ci.pr_schemas import pr_schema
 from flows.cli import main
+from flows.exit_codes import ExitCode
 from flows.run.owner import run
 from flows.run.request import InvalidRunRequest, RunRequest
 from flows.run.verdict import Outcome
@@ -95,7 +96,7 @@ def test_a_pull_request_builds_what_it_changed_and_defers_the_rest(
     monkeypatch.setenv("FERRY_PROJECT_DIR", str(shop_project))
     monkeypatch.setenv("FERRY_PROFILES_DIR", str(shop_project))
     argv = ["ci", "schema", "drop", "--pr", "5", "--prefix", pg_schema, "--target", "postgres"]
-    assert main(argv) == 0
+    assert main(argv) == ExitCode.OK
     assert tables(ci_schema) == set()
     assert "fct_sessions" in tables(pg_schema)
 
@@ -124,7 +125,7 @@ def test_the_ci_run_prints_only_its_summary_on_stdout(shop_duckdb, tmp_path):
     done = subprocess.run(
         [*ferry, "--command", "seed"], capture_output=True, text=True, timeout=300, check=False
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-2000:]
     summary = json.loads(done.stdout)  # the whole of stdout: nothing else is printed there
     assert summary["outcome"] == "success" and summary["nodes_total"] >= 2
     assert "Running with dbt=" in done.stderr  # dbt's own log still reaches the job's log
@@ -132,7 +133,7 @@ def test_the_ci_run_prints_only_its_summary_on_stdout(shop_duckdb, tmp_path):
     refused = subprocess.run(
         [*ferry, "--select", "nope"], capture_output=True, text=True, timeout=300, check=False
     )
-    assert refused.returncode == 2
+    assert refused.returncode == ExitCode.INVALID
     assert json.loads(refused.stdout)["outcome"] == "invalid"
 
 
@@ -144,16 +145,16 @@ def test_the_report_refuses_what_is_no_run_and_fails_when_it_cannot_write(tmp_pa
     summary = {"outcome": "success", "verdict": "2 nodes passed", "request": {"select": ["a"]}}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     out = tmp_path / "slim-ci.md"
-    assert main(["ci", "report", str(run_dir), "--out", str(out)]) == 0
+    assert main(["ci", "report", str(run_dir), "--out", str(out)]) == ExitCode.OK
     assert "2 nodes passed" in out.read_text()
 
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "list.json").write_text("[]")
     for path in (tmp_path / "nope", tmp_path / "broken.json", tmp_path / "list.json"):
-        assert main(["ci", "report", str(path)]) == 2
+        assert main(["ci", "report", str(path)]) == ExitCode.INVALID
         err = capsys.readouterr().err
         assert err.startswith(f"ferry ci report: {path} holds no run summary"), err
 
-    assert main(["ci", "report", str(run_dir), "--out", "/dev/full"]) == 1
+    assert main(["ci", "report", str(run_dir), "--out", "/dev/full"]) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith("ferry ci report: cannot write /dev/full"), err

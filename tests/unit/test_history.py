@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from flows.artifacts import LocalStore, S3Store, index_key, open_store
 from flows.cli import main as ferry
+from flows.exit_codes import ExitCode
 from flows.history.fetch import compact, sync
 from flows.history.query import ask, parse_since
 
@@ -280,7 +281,7 @@ def test_a_malformed_since_is_refused(text):
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
     argv = ["history", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path), *flags]
-    assert ferry(argv) == 2
+    assert ferry(argv) == ExitCode.INVALID
     err = capsys.readouterr().err
     assert err.startswith("ferry history: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "store").exists()
@@ -298,7 +299,7 @@ def test_the_table_shows_runs_and_nodes(tmp_path, capsys):
         "--cache-dir",
         str(tmp_path),
     ]
-    assert ferry([*argv, "--limit", "2"]) == 0
+    assert ferry([*argv, "--limit", "2"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.startswith("10 run(s) of environment 'prod'") and "(10 newly fetched)" in out
     lines = out.splitlines()
@@ -314,7 +315,7 @@ def test_the_table_shows_runs_and_nodes(tmp_path, capsys):
     ]
     assert lines[3].split()[:5] == ["2026-11-01", "16:00", "build", "tag:daily", "success"]
     assert "model.shop.a" in out and "20%" in out and "510" in out
-    assert ferry([*argv, "--nodes", "--json"]) == 0
+    assert ferry([*argv, "--nodes", "--json"]) == ExitCode.OK
     data = json.loads(capsys.readouterr().out)
     assert data["fetched"] == 0 and data["runs_total"] == 10 and len(data["runs"]) == 10
 
@@ -325,7 +326,7 @@ def test_an_unreadable_store_fails_with_one_line(tmp_path, capsys):
     blocker = tmp_path / "cache-is-a-file"
     blocker.write_text("")
     argv = ["history", "--artifacts", str(store.root), "--env", "prod", "--cache-dir", str(blocker)]
-    assert ferry(argv) == 1
+    assert ferry(argv) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith("ferry history: ") and err.count("\n") == 1
 
@@ -349,4 +350,4 @@ def test_a_reader_that_stops_reading_ends_it_quietly(tmp_path):
         )
     finally:
         os.close(write)
-    assert (done.returncode, done.stderr) == (141, "")
+    assert (done.returncode, done.stderr) == (ExitCode.OUTPUT_CLOSED, "")

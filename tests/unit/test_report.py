@@ -12,6 +12,7 @@ import pytest
 
 from flows.artifacts import LocalStore, index_key
 from flows.cli import main as ferry
+from flows.exit_codes import ExitCode
 from flows.history.fetch import compact
 from flows.history.query import refresh_tables
 from flows.report.render import report
@@ -233,18 +234,18 @@ def test_the_command_writes_the_page_and_says_where(tmp_path, capsys):
     out = tmp_path / "site" / "index.html"
     argv = ["report", "--artifacts", str(store.root), "--env", "prod"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
-    assert ferry(argv) == 0
+    assert ferry(argv) == ExitCode.OK
     assert capsys.readouterr().out == f"ferry: report of 3 run(s) written to {out}\n"
     assert 'id="plot-durations"' in out.read_text()
     assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temporary left
-    assert ferry([*argv, "--since", "2026-11-01T08:30"]) == 0
+    assert ferry([*argv, "--since", "2026-11-01T08:30"]) == ExitCode.OK
     assert "report of 1 run(s)" in capsys.readouterr().out
 
 
 def test_an_empty_store_writes_a_page_of_no_runs(tmp_path, capsys):
     out = tmp_path / "index.html"
     argv = ["report", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path)]
-    assert ferry([*argv, "--out", str(out)]) == 0
+    assert ferry([*argv, "--out", str(out)]) == ExitCode.OK
     assert capsys.readouterr().out == f"ferry: report of 0 run(s) written to {out}\n"
     assert "No runs yet" in out.read_text()
 
@@ -260,7 +261,7 @@ def test_an_empty_store_writes_a_page_of_no_runs(tmp_path, capsys):
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
     argv = ["report", "--artifacts", str(tmp_path / "store"), "--cache-dir", str(tmp_path)]
-    assert ferry([*argv, "--out", str(tmp_path / "r.html"), *flags]) == 2
+    assert ferry([*argv, "--out", str(tmp_path / "r.html"), *flags]) == ExitCode.INVALID
     err = capsys.readouterr().err
     assert err.startswith("ferry report: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "store").exists() and not (tmp_path / "r.html").exists()
@@ -275,6 +276,6 @@ def test_an_unreadable_store_or_unwritable_page_fails_with_one_line(tmp_path, ca
     cache = blocker if blocked == "cache" else tmp_path / "cache"
     out = blocker / "index.html" if blocked == "out" else tmp_path / "index.html"
     argv = ["report", "--artifacts", str(store.root), "--env", "prod"]
-    assert ferry([*argv, "--cache-dir", str(cache), "--out", str(out)]) == 1
+    assert ferry([*argv, "--cache-dir", str(cache), "--out", str(out)]) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith("ferry report: ") and err.count("\n") == 1

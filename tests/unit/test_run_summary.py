@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from flows.dbt.docs import Documented
 from flows.dbt.nodes import NodeResult, NodeStatus
+from flows.exit_codes import ExitCode
 from flows.run.request import RunRequest
 from flows.run.summary import RunSummary, markdown_report, summarize
 from flows.run.verdict import Outcome, Refusal, TimeLimit, judge
@@ -45,7 +46,7 @@ def test_a_failed_run_names_each_failed_node_with_its_first_error_line():
         node("model.shop.stg_orders", "success", "OK"),
     ]
     outcome, verdict = judged(RunRequest.build(), nodes, False, None)
-    assert outcome is Outcome.FAILED and outcome.exit_code == 1
+    assert outcome is Outcome.FAILED and outcome.exit_code == ExitCode.FAILED
     assert verdict == (
         "2 of 4 nodes failed: model.shop.fct_orders (Database Error: relation "
         '"shop.stg_orders" does not exist); test.shop.unique_orders_order_id (1 failure); '
@@ -56,7 +57,7 @@ def test_a_failed_run_names_each_failed_node_with_its_first_error_line():
 def test_warnings_pass_but_are_named():
     nodes = [node("model.shop.a", "success"), node("test.shop.t", "warn", "Got 3", failures=3)]
     outcome, verdict = judged(RunRequest.build(), nodes, True, None)
-    assert outcome is Outcome.WARNINGS and outcome.exit_code == 0
+    assert outcome is Outcome.WARNINGS and outcome.exit_code == ExitCode.OK
     assert verdict == "2 of 2 nodes passed, 1 with warnings: test.shop.t (3 failures)"
 
 
@@ -128,7 +129,7 @@ def test_a_run_past_its_limit_says_where_the_limit_fired_then_what_dbt_did():
 def test_a_refusal_is_a_verdict_with_exit_code_2():
     refusal = Refusal.of_input("selection 'x' matches no node")
     assert refusal.verdict == "Invalid input: selection 'x' matches no node"
-    assert refusal.exit_code == 2 and refusal.outcome is Outcome.INVALID
+    assert refusal.exit_code == ExitCode.INVALID and refusal.outcome is Outcome.INVALID
 
 
 def test_root_causes_come_before_the_tests_that_failed_around_them():

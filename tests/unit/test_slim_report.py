@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flows.ci.slim_report import MARKER, load_run, render
+from flows.exit_codes import ExitCode
 
 SUMMARY = {
     "outcome": "failed",
@@ -118,5 +119,5 @@ def test_the_comment_says_where_the_docs_are_and_goes_out_when_they_are_not(
         str(tmp_path / "missing.json"): "dbt docs of this pull request: not generated",
     }
     for docs, line in expected.items():
-        assert main(["ci", "report", str(run_dir), "--docs", docs]) == 0
+        assert main(["ci", "report", str(run_dir), "--docs", docs]) == ExitCode.OK
         assert line in capsys.readouterr().out, docs
