@@ -24,11 +24,13 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.artifacts import ArtifactStore, LocalStore, index_key, open_store
 from flows.history.fetch import sync
 from flows.history.query import ask
+from flows.run.summary import RunSummary
 
 PROJECT, ENV = "bench", "prod"
 
@@ -88,12 +90,14 @@ def write_store(store: ArtifactStore, runs: int, nodes: int) -> None:
                 _result(uid, kind, status, base[uid] * random.uniform(0.7, 1.6), started)
             )
         finished = started + timedelta(seconds=sum(r["execution_time"] for r in results) / 4)
-        failed = [{"unique_id": uid, "status": "error"} for uid in sorted(failing)]
+        failed = [_failed(uid) for uid in sorted(failing)]
         summary = {
+            "schema_version": 2,
             "run_id": run_id,
             "flow_run_id": run_id,
             "project": PROJECT,
             "env": ENV,
+            "deployment": "dbt/build-prod",
             "request": {
                 "command": "build",
                 "select": ["tag:daily"],
@@ -121,9 +125,24 @@ def write_store(store: ArtifactStore, runs: int, nodes: int) -> None:
             "elapsed_time": 1.0,
         }
         store.put_bytes(f"{prefix}/run_results.json", json.dumps(run_results).encode())
-        store.put_bytes(f"{prefix}/summary.json", json.dumps(summary).encode())
-        pointer = {"run_id": run_id, "outcome": summary["outcome"], "prefix": prefix}
+        stored = RunSummary.read(summary)  # as a run writes it
+        store.put_bytes(f"{prefix}/summary.json", stored.model_dump_json().encode())
+        pointer = {"run_id": run_id, "outcome": stored.outcome.value, "prefix": prefix}
         store.put_bytes(index_key(PROJECT, ENV, run_id), json.dumps(pointer).encode())
+
+
+def _failed(uid: str) -> dict[str, Any]:
+    """A failed node as the summary lists it (flows.dbt.nodes.NodeResult)."""
+    return {
+        "unique_id": uid,
+        "resource_type": uid.split(".")[0],
+        "name": uid.split(".")[-1],
+        "status": "error",
+        "message": "boom",
+        "started_at": None,
+        "finished_at": None,
+        "execution_time": 1.0,
+    }
 
 
 def history(store: ArtifactStore, cache: Path) -> tuple[float, int]:

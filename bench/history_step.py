@@ -43,6 +43,7 @@ from flows.history.fetch import compact
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
 from flows.history.signals import Rules, find
 from flows.report.render import report
+from flows.run.summary import RunSummary
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT, ENV = "bench", "prod"
@@ -170,9 +171,10 @@ def _node_ids(count: int) -> list[tuple[str, str]]:
     return ids
 
 
-def _summary(run_id: str, started: datetime, seconds: float, nodes: int) -> dict[str, Any]:
+def _summary(run_id: str, started: datetime, seconds: float, nodes: int) -> RunSummary:
     finished = started + timedelta(seconds=seconds)
-    return {
+    document = {
+        "schema_version": 2,
         "run_id": run_id,
         "flow_run_id": run_id,
         "project": PROJECT,
@@ -189,6 +191,7 @@ def _summary(run_id: str, started: datetime, seconds: float, nodes: int) -> dict
         "nodes_total": nodes,
         "failed": [],
     }
+    return RunSummary.read(document)
 
 
 def _results(ids: list[tuple[str, str]], base: dict[str, float]) -> list[dict[str, Any]]:

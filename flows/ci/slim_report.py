@@ -1,7 +1,8 @@
 """The pull-request comment of a Slim CI run: what was built, what failed, what it deferred to.
 
-Built from the run's own files (summary.json and dbt's run_results.json), so the comment says
-exactly what the run recorded.
+Built from the run's own files (summary.json, read as flows.run.summary.RunSummary, and dbt's
+run_results.json), so the comment says exactly what the run recorded. A run refused before dbt
+started (`ferry run --json` then prints only its verdict) gets a comment saying why.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flows.artifacts import DOCS_PAGE
 from flows.ci.diff.records import DIFF_FILE, DataDiff
 from flows.ci.diff.render import render as render_diff
 from flows.dbt.nodes import NodeStatus
+from flows.run.summary import RunSummary
 
 MARKER = "<!-- ferry:slim-ci -->"
 NO_DOCS = ""
@@ -29,11 +33,22 @@ class NotARun(ValueError):
     (exit code 2)."""
 
 
+class RefusedRun(BaseModel):
+    """What `ferry run --json` prints for a request refused before dbt started (flows/cli/run.py):
+    no summary, no artifacts, only the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Literal["invalid"]
+    verdict: str
+    flow_run_id: str | None = None
+
+
 @dataclass(frozen=True)
 class SlimRun:
     """A Slim CI run as its files recorded it."""
 
-    summary: dict[str, Any]
+    summary: RunSummary | RefusedRun
     results: list[dict[str, Any]]
     """run_results.json's results (none when dbt stopped before any node)."""
     folder: Path
@@ -66,7 +81,8 @@ def docs_location(docs: str | None) -> str | None:
     except NotARun:
         return NO_DOCS
     page = docs_run.folder / DOCS_PAGE
-    if not docs_run.summary.get("artifacts") or not page.is_file():  # refused, or failed early
+    stored = isinstance(docs_run.summary, RunSummary) and docs_run.summary.artifacts
+    if not stored or not page.is_file():  # refused, or failed early
         return NO_DOCS
     with contextlib.suppress(ValueError):
         page = page.resolve().relative_to(Path.cwd())
@@ -80,15 +96,27 @@ def load_run(path: Path) -> SlimRun:
         NotARun: no summary where the path says, or one that is not a run's.
     """
     try:
-        summary = _json_object(path if path.is_file() else path / "summary.json")
+        summary = _summary(path if path.is_file() else path / "summary.json")
         folder = path.parent if path.is_file() else path
         if path.is_file() and path.name != "summary.json":  # `ferry run --json`: names the run
-            folder = Path(str(summary.get("artifacts") or ""))
+            folder = Path(summary.artifacts or "") if isinstance(summary, RunSummary) else folder
         results_file = folder / "run_results.json"
         results = _json_object(results_file)["results"] if results_file.is_file() else []
     except (OSError, ValueError, KeyError) as exc:
         raise NotARun(f"{path} holds no run summary ferry can read: {exc}") from None
     return SlimRun(summary, results, folder)
+
+
+def _summary(path: Path) -> RunSummary | RefusedRun:
+    """A stored run, or the refusal `ferry run --json` printed instead of one."""
+    raw = path.read_bytes()
+    try:
+        return RunSummary.read(raw)
+    except ValidationError as not_a_summary:
+        try:
+            return RefusedRun.model_validate_json(raw)
+        except ValidationError:
+            raise not_a_summary from None
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -99,7 +127,7 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 
 def render(
-    summary: dict[str, Any],
+    summary: RunSummary | RefusedRun,
     results: list[dict[str, Any]],
     *,
     schema: str | None = None,
@@ -115,26 +143,31 @@ def render(
         docs: where the pull request's dbt docs page is (a link, or a path in the run's
             artifacts).
     """
-    outcome = str(summary.get("outcome", "failed"))
-    request = summary.get("request") or {}
-    selection = " ".join(request.get("select") or []) or "(everything)"
+    if isinstance(summary, RefusedRun):
+        lines = [
+            MARKER,
+            f"### {_ICONS['invalid']} Slim CI: {summary.verdict}",
+            "",
+            "The run was refused before dbt started: nothing was built.",
+        ]
+        return _with_links(lines, data_diff=data_diff, docs=docs, run_url=run_url)
+    outcome = summary.outcome.value
     lines = [
         MARKER,
-        f"### {_ICONS.get(outcome, '')} Slim CI: {summary.get('verdict', outcome)}",
+        f"### {_ICONS.get(outcome, '')} Slim CI: {summary.verdict}",
         "",
-        f"`dbt {request.get('command', 'build')} --select {selection}"
-        + (" --defer`" if request.get("defer") else "`")
+        f"`dbt {summary.request.describe()}`"
         + (f" into schema `{schema}`" if schema else "")
         + f", compared with `{state_env}` state"
-        + f" · {summary.get('duration_s', 0):.0f} s"
-        + (f" · commit `{str(summary['git_sha'])[:12]}`" if summary.get("git_sha") else ""),
+        + f" · {summary.duration_s:.0f} s"
+        + (f" · commit `{summary.git_sha[:12]}`" if summary.git_sha else ""),
     ]
     if not results and outcome in ("success", "warnings"):
         lines += ["", "No node was built: nothing in this pull request changes the dbt project."]
     elif not results:
         lines += ["", "dbt stopped before any node ran; the verdict above says why."]
     else:
-        counts = ", ".join(f"{n} {status}" for status, n in (summary.get("counts") or {}).items())
+        counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
         lines += ["", f"**{len(results)} nodes**: {counts}", ""]
         lines += ["| node | status | time | message |", "|---|---|---:|---|"]
         ordered = sorted(results, key=_order)
@@ -148,6 +181,13 @@ def render(
             )
         if len(ordered) > _ROWS:
             lines.append(f"| and {len(ordered) - _ROWS} more | | | |")
+    return _with_links(lines, data_diff=data_diff, docs=docs, run_url=run_url)
+
+
+def _with_links(
+    lines: list[str], *, data_diff: DataDiff | None, docs: str | None, run_url: str | None
+) -> str:
+    """The comment's end: the data diff, then where the docs and the workflow run are."""
     if data_diff is not None:
         lines += ["", render_diff(data_diff).rstrip("\n")]
     links = []

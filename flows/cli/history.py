@@ -138,7 +138,16 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-_RUN_COLUMNS = ("started (UTC)", "deployment", "outcome", "took", "failed", "git", "image")
+_RUN_COLUMNS = (
+    "started (UTC)",
+    "deployment",
+    "request",
+    "outcome",
+    "took",
+    "failed",
+    "git",
+    "image",
+)
 _NODE_COLUMNS = ("node", "runs", "median", "p95", "last", "failed", "warned", "rows")
 
 
@@ -147,6 +156,7 @@ def _run_row(run: dict[str, Any]) -> tuple[str, ...]:
     return (
         f"{run['started_at']:%Y-%m-%d %H:%M}",
         run["deployment"] or "",
+        run["selection"] or "",
         run["outcome"] or "",
         _seconds(run["duration_s"]),
         (failed[0] + (f" +{len(failed) - 1}" if len(failed) > 1 else "")) if failed else "",

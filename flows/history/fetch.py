@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from flows.artifacts import ArtifactStore
+from flows.run.summary import RunSummary
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(".ferry/history")
 # Bumped when a record's shape changes: the records live under v<N>/, so all are fetched again.
-RECORD_VERSION = 2
+# 3: `deployment` is the Prefect deployment (it was the request), `selection` the request as
+# RunRequest.describe() says it.
+RECORD_VERSION = 3
 _INDEX_KEY = re.compile(r"^(?P<project>[^/]+)/(?P<env>[^/]+)/index/(?P<run_id>[^/]+)\.json$")
 _FAILED = {"error", "fail", "runtime error"}
 _FETCHERS = 16
@@ -102,10 +105,10 @@ def _record(store: ArtifactStore, index_key: str) -> dict[str, Any] | None:
     try:
         pointer = json.loads(store.get_bytes(index_key) or b"null")
         raw = store.get_bytes(f"{pointer['prefix']}/summary.json")
-        summary = json.loads(raw) if raw else None
+        if raw is None:
+            return None
+        summary = RunSummary.read(raw)
     except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(summary, dict):
         return None
     results_raw = store.get_bytes(f"{pointer['prefix']}/run_results.json")
     try:
@@ -115,36 +118,36 @@ def _record(store: ArtifactStore, index_key: str) -> dict[str, Any] | None:
     return compact(summary, results)
 
 
-def compact(summary: dict[str, Any], results: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The fields history shows, from summary.json and run_results.json's `results`."""
-    request = summary.get("request") or {}
+def compact(summary: RunSummary, results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The fields history shows, from a stored run and its run_results.json's `results`."""
     return {
         "v": RECORD_VERSION,
-        "run_id": summary["run_id"],
-        "flow_run_id": summary.get("flow_run_id"),
-        "project": summary.get("project"),
-        "env": summary.get("env"),
-        "deployment": summary.get("deployment") or _selection(request, with_command=True),
-        "command": request.get("command"),
-        "selection": _selection(request, with_command=False),
-        "target": summary.get("target"),
-        "outcome": summary.get("outcome"),
-        "verdict": summary.get("verdict"),
-        "started_at": summary.get("started_at"),
-        "finished_at": summary.get("finished_at"),
-        "duration_s": summary.get("duration_s"),
-        "git_sha": summary.get("git_sha"),
-        "image_digest": summary.get("image_digest"),
-        "nodes_total": summary.get("nodes_total", 0),
-        "failed": [n["unique_id"] for n in summary.get("failed") or ()],
+        "run_id": summary.run_id,
+        "flow_run_id": summary.flow_run_id,
+        "project": summary.project,
+        "env": summary.env,
+        "deployment": summary.deployment,
+        "command": summary.request.command.value,
+        "selection": summary.request.describe(),
+        "target": summary.target,
+        "outcome": summary.outcome.value,
+        "verdict": summary.verdict,
+        "started_at": summary.started_at.isoformat(),
+        "finished_at": summary.finished_at.isoformat(),
+        "duration_s": summary.duration_s,
+        "git_sha": summary.git_sha,
+        "image_digest": summary.image_digest,
+        "nodes_total": summary.nodes_total,
+        "failed": [n.unique_id for n in summary.failed],
         "nodes": [_node(r) for r in results if "unique_id" in r],
         # What the run's signals found against the history before it (flows.history.signals).
-        "regressions": summary.get("regressions") or [],
-        "anomalies": summary.get("anomalies") or [],
+        "regressions": [r.model_dump(mode="json") for r in summary.regressions],
+        "anomalies": [a.model_dump(mode="json") for a in summary.anomalies],
     }
 
 
 def _node(result: dict[str, Any]) -> dict[str, Any]:
+    """A node of dbt's run_results.json (dbt's format, read as it is)."""
     status = str(result.get("status") or "")
     rows = (result.get("adapter_response") or {}).get("rows_affected")
     return {
@@ -155,16 +158,3 @@ def _node(result: dict[str, Any]) -> dict[str, Any]:
         "failed": status in _FAILED,
         "warned": status == "warn",
     }
-
-
-def _selection(request: dict[str, Any], *, with_command: bool) -> str:
-    parts = [str(request.get("command") or "?")] if with_command else []
-    if request.get("selector"):
-        parts.append(f"--selector {request['selector']}")
-    if request.get("select"):
-        parts.append(" ".join(request["select"]))
-    if request.get("exclude"):
-        parts.append("--exclude " + " ".join(request["exclude"]))
-    if len(parts) == (1 if with_command else 0):
-        parts.append("(all)")
-    return " ".join(parts)

@@ -173,7 +173,8 @@ _RECORD_COLUMNS = {
 
 def build_tables(records: str, into: Path) -> None:
     """Folds the records `records` matches (a file or a glob) into `into`'s two tables
-    (written beside, then moved into place)."""
+    (written beside, then moved into place). A run is known by its record's file name
+    (`record`), never by where this machine keeps it: the tables travel to the store."""
     import duckdb
 
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _RECORD_COLUMNS.items()) + "}"
@@ -183,7 +184,7 @@ def build_tables(records: str, into: Path) -> None:
         con.execute(
             f"""
             create temp table records as
-            select *, regexp_extract(filename, '[^/]+$') as record
+            select * exclude (filename), regexp_extract(filename, '[^/]+$') as record
             from read_json(?, columns = {columns}, filename = true, format = 'auto')
             """,
             [records],

@@ -76,10 +76,12 @@ def append(folder: Path, record: dict[str, Any], *, keep_since: datetime) -> Non
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
+        # Tables written before the store kept no local path have a `filename` column: dropped.
         con.execute(
             """
             create temp table kept as
-            select * from read_parquet(?) where started_at >= ? and record != ?
+            select columns(lambda c: c != 'filename') from read_parquet(?)
+            where started_at >= ? and record != ?
             union all by name
             select * from read_parquet(?)
             """,

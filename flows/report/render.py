@@ -33,6 +33,8 @@ _OUTCOME_COLOURS = {
 _OTHER_COLOUR = "#757575"
 _FAILED_OUTCOMES = ("failed", "invalid")
 _SIGNAL_NAMES = {"regression": "slower", "unusual": "unusual volume", "nothing_new": "nothing new"}
+# What a run was: its deployment (or ad-hoc) and its request, e.g. `dbt/build-prod: build`.
+_RUN_LABEL = "coalesce(deployment, '?') || ': ' || coalesce(selection, '?')"
 
 
 @dataclass(frozen=True)
@@ -133,19 +135,19 @@ class _Summary:
 
 def _summary(con: Any) -> _Summary | None:
     row = con.execute(
-        """
+        f"""
         select count(*), min(started_at), max(started_at),
             epoch(max(started_at)) - epoch(min(started_at)),
             arg_max(outcome, started_at), arg_max(verdict, started_at),
-            arg_max(deployment, started_at)
+            arg_max({_RUN_LABEL}, started_at)
         from runs
         """
     ).fetchone()
     if not row or not row[0]:
         return None
-    runs, first, last, span, outcome, verdict, deployment = row
+    runs, first, last, span, outcome, verdict, label = row
     when = f"{last:%Y-%m-%d %H:%M} UTC"
-    latest = f"{outcome or '?'}: {verdict or '(no verdict)'} ({deployment or '?'}, {when})"
+    latest = f"{outcome or '?'}: {verdict or '(no verdict)'} ({label}, {when})"
     return _Summary(
         runs=int(runs),
         first=f"{first:%Y-%m-%d %H:%M}",
@@ -179,10 +181,10 @@ def _durations(con: Any, runs: int) -> str:
     import plotly.graph_objects as go
 
     rows = con.execute(
-        """
+        f"""
         select * from (
             select strftime(started_at, '%Y-%m-%d %H:%M:%S') as x_at, duration_s,
-                coalesce(outcome, '?') as outcome, coalesce(deployment, '?'), run_id, started_at
+                coalesce(outcome, '?') as outcome, {_RUN_LABEL}, run_id, started_at
             from runs
             order by started_at desc
             limit ?
@@ -264,39 +266,43 @@ def _slowest(con: Any, width_s: int) -> str:
 
 
 def _signals(con: Any) -> str:
-    """(c) The regressions and anomalies the latest run of each deployment found."""
+    """(c) The regressions and anomalies the latest run of each deployment and request found
+    (ad-hoc runs of different requests are different runs)."""
     rows = con.execute(
         """
         with latest as (
             select * from runs
             qualify row_number() over (
-                partition by deployment order by started_at desc, run_id desc
+                partition by deployment, selection order by started_at desc, run_id desc
             ) = 1
         ),
         slower as (
-            select deployment, started_at, run_id, unnest(regressions, recursive := true)
+            select deployment, selection, started_at, run_id,
+                unnest(regressions, recursive := true)
             from latest
         ),
         volume as (
-            select deployment, started_at, run_id, unnest(anomalies, recursive := true)
+            select deployment, selection, started_at, run_id,
+                unnest(anomalies, recursive := true)
             from latest
         )
-        select deployment, started_at, run_id, 'regression' as kind, unique_id,
+        select deployment, selection, started_at, run_id, 'regression' as kind, unique_id,
             s, usual_s, null::bigint as rows, null::double as usual_rows, null::double, runs
         from slower
         union all
-        select deployment, started_at, run_id, kind, unique_id,
+        select deployment, selection, started_at, run_id, kind, unique_id,
             null, null, rows, usual_rows, deviation, runs
         from volume
-        order by deployment, kind, unique_id
+        order by deployment, selection, kind, unique_id
         """
     ).fetchall()
     intro = "What the latest run of each deployment found against the runs before it."
-    head = "".join(f"<th>{c}</th>" for c in ("deployment", "run (UTC)", "signal", "node", "what"))
+    columns = ("deployment", "request", "run (UTC)", "signal", "node", "what")
+    head = "".join(f"<th>{c}</th>" for c in columns)
     if not rows:
         body = (
-            '<tr><td colspan="5" class="none">none: the latest run of each deployment found '
-            "no timing regression and no volume anomaly</td></tr>"
+            f'<tr><td colspan="{len(columns)}" class="none">none: the latest run of each '
+            "deployment found no timing regression and no volume anomaly</td></tr>"
         )
     else:
         body = "".join(_signal_row(*row) for row in rows)
@@ -305,10 +311,17 @@ def _signals(con: Any) -> str:
 
 
 def _signal_row(
-    deployment: str | None, started: datetime, run_id: str, kind: str, uid: str, *what: Any
+    deployment: str | None,
+    selection: str | None,
+    started: datetime,
+    run_id: str,
+    kind: str,
+    uid: str,
+    *what: Any,
 ) -> str:
     cells = (
         esc(deployment),
+        esc(selection),
         f"{started:%Y-%m-%d %H:%M}",
         esc(_SIGNAL_NAMES.get(kind, kind)),
         esc(uid),

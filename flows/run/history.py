@@ -119,7 +119,7 @@ def record(
     project, env = planned.project.name, settings.env
     try:
         results = [_result(n) for n in nodes]
-        entry = compact(summary.model_dump(mode="json"), results)
+        entry = compact(summary, results)
         keep_since = datetime.now(UTC) - timedelta(days=settings.history_days)
         store.append(comparison.tables, entry, keep_since=keep_since)
         store.upload(planned.store, project, env, comparison.tables)

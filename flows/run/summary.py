@@ -3,11 +3,16 @@
 It embeds the request as it ran and the verdict the judge wrote (flows.run.verdict); once
 written it is frozen: a later change (the store failed, the limit passed while storing) is a new
 summary written over the old one.
+
+summary.json is the run's stored record, and `RunSummary.read` the one way back from it: the
+history, the report and Slim CI's comment read every run, of any schema version, as this model.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,16 +30,30 @@ from flows.run.verdict import Outcome, Verdict
 
 _SLOWEST = 10
 
+SCHEMA_VERSION = 2
+"""The shape of summary.json: 1 had no `schema_version` and no `deployment`; 2 has both."""
+AD_HOC = "ad-hoc"
+"""The `deployment` of a run no Prefect deployment started (`ferry run`, with Prefect or not)."""
+NOT_RECORDED = "-"
+"""The `deployment` of a run stored before summaries recorded it (schema 1)."""
+
 
 class RunSummary(BaseModel):
-    """What one run of the `dbt` flow did: written as summary.json beside dbt's artifacts."""
+    """What one run of the `dbt` flow did: written as summary.json beside dbt's artifacts.
+
+    Read one back with `read`, never `model_validate`: it upgrades older schema versions.
+    """
 
     model_config = ConfigDict(frozen=True)
 
+    schema_version: int = SCHEMA_VERSION
     run_id: str
     flow_run_id: str | None
     project: str
     env: str
+    deployment: str = AD_HOC
+    """The Prefect deployment that started the run, AD_HOC without one, NOT_RECORDED before
+    schema 2."""
     request: RunRequest
     target: str | None
     outcome: Outcome
@@ -77,6 +96,37 @@ class RunSummary(BaseModel):
     def exit_code(self) -> ExitCode:
         return self.outcome.exit_code
 
+    @classmethod
+    def read(cls, stored: bytes | str | Mapping[str, Any]) -> RunSummary:
+        """A stored summary.json (or `ferry run --json`'s output), of this schema version or
+        an older one, as this model.
+
+        Raises:
+            ValueError: not JSON, not a run's summary, or one a newer ferry wrote.
+        """
+        document = json.loads(stored) if isinstance(stored, bytes | str) else stored
+        if not isinstance(document, Mapping):
+            raise ValueError(f"a run summary is a JSON object, not {type(document).__name__}")
+        data = dict(document)
+        version = data.setdefault("schema_version", 1)
+        if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+            raise ValueError(
+                f"summary schema version {version!r} is not one this ferry reads (1 to "
+                f"{SCHEMA_VERSION}): read it with the ferry that wrote it, or a newer one"
+            )
+        for upgrade in _UPGRADES[version - 1 :]:
+            data = upgrade(data)
+        return cls.model_validate(data)
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 did not record the deployment: unknown, not ad hoc."""
+    return {**data, "schema_version": 2, "deployment": NOT_RECORDED}
+
+
+# _UPGRADES[n - 1] turns schema n into n + 1.
+_UPGRADES: list[Callable[[dict[str, Any]], dict[str, Any]]] = [_from_v1]
+
 
 def summarize(
     *,
@@ -90,8 +140,15 @@ def summarize(
     verdict: Verdict,
     started_at: datetime,
     finished_at: datetime,
+    deployment: str = AD_HOC,
     **extra: Any,
 ) -> RunSummary:
+    """The summary of a finished run.
+
+    Args:
+        deployment: the Prefect deployment that started the run; AD_HOC without one.
+        extra: the other fields of RunSummary the run knows (dbt's version, its changes...).
+    """
     counts = Counter(n.status.value for n in nodes)
     if extra.get("changes") is not None:  # its own status: skipped as unchanged, not passed
         counts["unchanged"] = len(extra["changes"].unchanged)
@@ -102,6 +159,7 @@ def summarize(
         flow_run_id=flow_run_id,
         project=project,
         env=env,
+        deployment=deployment,
         request=request,
         target=target,
         outcome=verdict.outcome,
@@ -123,12 +181,13 @@ def summarize(
 def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
     """The Prefect markdown artifact: verdict, where the artifacts are, one row per node."""
     lines = [
-        f"## dbt {summary.request.command.value}: {summary.outcome.value}",
+        f"## dbt {summary.request.describe()}: {summary.outcome.value}",
         "",
         f"**{summary.verdict}**",
         "",
-        f"- project `{summary.project}`, environment `{summary.env}`, target "
-        f"`{summary.target or 'default'}`, dbt {summary.dbt_version or '?'}",
+        f"- project `{summary.project}`, environment `{summary.env}`, deployment "
+        f"`{summary.deployment}`, target `{summary.target or 'default'}`, dbt "
+        f"{summary.dbt_version or '?'}",
         f"- duration {summary.duration_s:.1f} s; counts: "
         + (", ".join(f"{k} {v}" for k, v in summary.counts.items()) or "none"),
         f"- artifacts: `{summary.artifacts or 'not stored'}`",

@@ -62,10 +62,11 @@ def test_history_shows_duckdb_and_postgres_runs_with_node_stats(shop_duckdb, tmp
     assert data["fetched"] == 2 and data["runs_total"] == 2
     assert [r["run_id"] for r in data["runs"]] == [on_postgres.run_id, on_duckdb.run_id]
     newest, oldest = data["runs"]
-    assert newest["target"] == "postgres" and newest["deployment"] == (
-        "build +fct_orders --exclude resource_type:test resource_type:unit_test"
+    assert newest["target"] == "postgres" and newest["deployment"] == "ad-hoc"  # no Prefect
+    assert newest["selection"] == (
+        "build --select +fct_orders --exclude resource_type:test resource_type:unit_test"
     )
-    assert oldest["target"] == "duckdb" and oldest["selection"] == "staging"
+    assert oldest["target"] == "duckdb" and oldest["selection"] == "run --select staging"
     assert newest["outcome"] == "success" and newest["failed"] == []
     assert newest["duration_s"] == on_postgres.duration_s
 

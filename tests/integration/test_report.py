@@ -17,6 +17,7 @@ import pytest
 from flows.artifacts import LocalStore, index_key
 from flows.exit_codes import ExitCode
 from tests.integration.conftest import offline_page
+from tests.stored_runs import stored_run
 
 pytestmark = pytest.mark.integration
 
@@ -70,27 +71,21 @@ def write_store(store: LocalStore, runs: int = 40) -> None:
             for i, uid in enumerate(TESTS)
         ]
         newest = n == runs - 1
-        summary = {
-            "run_id": run_id,
-            "flow_run_id": None,
-            "project": "shop",
-            "env": "prod",
-            "deployment": "dbt/build-prod",
-            "request": {"command": "build", "select": [], "exclude": [], "selector": None},
-            "target": "prod",
-            "outcome": "failed" if failing else "warnings",
-            "verdict": f"run {n}: {'1 test failed' if failing else '1 warning'}",
-            "started_at": started.isoformat(),
-            "finished_at": (started + timedelta(minutes=10)).isoformat(),
-            "duration_s": 600.0 + 10 * (n % 7),
-            "git_sha": "abc1234def",
-            "image_digest": None,
-            "nodes_total": len(results),
-            "failed": [{"unique_id": TESTS[0]}] if failing else [],
-            "regressions": [{"unique_id": MODELS[-1], "s": 60.0, "usual_s": 17.0, "runs": 20}]
+        summary = stored_run(
+            run_id=run_id,
+            deployment="dbt/build-prod",
+            outcome="failed" if failing else "warnings",
+            verdict=f"run {n}: {'1 test failed' if failing else '1 warning'}",
+            started_at=started,
+            finished_at=(started + timedelta(minutes=10)).isoformat(),
+            duration_s=600.0 + 10 * (n % 7),
+            git_sha="abc1234def",
+            nodes_total=len(results),
+            failed=[{"unique_id": TESTS[0]}] if failing else [],
+            regressions=[{"unique_id": MODELS[-1], "s": 60.0, "usual_s": 17.0, "runs": 20}]
             if newest
             else [],
-            "anomalies": [
+            anomalies=[
                 {
                     "unique_id": MODELS[0],
                     "kind": "unusual",
@@ -102,9 +97,9 @@ def write_store(store: LocalStore, runs: int = 40) -> None:
             ]
             if newest
             else [],
-        }
+        )
         prefix = f"shop/prod/runs/{started:%Y-%m-%d}/{run_id}"
-        store.put_bytes(f"{prefix}/summary.json", json.dumps(summary).encode())
+        store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json().encode())
         store.put_bytes(f"{prefix}/run_results.json", json.dumps({"results": results}).encode())
         pointer = {"run_id": run_id, "prefix": prefix}
         store.put_bytes(index_key("shop", "prod", run_id), json.dumps(pointer).encode())

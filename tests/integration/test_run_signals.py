@@ -5,7 +5,6 @@ store, so each run here starts with no local cache, as in an ephemeral container
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -150,16 +149,18 @@ def test_a_model_slowed_on_purpose_is_the_one_timing_regression_each_fresh_conta
         "ferry-artifacts", f"dbt/{history_prefix('shop', 'test')}/{RUNS_TABLE}", str(runs_table)
     )
     assert duckdb.sql(f"select count(*) from '{runs_table}'").fetchall() == [(3,)]
+    columns = [c[0] for c in duckdb.sql(f"describe from '{runs_table}'").fetchall()]
+    assert "filename" not in columns  # no path of the machine that wrote it
     assert slowed.report == "s3://ferry-artifacts/dbt/shop/test/report/index.html"
     page = s3.get_object(Bucket="ferry-artifacts", Key="dbt/shop/test/report/index.html")
     drawn = page["Body"].read()
     assert b'id="plot-durations"' in drawn and b"model.shop.dim_customers" in drawn
     prefix = (slowed.artifacts or "").removeprefix("s3://ferry-artifacts/")
-    stored = json.loads(
+    stored = RunSummary.read(
         s3.get_object(Bucket="ferry-artifacts", Key=f"{prefix}/summary.json")["Body"].read()
     )
-    assert stored["regressions"][0]["unique_id"] == "model.shop.dim_customers"
-    assert stored["report"] == slowed.report
+    assert stored.regressions[0].unique_id == "model.shop.dim_customers"
+    assert stored.report == slowed.report and stored.deployment == "ad-hoc"
 
     out = tmp_path / "report.html"
     argv = ["report", "--env", "test", "--artifacts", "s3://ferry-artifacts/dbt"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
@@ -20,6 +21,7 @@ from flows.run.owner import run
 from flows.run.request import InvalidRunRequest, RunRequest
 from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
+from tests.stored_runs import stored_run
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +144,9 @@ def test_the_report_refuses_what_is_no_run_and_fails_when_it_cannot_write(tmp_pa
     comment not written is a failure (1)."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    summary = {"outcome": "success", "verdict": "2 nodes passed", "request": {"select": ["a"]}}
-    (run_dir / "summary.json").write_text(json.dumps(summary))
+    started = datetime(2026, 11, 1, tzinfo=UTC)
+    summary = stored_run(verdict="2 nodes passed", request={"select": ["a"]}, started_at=started)
+    (run_dir / "summary.json").write_text(summary.model_dump_json())
     out = tmp_path / "slim-ci.md"
     assert main(["ci", "report", str(run_dir), "--out", str(out)]) == ExitCode.OK
     assert "2 nodes passed" in out.read_text()

@@ -18,6 +18,7 @@ from flows.cli import main as ferry
 from flows.exit_codes import ExitCode
 from flows.history.fetch import compact, sync
 from flows.history.query import ask, parse_since
+from tests.stored_runs import SUMMARY_V1, stored_run
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 
@@ -39,25 +40,20 @@ def write_run(store, n, *, project="shop", env="prod", nodes, outcome="success",
                 "adapter_response": adapter,
             }
         )
-    body = {
-        "run_id": run_id,
-        "flow_run_id": None,
-        "project": project,
-        "env": env,
-        "request": {"command": "build", "select": ["tag:daily"], "exclude": [], "selector": None},
-        "target": "prod",
-        "outcome": outcome,
-        "verdict": outcome,
-        "started_at": started.isoformat(),
-        "finished_at": (started + timedelta(seconds=60)).isoformat(),
-        "duration_s": 60.0,
-        "git_sha": "abc1234def",
-        "image_digest": None,
-        "nodes_total": len(nodes),
-        "failed": [{"unique_id": u} for u, (s, _, _) in nodes.items() if s in {"error", "fail"}],
+    body = stored_run(
+        run_id=run_id,
+        project=project,
+        env=env,
+        request={"command": "build", "select": ["tag:daily"]},
+        outcome=outcome,
+        verdict=outcome,
+        started_at=started,
+        git_sha="abc1234def",
+        nodes_total=len(nodes),
+        failed=[{"unique_id": u} for u, (s, _, _) in nodes.items() if s in {"error", "fail"}],
         **summary,
-    }
-    store.put_bytes(f"{prefix}/summary.json", json.dumps(body).encode())
+    )
+    store.put_bytes(f"{prefix}/summary.json", body.model_dump_json().encode())
     store.put_bytes(f"{prefix}/run_results.json", json.dumps({"results": results}).encode())
     store.put_bytes(
         index_key(project, env, run_id), json.dumps({"run_id": run_id, "prefix": prefix}).encode()
@@ -155,7 +151,8 @@ def test_runs_newest_first_with_what_ran_and_what_failed(tmp_path):
     runs = ask(sync(store, "prod", tmp_path / "cache").folder, limit=4).runs
     assert [r["run_id"] for r in runs] == ["run-010", "run-009", "run-008", "run-007"]
     assert runs[3]["failed"] == ["test.shop.b"] and runs[3]["outcome"] == "failed"
-    assert runs[0]["deployment"] == "build tag:daily" and runs[0]["selection"] == "tag:daily"
+    assert runs[0]["deployment"] == "ad-hoc"
+    assert runs[0]["selection"] == "build --select tag:daily"
     assert runs[0]["started_at"] == T0 + timedelta(hours=10)
     assert runs[0]["git_sha"] == "abc1234def" and runs[0]["duration_s"] == 60.0
 
@@ -170,7 +167,7 @@ def test_since_limits_the_runs_and_the_stats(tmp_path):
     assert by_node(found)["test.shop.b"]["failure_rate"] == 0.0
 
 
-def test_a_recorded_deployment_wins_and_other_envs_and_projects_stay_apart(tmp_path):
+def test_the_deployment_is_recorded_and_other_envs_and_projects_stay_apart(tmp_path):
     store = LocalStore(tmp_path / "store")
     write_run(store, 1, nodes={"model.shop.a": ("success", 1.0, None)}, deployment="dbt/build-prod")
     write_run(store, 2, env="staging", nodes={"model.shop.a": ("success", 2.0, None)})
@@ -178,7 +175,7 @@ def test_a_recorded_deployment_wins_and_other_envs_and_projects_stay_apart(tmp_p
     prod = ask(sync(store, "prod", tmp_path / "cache").folder)
     assert {r["run_id"]: r["deployment"] for r in prod.runs} == {
         "run-001": "dbt/build-prod",
-        "run-003": "build tag:daily",
+        "run-003": "ad-hoc",
     }
     only_shop = ask(sync(store, "prod", tmp_path / "cache", "shop").folder, project="shop")
     assert [r["run_id"] for r in only_shop.runs] == ["run-001"]
@@ -216,6 +213,27 @@ def test_a_run_without_its_summary_is_skipped_and_asked_again(tmp_path):
     assert sync(store, "prod", tmp_path / "cache").fetched == 1
 
 
+def test_a_run_stored_before_summaries_had_a_version_still_reads(tmp_path):
+    """A summary.json of schema 1 (no schema_version, no deployment): its deployment is not
+    known, so the history says "-", never "ad-hoc"."""
+    store = LocalStore(tmp_path / "store")
+    old = json.loads(SUMMARY_V1.read_text())
+    prefix = f"shop/local/runs/2026-12-06/{old['run_id']}"
+    store.put_bytes(f"{prefix}/summary.json", SUMMARY_V1.read_bytes())
+    store.put_bytes(
+        index_key("shop", "local", old["run_id"]),
+        json.dumps({"run_id": old["run_id"], "prefix": prefix}).encode(),
+    )
+    write_run(store, 1, env="local", nodes={"model.shop.a": ("success", 1.0, None)})
+    synced = sync(store, "local", tmp_path / "cache")
+    assert (synced.fetched, synced.unreadable) == (2, [])
+    runs = {r["run_id"]: r for r in ask(synced.folder).runs}
+    assert runs[old["run_id"]]["deployment"] == "-"
+    assert runs[old["run_id"]]["selection"] == "build --select tag:daily --exclude tag:lookup"
+    assert runs[old["run_id"]]["outcome"] == "failed" and len(runs[old["run_id"]]["failed"]) == 6
+    assert runs["run-001"]["deployment"] == "ad-hoc"
+
+
 def test_an_empty_store_answers_nothing(tmp_path):
     found = ask(sync(LocalStore(tmp_path / "store"), "prod", tmp_path / "cache").folder)
     assert (found.runs, found.nodes, found.runs_total) == ([], [], 0)
@@ -232,7 +250,7 @@ def test_two_stores_never_share_a_cache(tmp_path):
 
 def test_compact_keeps_only_real_row_counts():
     record = compact(
-        {"run_id": "r", "request": {"command": "run", "selector": "nightly"}},
+        stored_run(started_at=T0, request={"command": "run", "selector": "nightly"}),
         [
             {
                 "unique_id": "model.x",
@@ -242,7 +260,7 @@ def test_compact_keeps_only_real_row_counts():
             {"unique_id": "model.y", "status": "error", "adapter_response": {"rows_affected": 7}},
         ],
     )
-    assert record["deployment"] == "run --selector nightly"
+    assert (record["deployment"], record["selection"]) == ("ad-hoc", "run --selector nightly")
     assert [(n["rows"], n["failed"]) for n in record["nodes"]] == [(None, False), (7, True)]
 
 
@@ -307,13 +325,22 @@ def test_the_table_shows_runs_and_nodes(tmp_path, capsys):
         "started",
         "(UTC)",
         "deployment",
+        "request",
         "outcome",
         "took",
         "failed",
         "git",
         "image",
     ]
-    assert lines[3].split()[:5] == ["2026-11-01", "16:00", "build", "tag:daily", "success"]
+    assert lines[3].split()[:7] == [
+        "2026-11-01",
+        "16:00",
+        "ad-hoc",
+        "build",
+        "--select",
+        "tag:daily",
+        "success",
+    ]
     assert "model.shop.a" in out and "20%" in out and "510" in out
     assert ferry([*argv, "--nodes", "--json"]) == ExitCode.OK
     data = json.loads(capsys.readouterr().out)

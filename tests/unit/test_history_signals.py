@@ -16,6 +16,7 @@ from flows.history import store
 from flows.history.fetch import compact
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
 from flows.history.signals import Regression, Rules, VolumeAnomaly, find
+from tests.stored_runs import stored_run
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 RULES = Rules(
@@ -26,21 +27,14 @@ RULES = Rules(
 def record(n: int, nodes: dict, *, project: str = "shop", env: str = "prod") -> dict:
     """Run `n`'s record (started n hours after T0): `nodes` maps unique_id to seconds, or to
     (status, seconds, rows affected or None)."""
-    started = T0 + timedelta(hours=n)
-    summary = {
-        "run_id": f"run-{n:03d}",
-        "flow_run_id": None,
-        "project": project,
-        "env": env,
-        "request": {"command": "build", "select": [], "exclude": [], "selector": "daily"},
-        "target": "prod",
-        "outcome": "success",
-        "verdict": "fine",
-        "started_at": started.isoformat(),
-        "finished_at": (started + timedelta(seconds=60)).isoformat(),
-        "duration_s": 60.0,
-        "nodes_total": len(nodes),
-    }
+    summary = stored_run(
+        run_id=f"run-{n:03d}",
+        project=project,
+        env=env,
+        request={"command": "build", "selector": "daily"},
+        started_at=T0 + timedelta(hours=n),
+        nodes_total=len(nodes),
+    )
     results = []
     for uid, value in nodes.items():
         status, seconds, rows = value if isinstance(value, tuple) else ("success", value, None)
@@ -357,6 +351,32 @@ def test_appending_the_same_run_again_replaces_it(tmp_path):
         ("shop__run-001.json", "model.shop.a", 5.0),
         ("shop__run-001.json", "model.shop.b", 6.0),
         ("shop__run-002.json", "model.shop.a", 1.0),
+    ]
+
+
+def test_the_tables_hold_no_local_path_and_older_tables_that_did_lose_it(tmp_path):
+    """The tables travel to the store: a run is its record's name, never where this machine kept
+    it. Tables written with the former `filename` column still read, and lose it on append."""
+    folder = tmp_path / "history"
+    folder.mkdir()
+    since = T0 - timedelta(days=1)
+    store.append(folder, record(1, {"model.shop.a": 1.0}), keep_since=since)
+    columns = duckdb.sql(f"describe select * from read_parquet('{folder / RUNS_TABLE}')")
+    assert "filename" not in [c[0] for c in columns.fetchall()]
+
+    runs = str(folder / RUNS_TABLE)  # as an older ferry wrote it
+    duckdb.sql(
+        f"copy (select *, '/home/someone/.ferry/history/x/' || record as filename "
+        f"from read_parquet('{runs}')) to '{runs}.old' (format parquet)"
+    )
+    Path(f"{runs}.old").replace(runs)
+    assert judge(folder, [result("model.shop.a", 1.0)]).regressions == []
+    store.append(folder, record(2, {"model.shop.a": 1.0}), keep_since=since)
+    columns = duckdb.sql(f"describe select * from read_parquet('{runs}')")
+    assert "filename" not in [c[0] for c in columns.fetchall()]
+    assert table(folder, RUNS_TABLE, "run_id, deployment") == [
+        ("run-001", "ad-hoc"),
+        ("run-002", "ad-hoc"),
     ]
 
 

@@ -16,6 +16,8 @@ from flows.exit_codes import ExitCode
 from flows.history.fetch import compact
 from flows.history.query import refresh_tables
 from flows.report.render import report
+from flows.run.summary import RunSummary
+from tests.stored_runs import stored_run
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -25,20 +27,17 @@ PLOTS = ("plot-durations", "plot-slowest", "plot-failure-rate", "plot-rows")
 def summary(n, *, project="shop", deployment="dbt/build-prod", outcome="success", **fields):
     """Run number `n`, started n hours after T0."""
     started = T0 + timedelta(hours=n)
-    return {
+    given = {
         "run_id": f"run-{n:03d}",
         "project": project,
-        "env": "prod",
         "deployment": deployment,
-        "request": {"command": "build"},
         "outcome": outcome,
         "verdict": f"{outcome} verdict of run {n}",
-        "started_at": started.isoformat(),
         "finished_at": (started + timedelta(seconds=60 + n)).isoformat(),
         "duration_s": 60.0 + n,
         "nodes_total": 2,
-        **fields,
     }
+    return stored_run(started_at=started, **(given | fields))
 
 
 def results(*, seconds=1.0, rows=500, test_status="pass", model="model.shop.orders"):
@@ -54,7 +53,7 @@ def results(*, seconds=1.0, rows=500, test_status="pass", model="model.shop.orde
     ]
 
 
-def write(folder: Path, body: dict, nodes: list[dict]) -> None:
+def write(folder: Path, body: RunSummary, nodes: list[dict]) -> None:
     """One record as flows.history.fetch.sync writes it, folded into the tables the report
     reads (as `ferry report` does after the sync)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +100,9 @@ def test_every_plot_and_the_header_are_on_one_self_contained_page(ten):
     assert facts["environment"] == "prod" and facts["project"] == "every project"
     assert facts["store"] == "s3://arts/dbt" and facts["generated"] == "2026-12-03 12:00 UTC"
     assert facts["runs"] == "10 (2026-11-01 07:00 to 2026-11-01 16:00 UTC)"
-    assert facts["latest run"].startswith("success: success verdict of run 10 (dbt/build-prod")
+    assert facts["latest run"] == (
+        "success: success verdict of run 10 (dbt/build-prod: build, 2026-11-01 16:00 UTC)"
+    )
 
 
 def test_the_figures_carry_aggregates_of_the_runs(ten):
@@ -162,6 +163,7 @@ def test_the_signals_table_shows_the_latest_run_of_each_deployment(tmp_path):
     assert cells[1:] == [
         [
             "dbt/build-prod",
+            "build",
             "2026-11-01 08:00",
             "slower",
             "model.shop.orders",
@@ -169,6 +171,7 @@ def test_the_signals_table_shows_the_latest_run_of_each_deployment(tmp_path):
         ],
         [
             "dbt/run-prod",
+            "build",
             "2026-11-01 09:00",
             "nothing new",
             "model.shop.payments",
@@ -219,12 +222,12 @@ def test_project_and_since_narrow_the_runs(ten):
 def store_run(store: LocalStore, n: int) -> None:
     """Run `n` in the store's layout (summary.json, run_results.json, the index entry)."""
     body = summary(n)
-    prefix = f"shop/prod/runs/2026-11-01/{body['run_id']}"
-    store.put_bytes(f"{prefix}/summary.json", json.dumps(body).encode())
+    prefix = f"shop/prod/runs/2026-11-01/{body.run_id}"
+    store.put_bytes(f"{prefix}/summary.json", body.model_dump_json().encode())
     run_results = {"results": results(seconds=float(n))}
     store.put_bytes(f"{prefix}/run_results.json", json.dumps(run_results).encode())
-    pointer = {"run_id": body["run_id"], "prefix": prefix}
-    store.put_bytes(index_key("shop", "prod", body["run_id"]), json.dumps(pointer).encode())
+    pointer = {"run_id": body.run_id, "prefix": prefix}
+    store.put_bytes(index_key("shop", "prod", body.run_id), json.dumps(pointer).encode())
 
 
 def test_the_command_writes_the_page_and_says_where(tmp_path, capsys):

@@ -15,6 +15,7 @@ from flows.ci.diff.targets import targets
 from flows.ci.slim_report import NotARun, SlimRun
 from flows.dbt.profiles import DbtProject
 from flows.dbt.warehouse import open_warehouse
+from flows.run.summary import RunSummary
 from flows.settings import FerrySettings
 
 
@@ -32,14 +33,16 @@ def diff_run(
             profile's default) - the connection the run built with.
 
     Raises:
-        NotARun: the run's folder has no manifest.json to say what it built.
+        NotARun: the run was refused, or its folder has no manifest.json to say what it built.
         NoState: production's state manifest cannot be read.
         InvalidDbtInput: the project, profile or target is wrong.
         WarehouseUnreachable: no connection to the warehouse.
     """
+    if not isinstance(run.summary, RunSummary):
+        raise NotARun(f"the run was refused before dbt started: {run.summary.verdict}")
     pr_manifest = _manifest(run.folder / "manifest.json")
     project = DbtProject.load(settings.project_dir, settings.profiles_dir)
-    target = project.check_target(target or settings.target or run.summary.get("target") or None)
+    target = project.check_target(target or settings.target or run.summary.target)
     state_store = open_store(settings.state_from or settings.artifacts, settings.s3_endpoint_url)
     try:
         state = json.loads(read_state_manifest(state_store, project.name, settings.state_env))
@@ -56,7 +59,7 @@ def diff_run(
         result = diff(
             warehouse,
             found,
-            run_id=str(run.summary.get("run_id") or run.folder.name),
+            run_id=run.summary.run_id,
             project=project.name,
             state_env=settings.state_env,
             limits=limits,
