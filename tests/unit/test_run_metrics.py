@@ -67,7 +67,8 @@ def test_a_failed_run_writes_its_metrics_and_its_slowest_models():
     ]
     summary = run_of(nodes, dbt_ok=False)
 
-    lines = [json.loads(line) for line in metrics.emf_lines(summary.model_copy(update={"deployment": "build-prod"}), nodes)]
+    emitted = metrics.emf_lines(summary.model_copy(update={"deployment": "build-prod"}), nodes)
+    lines = [json.loads(line) for line in emitted]
 
     run, *models = lines
     [directive] = run["_aws"]["CloudWatchMetrics"]
@@ -120,4 +121,4 @@ def test_metrics_are_written_in_ecs_unless_switched_off(monkeypatch, environ, on
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert FerrySettings.from_env().metrics is on
+    assert FerrySettings.from_env().run.metrics is on
