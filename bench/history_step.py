@@ -122,7 +122,7 @@ def project_runs(work: Path, rounds: int) -> None:
     try:
         for sequence in range(rounds + 1):  # round 0: the warm-up of each, not counted
             for history in (True, False):
-                settings = FerrySettings(
+                settings = FerrySettings.from_env(
                     project_dir=project,
                     profiles_dir=project,
                     artifacts=str(work / "store"),

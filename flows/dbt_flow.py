@@ -123,9 +123,9 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
     settings = session.settings
     reporter = PrefectNodeReporter(
         flow_run_id,
-        settings.node_reporting,
+        settings.prefect.node_reporting,
         run_count=flow_run.run_count or 1,
-        running_after_s=settings.node_running_after_s,
+        running_after_s=settings.prefect.node_running_after_s,
     )
     try:
         request = RunRequest.build(**parameters)
@@ -136,19 +136,19 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
                 flow_run_id=flow_run_id,
                 listener=reporter,
                 log=logger,
-                writer_slot=functools.partial(writer_slot, settings.env),
+                writer_slot=functools.partial(writer_slot, settings.run.env),
                 deployment=session.deployment,
             )
     except InvalidRunRequest as exc:
-        return _refuse(session, Refusal.of_input(str(exc), flow_run_id), command, settings.env)
+        return _refuse(session, Refusal.of_input(str(exc), flow_run_id), command, settings.run.env)
     except Exception as exc:
-        emit_crash(settings.env, str(command), exc)
+        emit_crash(settings.run.env, str(command), exc)
         raise
 
     summary = report.summary
     session.finish(summary)
     _publish_report(report)
-    if settings.metrics:
+    if settings.run.metrics:
         metrics.write(metrics.emf_lines(summary, report.nodes))
     for line in summary.failed:
         logger.error("%s %s: %s", line.status.value, line.unique_id, line.first_error_line)
@@ -172,7 +172,7 @@ def _session_of_a_deployment(settings: FerrySettings) -> RunSession:
     return RunSession(
         settings,
         deployment=deployment.name or AD_HOC,
-        ending=ProcessEnd() if settings.worker_flow_run_id else None,
+        ending=ProcessEnd() if settings.prefect.worker_flow_run_id else None,
     )
 
 

@@ -96,7 +96,7 @@ def make_settings(project: Path, tmp_path: Path, **overrides: object) -> FerrySe
         "env": "test",
     }
     values.update(overrides)
-    return FerrySettings(**values)  # type: ignore[arg-type]
+    return FerrySettings.from_env(**values)
 
 
 class RecordingListener:

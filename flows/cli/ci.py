@@ -110,15 +110,15 @@ def _schema(args: argparse.Namespace) -> ExitCode:
         settings = FerrySettings.from_env(
             project_dir=args.project_dir, profiles_dir=args.profiles_dir, target=args.target
         )
-        project = DbtProject.load(settings.project_dir, settings.profiles_dir)
-        project.check_target(settings.target)
+        project = DbtProject.load(settings.run.project_dir, settings.run.profiles_dir)
+        project.check_target(settings.run.target)
         open_prs: list[int] = [] if drop else (args.open_prs or [])
         if not drop and args.open_prs_from_github:
             open_prs = _github(settings).open_pull_requests()
 
-        work_dir = settings.work_dir.resolve() / "ci-schema"
+        work_dir = settings.run.work_dir.resolve() / "ci-schema"
         work_dir.mkdir(parents=True, exist_ok=True)
-        with open_warehouse(project, settings.target, work_dir) as warehouse:
+        with open_warehouse(project, settings.run.target, work_dir) as warehouse:
             present = warehouse.list_schemas()
             if drop:
                 cleanup = schemas_of_pr(present, args.pr, args.prefix)
@@ -136,13 +136,10 @@ def _schema(args: argparse.Namespace) -> ExitCode:
 def _github(settings: Any) -> Any:
     from flows.ci.github import GitHub
 
-    if not settings.github_repository or not settings.github_token:
+    github = settings.github
+    if not github.repository or not github.token:
         raise Refused("set GITHUB_REPOSITORY and GITHUB_TOKEN (GitHub Actions sets both)")
-    return GitHub(
-        settings.github_repository,
-        settings.github_token.get_secret_value(),
-        settings.github_api_url,
-    )
+    return GitHub(github.repository, github.token.get_secret_value(), github.api_url)
 
 
 # --- diff: what the pull request did to the data (flows/ci/diff/) -------------------------------

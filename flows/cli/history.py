@@ -62,7 +62,9 @@ class StoredRuns:
         with classify(invalid=(InvalidSettings, ValueError)):
             settings = FerrySettings.from_env(artifacts=args.artifacts, env=args.env)
             since = parse_since(args.since) if args.since else None
-            store = open_store(settings.artifacts, endpoint_url=settings.s3_endpoint_url)
+            store = open_store(
+                settings.store.artifacts, endpoint_url=settings.store.s3_endpoint_url
+            )
         return cls(settings, since, store, args.cache_dir or DEFAULT_CACHE, args.project)
 
     def sync(self) -> Sync:
@@ -73,7 +75,7 @@ class StoredRuns:
         """
         from flows.history.fetch import sync
 
-        return sync(self.store, self.settings.env, self.cache_dir, self.project)
+        return sync(self.store, self.settings.run.env, self.cache_dir, self.project)
 
 
 def add_parser(sub: Any) -> None:
@@ -101,7 +103,7 @@ def _history(args: argparse.Namespace) -> ExitCode:
     with classify(failed=(ArtifactStoreError, OSError), aws=True):
         synced = runs.sync()
         found = ask(synced.folder, since=runs.since, limit=args.limit, project=runs.project)
-    env, since, store_url = runs.settings.env, runs.since, runs.store.url
+    env, since, store_url = runs.settings.run.env, runs.since, runs.store.url
     if args.json:
         print(
             json.dumps(

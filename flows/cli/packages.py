@@ -55,7 +55,7 @@ def _packages(args: argparse.Namespace) -> ExitCode:
         settings = FerrySettings.from_env(project_dir=args.project_dir)
         with tempfile.TemporaryDirectory(prefix="ferry-deps-") as logs:
             installed = packages.ensure(
-                settings.project_dir,
+                settings.run.project_dir,
                 log_path=Path(logs),
                 frozen=getattr(args, "frozen", False),
                 upgrade=updating,

@@ -143,17 +143,18 @@ def _bake(args: argparse.Namespace) -> ExitCode:
             env=args.env,
             baked_dir=args.baked_dir,
         )
-        if settings.baked_dir is None:
+        if settings.run.baked_dir is None:
             raise Refused("set FERRY_BAKED_DIR or pass --baked-dir")
         if args.spec and args.target:
             raise Refused("--spec names the targets to bake; drop --target")
         if args.spec:
             specs = BakeSpec.parse_many(args.spec)
         else:
-            specs = [BakeSpec(env=settings.env, target=args.target)]
-        project = DbtProject.load(settings.project_dir, settings.profiles_dir)
+            specs = [BakeSpec(env=settings.run.env, target=args.target)]
+        project = DbtProject.load(settings.run.project_dir, settings.run.profiles_dir)
+        baked_dir, default_target = settings.run.baked_dir, settings.run.target
         for spec in specs:
-            baked = bake(project, spec, settings.baked_dir, default_target=settings.target)
+            baked = bake(project, spec, baked_dir, default_target=default_target)
             if baked.installed.packages:
                 print(f"ferry: {baked.installed.describe()}")
             print(f"ferry: baked {baked.describe()}")

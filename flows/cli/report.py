@@ -51,7 +51,7 @@ def _report(args: argparse.Namespace) -> ExitCode:
         refresh_tables(synced.folder)
         made = report(
             synced.folder,
-            env=runs.settings.env,
+            env=runs.settings.run.env,
             project=runs.project,
             store_url=runs.store.url,
             since=runs.since,

@@ -1,7 +1,8 @@
 """`ferry run`: one dbt command through the `dbt` flow, or the same steps without Prefect.
 
-Its run flags are RunRequest's fields (flows/run/request.py) and its setting flags are
-FerrySettings' fields: both are derived from there, with their help. The settings are built
+Its run flags are RunRequest's fields (flows/run/request.py) and its setting flags are the
+settings SETTING_FLAGS names (`FerrySettings.setting`): both are derived from there, with their
+help and variable. The settings are built
 from the flags and passed to the run; nothing is written into the environment.
 """
 
@@ -52,11 +53,11 @@ def add_parser(sub: Any) -> None:
             **_argument(name, field.annotation),
         )
     for name in SETTING_FLAGS:
-        field = FerrySettings.model_fields[name]
+        setting = FerrySettings.setting(name)
         run.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            help=f"{_first_sentence(field.description)} (FERRY_{name.upper()})",
+            help=f"{_first_sentence(setting.description)} ({setting.variable})",
         )
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument(

@@ -243,7 +243,7 @@ def environments(path: Path = PREFECT_YAML, names: Iterable[str] | None = None) 
     """
     from flows.settings import FerrySettings
 
-    default = str(FerrySettings.model_fields["env"].default)
+    default = str(FerrySettings.setting("env").info.default)
     wanted = None if names is None else set(names)
     found: dict[str, None] = {}
     for deployment in load_deployments(path):

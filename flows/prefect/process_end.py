@@ -35,7 +35,7 @@ class ProcessEnd:
     def arm(self, session: RunSession) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        seconds = session.settings.prefect_api_wait_s
+        seconds = session.settings.prefect.api_wait_s
         api_url = get_current_settings().api.url
         self._timer = threading.Timer(seconds, _give_up, args=(session, seconds, api_url))
         self._timer.daemon = True  # a process that ends in time is never held up by it

@@ -85,8 +85,10 @@ def execute(
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     for name in (*ARTIFACT_FILES, STATIC_PAGE):  # never ship a previous run's as this run's
         (plan.target_path / name).unlink(missing_ok=True)
-    seeded = seed_parse_state(settings.baked_dir, settings.env, plan.target, plan.target_path)
-    if settings.baked_dir is not None:
+    seeded = seed_parse_state(
+        settings.run.baked_dir, settings.run.env, plan.target, plan.target_path
+    )
+    if settings.run.baked_dir is not None:
         log.info("%s", seeded.note)
 
     state_path = None
@@ -99,10 +101,11 @@ def execute(
         state_path = plan.run_dir / "state"
         state_path.mkdir(exist_ok=True)
         (state_path / "manifest.json").write_bytes(plan.state_manifest)
-        log.info("comparing with / deferring to %s state (%s)", settings.state_env, state_path)
+        log.info("comparing with / deferring to %s state (%s)", settings.run.state_env, state_path)
 
     run = Execution()
-    with plan.project.rendered_profiles_dir(plan.target, settings.target_schema) as profiles_dir:
+    schema = settings.run.target_schema
+    with plan.project.rendered_profiles_dir(plan.target, schema) as profiles_dir:
         invocation = DbtInvocation(
             project=plan.project,
             args=request.dbt_args(),
@@ -147,8 +150,8 @@ def execute(
                     narrowed,
                     manifest,
                     listener,
-                    retries=settings.transient_retries,
-                    delay_s=settings.transient_retry_delay_s,
+                    retries=settings.run.transient_retries,
+                    delay_s=settings.run.transient_retry_delay_s,
                     deadline=deadline,
                     log=log,
                 )
@@ -182,7 +185,7 @@ def _what_changed(
     if request.command not in _TRACKED or manifest is None:
         return invocation
     started = time.perf_counter()
-    project, env = plan.project.name, plan.settings.env
+    project, env = plan.project.name, plan.settings.run.env
     try:
         marks = changes.load(plan.store, project, env)
     except Exception as exc:

@@ -64,21 +64,21 @@ def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
     """The run against the environment's history. Never raises."""
     settings = planned.settings
     command = planned.request.command
-    if not settings.history or command not in _RECORDED:
+    if not settings.history.enabled or command not in _RECORDED:
         return Comparison()
     started = time.perf_counter()
-    project, env = planned.project.name, settings.env
+    project, env = planned.project.name, settings.run.env
     comparison = Comparison(report=f"{planned.store.url}/{store.report_key(project, env)}")
     folder = planned.run_dir / "history"
     try:
         had = store.download(planned.store, project, env, folder)
         comparison.tables = folder
         rules = Rules(
-            min_runs=settings.history_min_runs,
-            window=settings.history_window,
-            regression_factor=settings.regression_factor,
-            regression_floor_s=settings.regression_floor_s,
-            volume_deviation=settings.volume_deviation,
+            min_runs=settings.history.min_runs,
+            window=settings.history.window,
+            regression_factor=settings.history.regression_factor,
+            regression_floor_s=settings.history.regression_floor_s,
+            volume_deviation=settings.history.volume_deviation,
         )
         if had:
             comparison.signals = find(folder, nodes, project=project, env=env, rules=rules)
@@ -116,11 +116,11 @@ def record(
         return 0.0
     started = time.perf_counter()
     settings = planned.settings
-    project, env = planned.project.name, settings.env
+    project, env = planned.project.name, settings.run.env
     try:
         results = [_result(n) for n in nodes]
         entry = compact(summary, results)
-        keep_since = datetime.now(UTC) - timedelta(days=settings.history_days)
+        keep_since = datetime.now(UTC) - timedelta(days=settings.history.days)
         store.append(comparison.tables, entry, keep_since=keep_since)
         store.upload(planned.store, project, env, comparison.tables)
     except Exception as exc:

@@ -77,7 +77,7 @@ def run(
     """
     log = log or logging.getLogger(__name__)
     planned = plan(request, settings, run_id=run_id, flow_run_id=flow_run_id)
-    with Deadline(_remaining(settings.flow_timeout_s, planned), log) as deadline:
+    with Deadline(_remaining(settings.run.flow_timeout_s, planned), log) as deadline:
         done = execute(
             planned,
             deadline=deadline,
@@ -101,7 +101,7 @@ def run(
             flow_run_id=flow_run_id,
             deployment=deployment,
             project=planned.project.name,
-            env=settings.env,
+            env=settings.run.env,
             request=planned.request,
             target=planned.target,
             nodes=done.nodes,
@@ -111,13 +111,13 @@ def run(
             dbt_elapsed_s=done.dbt_elapsed_s,
             parse=done.parse,
             dbt_version=dbt_version(),
-            git_sha=settings.git_sha,
-            image_digest=settings.image_digest,
+            git_sha=settings.run.git_sha,
+            image_digest=settings.run.image_digest,
             error=done.error,
             attempts=done.attempts,
             artifacts=f"{planned.store.url}/{planned.layout.run_prefix}",
             changes=done.changes,
-            docs=f"{planned.store.url}/{docs_key(planned.project.name, settings.env)}",
+            docs=f"{planned.store.url}/{docs_key(planned.project.name, settings.run.env)}",
             documented=done.documented,
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
@@ -145,16 +145,16 @@ def _advance_marks(planned: RunPlan, done: Execution, publication: Publication, 
     )
     try:
         planned.store.put_bytes(
-            changes.marks_key(planned.project.name, planned.settings.env), marks.dumps()
+            changes.marks_key(planned.project.name, planned.settings.run.env), marks.dumps()
         )
     except Exception as exc:  # the next run decides from the older marks: it runs more
         log.warning("could not store the environment's marks: %s", exc)
 
 
 def _time_limit(settings: FerrySettings, deadline: Deadline) -> TimeLimit | None:
-    if not deadline.expired or settings.flow_timeout_s is None:
+    if not deadline.expired or settings.run.flow_timeout_s is None:
         return None
-    return TimeLimit(settings.flow_timeout_s, deadline.fired_in)
+    return TimeLimit(settings.run.flow_timeout_s, deadline.fired_in)
 
 
 def _remaining(timeout_s: float | None, planned: RunPlan) -> float | None:

@@ -49,15 +49,15 @@ class RunPlan:
     @property
     def run_dir(self) -> Path:
         """This run's local folder: dbt's log, the states it reads, the artifacts' copy."""
-        return (self.settings.work_dir / self.run_id).resolve()
+        return (self.settings.run.work_dir / self.run_id).resolve()
 
     @property
     def target_path(self) -> Path:
-        return (self.settings.target_path or self.project.project_dir / "target").resolve()
+        return (self.settings.run.target_path or self.project.project_dir / "target").resolve()
 
     @property
     def layout(self) -> RunLayout:
-        return RunLayout(self.project.name, self.settings.env, self.run_id, self.started_at)
+        return RunLayout(self.project.name, self.settings.run.env, self.run_id, self.started_at)
 
 
 @refused_as_request()
@@ -77,25 +77,25 @@ def plan(
         InvalidRunRequest: the request cannot run; the message says what to change.
     """
     started_at = datetime.now(UTC)
-    if request.target is None and settings.target:
-        request = request.model_copy(update={"target": settings.target})
-    project = DbtProject.load(settings.project_dir, settings.profiles_dir)
+    if request.target is None and settings.run.target:
+        request = request.model_copy(update={"target": settings.run.target})
+    project = DbtProject.load(settings.run.project_dir, settings.run.profiles_dir)
     target = project.check_target(request.target)
     if request.target is None and target and request.command is not DbtCommand.RETRY:
         # dbt hashes whether --target was given into its parse state: always naming it (as
         # `ferry release bake` does) lets the default and an explicit target share the state.
         request = request.model_copy(update={"target": target})
     try:
-        store = open_store(settings.artifacts, settings.s3_endpoint_url)
+        store = open_store(settings.store.artifacts, settings.store.s3_endpoint_url)
         state_store = store
-        if settings.state_from:  # checked whether or not this run reads it
-            state_store = open_store(settings.state_from, settings.s3_endpoint_url)
+        if settings.run.state_from:  # checked whether or not this run reads it
+            state_store = open_store(settings.run.state_from, settings.store.s3_endpoint_url)
         failed_run, state_manifest = None, None
         if request.command is DbtCommand.RETRY:
-            failed_run = find_failed_run(store, project.name, settings.env, request.retry_of)
+            failed_run = find_failed_run(store, project.name, settings.run.env, request.retry_of)
             request = request.model_copy(update={"retry_of": failed_run.run_id})
         elif request.needs_state:
-            state_manifest = read_state_manifest(state_store, project.name, settings.state_env)
+            state_manifest = read_state_manifest(state_store, project.name, settings.run.state_env)
     except (LookupError, ValueError) as exc:
         raise InvalidRunRequest(str(exc)) from None
     return RunPlan(

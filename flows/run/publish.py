@@ -79,7 +79,11 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
     if request.command is DbtCommand.RETRY and summary.outcome is not Outcome.FAILED:
         try:
             mark_retried(
-                plan.store, plan.project.name, plan.settings.env, str(request.retry_of), plan.run_id
+                plan.store,
+                plan.project.name,
+                plan.settings.run.env,
+                str(request.retry_of),
+                plan.run_id,
             )
         except Exception as exc:  # the retry's own verdict stands
             log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
@@ -89,7 +93,7 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
 def _publish_docs(summary: RunSummary, plan: RunPlan, page: Path, log: Log) -> RunSummary:
     """The run's page as its environment's docs site, over the previous one; a store that
     refuses it leaves the previous site, and the summary says so."""
-    key = docs_key(plan.project.name, plan.settings.env)
+    key = docs_key(plan.project.name, plan.settings.run.env)
     try:
         plan.store.put_file(key, page)
     except Exception as exc:

@@ -44,7 +44,7 @@ def test_history_shows_duckdb_and_postgres_runs_with_node_stats(shop_duckdb, tmp
                 "--env",
                 "test",
                 "--artifacts",
-                settings.artifacts,
+                settings.store.artifacts,
                 "--cache-dir",
                 str(tmp_path / "cache"),
                 "--limit",

@@ -18,14 +18,14 @@ def test_a_refused_retry_leaves_no_folder_and_every_earlier_artifact(shop_projec
     with pytest.raises(InvalidRunRequest, match="no failed run of project 'shop'"):
         plan(RunRequest.build(command="retry"), settings)
     assert earlier.read_text() == "{}"
-    assert not settings.work_dir.exists() and not (tmp_path / "artifacts").exists()
+    assert not settings.run.work_dir.exists() and not (tmp_path / "artifacts").exists()
 
 
 def test_a_missing_state_is_refused_before_anything_is_written(shop_project, tmp_path):
     settings = make_settings(shop_project, tmp_path)
     with pytest.raises(InvalidRunRequest, match="no state manifest of project 'shop'"):
         plan(RunRequest.build(select="state:modified+", defer=True), settings)
-    assert not settings.work_dir.exists()
+    assert not settings.run.work_dir.exists()
 
 
 def test_the_plan_names_the_target_and_where_the_run_goes(shop_project, tmp_path):

@@ -47,8 +47,8 @@ def test_two_sessions_in_one_process_never_see_each_others_settings_or_outcome()
     first.finish(Refusal.of_input("selection 'x' matches no node"))
     assert second.outcome is None and second.exit_code == ExitCode.FAILED  # no verdict yet
     second.finish(passed())
-    assert (first.settings.env, first.exit_code) == ("staging", ExitCode.INVALID)
-    assert (second.settings.env, second.exit_code) == ("prod", ExitCode.OK)
+    assert (first.settings.run.env, first.exit_code) == ("staging", ExitCode.INVALID)
+    assert (second.settings.run.env, second.exit_code) == ("prod", ExitCode.OK)
     assert (first.deployment, second.deployment) == (AD_HOC, "build-prod")
 
 

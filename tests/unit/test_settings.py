@@ -35,7 +35,33 @@ def test_scratch_folders_must_be_folders(tmp_path, monkeypatch):
     with pytest.raises(InvalidSettings, match=r"FERRY_WORK_DIR=.* but .*a-file is a file"):
         FerrySettings.from_env()
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "not-yet"))
-    assert FerrySettings.from_env().work_dir == tmp_path / "not-yet"
+    assert FerrySettings.from_env().run.work_dir == tmp_path / "not-yet"
+
+
+def test_flat_flags_reach_their_concern_and_aliases_keep_the_variable(monkeypatch):
+    monkeypatch.setenv("FERRY_HISTORY_DAYS", "7")
+    monkeypatch.setenv("FERRY_PREFECT_API_WAIT_S", "5")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/shop")
+    settings = FerrySettings.from_env(env="ci-pr-1", artifacts="s3://b/dbt", history=False)
+    assert (settings.run.env, settings.store.artifacts) == ("ci-pr-1", "s3://b/dbt")
+    assert (settings.history.enabled, settings.history.days) == (False, 7)
+    assert settings.prefect.api_wait_s == 5
+    assert settings.github.repository == "acme/shop"
+    assert FerrySettings.from_env(history_days=3).history.days == 3  # a flag wins
+    with pytest.raises(InvalidSettings, match=r"^FERRY_HISTORY_DAYS=0: Input should be"):
+        FerrySettings.from_env(history_days=0)
+    with pytest.raises(TypeError, match="not ferry settings: days"):
+        FerrySettings.from_env(days=3)
+
+
+def test_every_setting_has_a_description_and_its_own_variable():
+    settings = FerrySettings.every_setting()
+    assert all(setting.description for setting in settings)
+    variables = [setting.variable for setting in settings]
+    assert len(set(variables)) == len(variables)
+    names = [setting.name for setting in settings]
+    assert len(set(names)) == len(names)
+    assert FerrySettings.setting("prefect_api_wait_s").variable == "FERRY_PREFECT_API_WAIT_S"
 
 
 def test_the_three_families_of_ferry_names_never_overlap():
@@ -48,7 +74,8 @@ def test_the_three_families_of_ferry_names_never_overlap():
     from flows.settings import FerrySettings
 
     repo = Path(__file__).resolve().parents[2]
-    settings = {f"FERRY_{name.upper()}" for name in FerrySettings.model_fields}
+    settings = {name for s in FerrySettings.every_setting() for name in s.variables}
+    assert {"FERRY_ENV", "FERRY_HISTORY_DAYS", "FERRY_GITHUB_TOKEN"} <= settings
     profile = set(
         re.findall(r"env_var\('(FERRY_\w+)'", (repo / "dbt_project/profiles.yml").read_text())
     )

@@ -41,11 +41,13 @@ def diff_run(
     if not isinstance(run.summary, RunSummary):
         raise NotARun(f"the run was refused before dbt started: {run.summary.verdict}")
     pr_manifest = _manifest(run.folder / "manifest.json")
-    project = DbtProject.load(settings.project_dir, settings.profiles_dir)
-    target = project.check_target(target or settings.target or run.summary.target)
-    state_store = open_store(settings.state_from or settings.artifacts, settings.s3_endpoint_url)
+    project = DbtProject.load(settings.run.project_dir, settings.run.profiles_dir)
+    target = project.check_target(target or settings.run.target or run.summary.target)
+    state_store = open_store(
+        settings.run.state_from or settings.store.artifacts, settings.store.s3_endpoint_url
+    )
     try:
-        state = json.loads(read_state_manifest(state_store, project.name, settings.state_env))
+        state = json.loads(read_state_manifest(state_store, project.name, settings.run.state_env))
     except (LookupError, ValueError) as exc:
         problem = str(exc).split("; ")[0]
         raise NoState(
@@ -53,7 +55,7 @@ def diff_run(
             "its --state-env / --state-from (FERRY_STATE_ENV / FERRY_STATE_FROM)"
         ) from None
     found = targets(pr_manifest, state, run.results)
-    work_dir = settings.work_dir.resolve() / "ci-diff"
+    work_dir = settings.run.work_dir.resolve() / "ci-diff"
     work_dir.mkdir(parents=True, exist_ok=True)
     with open_warehouse(project, target, work_dir, check=True) as warehouse:
         result = diff(
@@ -61,7 +63,7 @@ def diff_run(
             found,
             run_id=run.summary.run_id,
             project=project.name,
-            state_env=settings.state_env,
+            state_env=settings.run.state_env,
             limits=limits,
         )
     (run.folder / DIFF_FILE).write_text(result.model_dump_json(indent=2))
