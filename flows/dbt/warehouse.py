@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,34 @@ class Warehouse:
                 _, cursor = self._adapter.connections.add_query(sql, auto_begin=False)
                 return [tuple(row) for row in cursor.fetchall()]
         finally:
+            self._end_transaction()
+
+    def run_in_transaction(self, statements: Sequence[str]) -> None:
+        """Runs the statements in one transaction: all of them are committed, or none.
+
+        `begin` and `commit` are sent as SQL, not through dbt's `begin()`, which sends nothing
+        when a profile sets `autocommit` (dbt-redshift's default): each statement would then
+        commit on its own, and a failure halfway would leave half of the change behind.
+
+        Raises:
+            QueryFailed: one statement failed; the transaction was rolled back.
+            WarehouseUnreachable: the connection could not be opened.
+        """
+        connections = self._adapter.connections
+        self._end_transaction()  # a transaction a read left open would swallow ours
+        begun = False
+        try:
+            with _translated():
+                connections.add_query("begin", auto_begin=False)
+                begun = True
+                for sql in statements:
+                    connections.add_query(sql, auto_begin=False)
+                connections.add_query("commit", auto_begin=False)
+                begun = False
+        finally:
+            if begun:  # what was sent is undone, whatever the driver's autocommit
+                with contextlib.suppress(Exception):
+                    connections.add_query("rollback", auto_begin=False)
             self._end_transaction()
 
     def _end_transaction(self) -> None:
