@@ -8,10 +8,25 @@ way").
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from flows.dbt.commands import DbtCommand
+from flows.dbt.errors import InvalidDbtInput
+
+
+def check_vars(value: dict[Any, Any]) -> dict[str, Any]:
+    """dbt's `--vars`: a mapping of non-empty names to JSON values, or InvalidDbtInput saying
+    which rule it breaks (a run's request and a bake spec share this one rule)."""
+    bad_keys = [k for k in value if not isinstance(k, str) or not k]
+    if bad_keys:
+        raise InvalidDbtInput(f"vars keys must be non-empty strings, got {bad_keys!r}")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDbtInput(f"vars must be JSON-serialisable: {exc}") from None
+    return value
 
 
 @dataclass(frozen=True)

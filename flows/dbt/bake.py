@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flows.dbt import packages
-from flows.dbt.args import DbtArgs
+from flows.dbt.args import DbtArgs, check_vars
 from flows.dbt.commands import DbtCommand
 from flows.dbt.errors import InvalidDbtInput
 from flows.dbt.invoke import DbtInvocation, DbtProjectError, Parsed, ParseReport, dbt_version
@@ -80,14 +80,10 @@ class BakeSpec(BaseModel):
     @field_validator("vars")
     @classmethod
     def _vars_are_dbt_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # What a run's request refuses in its vars (flows.run.request.parse_vars), refused here.
-        if bad := [k for k in value if not k]:
-            raise ValueError(f"vars keys must be non-empty strings, got {bad!r}")
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"vars must be JSON-serialisable: {exc}") from None
-        return value
+        try:  # the rule a run's request applies too
+            return check_vars(value)
+        except InvalidDbtInput as exc:
+            raise ValueError(str(exc)) from None
 
     @classmethod
     def parse_many(cls, text: str) -> list[BakeSpec]:

@@ -11,7 +11,6 @@ can be judged without the project - the command, the flags that command accepts,
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from flows.dbt.args import DbtArgs
+from flows.dbt.args import DbtArgs, check_vars
 from flows.dbt.commands import DbtCommand
 from flows.dbt.errors import InvalidDbtInput
 
@@ -93,14 +92,8 @@ def parse_vars(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
             f"vars must be a mapping of variable names to values, got {type(parsed).__name__} "
             f'{value!r}; e.g. {{"start_date": "2024-01-01"}}'
         )
-    bad_keys = [k for k in parsed if not isinstance(k, str) or not k]
-    if bad_keys:
-        raise InvalidRunRequest(f"vars keys must be non-empty strings, got {bad_keys!r}")
-    try:
-        json.dumps(parsed)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRunRequest(f"vars must be JSON-serialisable: {exc}") from None
-    return parsed
+    with refused_as_request():
+        return check_vars(parsed)
 
 
 def _first_line(exc: Exception) -> str:

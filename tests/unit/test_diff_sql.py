@@ -8,7 +8,6 @@ rewrites the golden files; review their diff like code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import sqlglot
 from sqlglot.errors import ErrorLevel
 
 from flows.ci.diff.sql import DIALECTS, SAMPLE_BUCKETS, Compared, Pair, dialect_of
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "diff_sql"
 KEY = ["order_id", "line_no"]
@@ -45,13 +45,7 @@ def statements(dialect: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(statements("redshift")))
 def test_what_is_sent_to_redshift_is_pinned(name):
-    sql = statements("redshift")[name] + "\n"
-    golden = GOLDEN / "redshift" / f"{name}.sql"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(sql)
-    assert golden.is_file(), f"no golden file {golden}: run with UPDATE_GOLDEN=1"
-    assert sql == golden.read_text(), f"the Redshift SQL changed: {golden} (UPDATE_GOLDEN=1)"
+    assert_golden(GOLDEN / "redshift" / f"{name}.sql", statements("redshift")[name] + "\n")
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))

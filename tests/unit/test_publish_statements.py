@@ -9,7 +9,6 @@ tests/unit/test_publish_statements.py` rewrites the golden files; review their d
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from flows.publish.statements import (
     replaceable_in_place,
     repoint_statements,
 )
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "publish_sql"
 SQLGLOT = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
@@ -75,13 +75,7 @@ def statements(dialect: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(statements("redshift")))
 def test_what_is_sent_to_redshift_is_pinned(name):
-    sql = statements("redshift")[name] + "\n"
-    golden = GOLDEN / "redshift" / f"{name}.sql"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(sql)
-    assert golden.is_file(), f"no golden file {golden}: run with UPDATE_GOLDEN=1"
-    assert sql == golden.read_text(), f"the Redshift SQL changed: {golden} (UPDATE_GOLDEN=1)"
+    assert_golden(GOLDEN / "redshift" / f"{name}.sql", statements("redshift")[name] + "\n")
 
 
 def test_no_golden_file_is_left_over():
