@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.artifacts import ArtifactStore, LocalStore, index_key, open_store
 from flows.history.fetch import sync
 from flows.history.query import ask
+from flows.run.history import record_of_stored
 from flows.run.summary import RunSummary
 
 PROJECT, ENV = "bench", "prod"
@@ -148,7 +149,7 @@ def _failed(uid: str) -> dict[str, Any]:
 def history(store: ArtifactStore, cache: Path) -> tuple[float, int]:
     """One `ferry history`: seconds, and the runs it found."""
     started = time.perf_counter()
-    synced = sync(store, ENV, cache)
+    synced = sync(store, ENV, cache, record_of=record_of_stored)
     found = ask(synced.folder, limit=20)
     return time.perf_counter() - started, found.runs_total
 

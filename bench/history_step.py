@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.artifacts import ArtifactStore, LocalStore, open_store
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history import store as history_store
-from flows.history.fetch import compact
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
 from flows.history.signals import Rules, find
 from flows.report.render import report
+from flows.run.history import record_of
 from flows.run.summary import RunSummary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def seed_history(store: ArtifactStore, work: Path, runs: int, nodes: int) -> dic
         run_id = f"{r:08d}-0000-4000-8000-{random.getrandbits(48):012x}"
         results = _results(ids, base)
         seconds = sum(x["execution_time"] for x in results) / 4
-        record = compact(_summary(run_id, started, seconds, nodes), results)
+        record = record_of(_summary(run_id, started, seconds, nodes), results)
         (records / f"{PROJECT}__{run_id}.json").write_text(json.dumps(record))
     tables = work / "tables"
     tables.mkdir()
@@ -258,7 +258,7 @@ def _new_run(
         for r, (_, kind) in zip(results, ids, strict=True)
     ]
     seconds = sum(r["execution_time"] for r in results) / 4
-    return nodes, compact(_summary(run_id, now, seconds, len(ids)), results)
+    return nodes, record_of(_summary(run_id, now, seconds, len(ids)), results)
 
 
 def step_parts(

@@ -74,8 +74,15 @@ class StoredRuns:
             flows.artifacts.ArtifactStoreError, OSError: the store or the cache failed.
         """
         from flows.history.fetch import sync
+        from flows.run.history import record_of_stored
 
-        return sync(self.store, self.settings.run.env, self.cache_dir, self.project)
+        return sync(
+            self.store,
+            self.settings.run.env,
+            self.cache_dir,
+            self.project,
+            record_of=record_of_stored,
+        )
 
 
 def add_parser(sub: Any) -> None:

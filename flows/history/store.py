@@ -58,7 +58,7 @@ def download(store: ArtifactStore, project: str, env: str, folder: Path) -> bool
 
 
 def append(folder: Path, record: dict[str, Any], *, keep_since: datetime) -> None:
-    """Adds one run's record (flows.history.fetch.compact) to `folder`'s tables, dropping runs
+    """Adds one run's record (flows.run.history.record_of) to `folder`'s tables, dropping runs
     that started before `keep_since` (and a run already there with the same id)."""
     import duckdb
 

@@ -13,6 +13,7 @@ costs the comparison, never the verdict, and the history is then left as it was.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from flows.artifacts import Publication
 from flows.dbt.commands import DbtCommand
 from flows.dbt.nodes import NodeResult
 from flows.history import staleness, store
-from flows.history.fetch import compact
+from flows.history.fetch import RECORD_VERSION
 from flows.history.signals import Rules, Signals, find
 from flows.run.execute import Log
 from flows.run.plan import RunPlan
@@ -119,7 +120,7 @@ def record(
     project, env = planned.project.name, settings.run.env
     try:
         results = [_result(n) for n in nodes]
-        entry = compact(summary, results)
+        entry = record_of(summary, results)
         keep_since = datetime.now(UTC) - timedelta(days=settings.history.days)
         store.append(comparison.tables, entry, keep_since=keep_since)
         store.upload(planned.store, project, env, comparison.tables)
@@ -144,4 +145,56 @@ def _result(node: NodeResult) -> dict[str, Any]:
         "status": node.status.value,
         "execution_time": node.execution_time,
         "adapter_response": {} if node.rows is None else {"rows_affected": node.rows},
+    }
+
+
+def record_of_stored(summary_json: bytes, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stored summary.json (of any schema version) as history's record (flows.history.fetch
+    .RecordOf). Raises ValueError when it is not a run's summary."""
+    return record_of(RunSummary.read(summary_json), results)
+
+
+_FAILED = {"error", "fail", "runtime error"}
+
+
+def record_of(summary: RunSummary, results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The record history keeps of a run (flows/history/): the fields it shows, from the run's
+    summary and its run_results.json's `results`."""
+    return {
+        "v": RECORD_VERSION,
+        "run_id": summary.run_id,
+        "flow_run_id": summary.flow_run_id,
+        "project": summary.project,
+        "env": summary.env,
+        "deployment": summary.deployment,
+        "command": summary.request.command.value,
+        "selection": summary.request.describe(),
+        "target": summary.target,
+        "outcome": summary.outcome.value,
+        "verdict": summary.verdict,
+        "started_at": summary.started_at.isoformat(),
+        "finished_at": summary.finished_at.isoformat(),
+        "duration_s": summary.duration_s,
+        "git_sha": summary.git_sha,
+        "image_digest": summary.image_digest,
+        "nodes_total": summary.nodes_total,
+        "failed": [n.unique_id for n in summary.failed],
+        "nodes": [_node(r) for r in results if "unique_id" in r],
+        # What the run's signals found against the history before it (flows.history.signals).
+        "regressions": [r.model_dump(mode="json") for r in summary.regressions],
+        "anomalies": [a.model_dump(mode="json") for a in summary.anomalies],
+    }
+
+
+def _node(result: dict[str, Any]) -> dict[str, Any]:
+    """A node of dbt's run_results.json (dbt's format, read as it is)."""
+    status = str(result.get("status") or "")
+    rows = (result.get("adapter_response") or {}).get("rows_affected")
+    return {
+        "id": result["unique_id"],
+        "status": status,
+        "s": result.get("execution_time"),
+        "rows": rows if isinstance(rows, int) and rows >= 0 else None,
+        "failed": status in _FAILED,
+        "warned": status == "warn",
     }

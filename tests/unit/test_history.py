@@ -16,11 +16,17 @@ from moto import mock_aws
 from flows.artifacts import LocalStore, S3Store, index_key, open_store
 from flows.cli import main as ferry
 from flows.exit_codes import ExitCode
-from flows.history.fetch import compact, sync
+from flows.history import fetch
 from flows.history.query import ask, parse_since
+from flows.run.history import record_of, record_of_stored
 from tests.stored_runs import SUMMARY_V1, stored_run
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+
+
+def sync(store, env, cache_root, project=None):
+    """`ferry history`'s fetch, with the run's record as the CLI gives it."""
+    return fetch.sync(store, env, cache_root, project, record_of=record_of_stored)
 
 
 def write_run(store, n, *, project="shop", env="prod", nodes, outcome="success", **summary):
@@ -249,7 +255,7 @@ def test_two_stores_never_share_a_cache(tmp_path):
 
 
 def test_compact_keeps_only_real_row_counts():
-    record = compact(
+    record = record_of(
         stored_run(started_at=T0, request={"command": "run", "selector": "nightly"}),
         [
             {

@@ -1,5 +1,5 @@
 """A run against its history: which nodes are timing regressions or volume anomalies, and the
-history tables the store keeps for it (real DuckDB, real records made by `compact`)."""
+history tables the store keeps for it (real DuckDB, real records made by `record_of`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from flows.artifacts import LocalStore
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history import store
-from flows.history.fetch import compact
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
 from flows.history.signals import Regression, Rules, VolumeAnomaly, find
+from flows.run.history import record_of
 from tests.stored_runs import stored_run
 
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ def record(n: int, nodes: dict, *, project: str = "shop", env: str = "prod") -> 
                 "adapter_response": {} if rows is None else {"rows_affected": rows},
             }
         )
-    return compact(summary, results)
+    return record_of(summary, results)
 
 
 def tables(folder: Path, records: list[dict]) -> Path:

@@ -13,9 +13,9 @@ import pytest
 from flows.artifacts import LocalStore, index_key
 from flows.cli import main as ferry
 from flows.exit_codes import ExitCode
-from flows.history.fetch import compact
 from flows.history.query import refresh_tables
 from flows.report.render import report
+from flows.run.history import record_of
 from flows.run.summary import RunSummary
 from tests.stored_runs import stored_run
 
@@ -57,7 +57,7 @@ def write(folder: Path, body: RunSummary, nodes: list[dict]) -> None:
     """One record as flows.history.fetch.sync writes it, folded into the tables the report
     reads (as `ferry report` does after the sync)."""
     folder.mkdir(parents=True, exist_ok=True)
-    record = compact(body, nodes)
+    record = record_of(body, nodes)
     (folder / f"{record['project']}__{record['run_id']}.json").write_text(json.dumps(record))
     refresh_tables(folder)
 
