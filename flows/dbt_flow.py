@@ -37,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class DbtRunFailed(Exception):
     """A run that failed, was refused or timed out, as Prefect expects a Failed state's data: an
     exception whose message is the verdict. The run's record stays its summary.json and its
-    markdown artifact; the CLI reads the outcome from the run itself, never from the state."""
+    markdown artifact; the CLI reads the outcome from the run's session, never from the state."""
 
 
 class _VerdictAlreadySaid(logging.Filter):

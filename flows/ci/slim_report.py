@@ -11,15 +11,16 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from flows.artifacts import DOCS_PAGE
 from flows.ci.diff.records import DIFF_FILE, DataDiff
 from flows.ci.diff.render import render as render_diff
 from flows.dbt.nodes import NodeStatus
 from flows.run.summary import RunSummary
+from flows.run.verdict import RefusedRun
 
 MARKER = "<!-- ferry:slim-ci -->"
 NO_DOCS = ""
@@ -31,17 +32,6 @@ _ROWS = 40  # node rows before "and N more"
 class NotARun(ValueError):
     """The path holds no run to report on: missing, not JSON, or not a run's summary. Bad input
     (exit code 2)."""
-
-
-class RefusedRun(BaseModel):
-    """What `ferry run --json` prints for a request refused before dbt started (flows/cli/run.py):
-    no summary, no artifacts, only the reason."""
-
-    model_config = ConfigDict(frozen=True)
-
-    outcome: Literal["invalid"]
-    verdict: str
-    flow_run_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from prefect.settings import get_current_settings
 
 from flows.run.session import RunSession
+from flows.run.summary import RunSummary
 
 
 class ProcessEnd:
@@ -44,7 +45,8 @@ class ProcessEnd:
 
 def _give_up(session: RunSession, seconds: float, api_url: str | None) -> None:
     events, logs = pending_deliveries()
-    artifacts = getattr(session.outcome, "artifacts", None)
+    outcome = session.outcome
+    artifacts = outcome.artifacts if isinstance(outcome, RunSummary) else None
     _say(
         f"ferry: the Prefect API{f' at {api_url}' if api_url else ''} did not take the "
         f"run's last updates within {seconds:g} s (FERRY_PREFECT_API_WAIT_S); dropped "

@@ -10,7 +10,6 @@ Nothing is found through a global: two sessions in one process never see each ot
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from flows.run.summary import AD_HOC, RunSummary
 from flows.run.verdict import Refusal
 from flows.settings import FerrySettings
 
-Outcome = RunSummary | Refusal
+RunOutcome = RunSummary | Refusal
+"""What a run ended with: its summary, or the refusal of its input."""
 
 
 class Ending(Protocol):
@@ -38,12 +38,12 @@ class Output:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     errors: TextIO = field(default_factory=lambda: sys.stderr)
 
-    def tell(self, outcome: Outcome) -> ExitCode:
+    def tell(self, outcome: RunOutcome) -> ExitCode:
         """The verdict and where the artifacts are (or the summary as JSON); its exit code."""
         if isinstance(outcome, Refusal):
             self.errors.write(f"ferry: {outcome.message}\n")
             if self.as_json:
-                self._write(json.dumps(outcome.as_json()))
+                self._write(outcome.record().model_dump_json(exclude_none=True))
         elif self.as_json:
             self._write(outcome.model_dump_json())
         else:
@@ -73,11 +73,11 @@ class RunSession:
     deployment: str = AD_HOC
     output: Output | None = None
     ending: Ending | None = None
-    outcome: Outcome | None = field(default=None, init=False)
+    outcome: RunOutcome | None = field(default=None, init=False)
     _told: bool = field(default=False, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def finish(self, outcome: Outcome) -> None:
+    def finish(self, outcome: RunOutcome) -> None:
         """The verdict is known and the artifacts stored: the outcome is kept for the maker,
         and from here the Prefect API gets a bounded time for the rest."""
         self.outcome = outcome

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import Documented
@@ -91,10 +93,20 @@ class Refusal:
     def exit_code(self) -> ExitCode:
         return ExitCode.INVALID
 
-    def as_json(self) -> dict[str, str]:
+    def record(self) -> RefusedRun:
         """What `ferry run --json` prints for it."""
-        said = {"outcome": self.outcome.value, "verdict": self.message}
-        return {**said, "flow_run_id": self.flow_run_id} if self.flow_run_id else said
+        return RefusedRun(outcome="invalid", verdict=self.message, flow_run_id=self.flow_run_id)
+
+
+class RefusedRun(BaseModel):
+    """A refusal as `ferry run --json` prints it (no summary, no artifacts, only the reason),
+    and as Slim CI's comment reads it back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Literal["invalid"]
+    verdict: str
+    flow_run_id: str | None = None
 
 
 def judge(

@@ -28,6 +28,7 @@ from flows.prefect import local_stack
 from flows.prefect import server as prefect_server
 from flows.prefect.server import free_port
 from flows.prefect.writer_slot import writer_slot
+from flows.run.summary import RunSummary
 from tests.conftest import REPO
 from tests.e2e.conftest import FERRY, Api
 
@@ -381,9 +382,11 @@ def test_build_changed_local_builds_once_then_finds_nothing_changed(stack):
     message = second["state"]["message"]
     assert message.startswith("dbt build ran no nodes (nothing changed:"), message
     [summary_file] = (stack.home / "artifacts").glob(f"*/local/runs/*/{second['id']}/summary.json")
-    summary = json.loads(summary_file.read_text())
-    assert summary["request"]["only_changed"] is True and summary["nodes_total"] == 0
-    assert summary["changes"]["ran"] == {} and len(summary["changes"]["unchanged"]) > 10
+    summary = RunSummary.read(summary_file.read_bytes())
+    assert summary.request.only_changed is True and summary.nodes_total == 0
+    assert summary.changes is not None
+    assert summary.changes.ran == {} and len(summary.changes.unchanged) > 10
+    assert summary.deployment == "build-changed-local"  # the Prefect deployment that ran it
 
 
 def test_applying_automations_twice_leaves_one_of_each(stack):

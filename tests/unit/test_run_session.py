@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from flows.exit_codes import ExitCode
 from flows.run.session import Output, RunSession
 from flows.run.summary import AD_HOC, RunSummary
-from flows.run.verdict import Refusal
+from flows.run.verdict import Refusal, RefusedRun
 from flows.settings import FerrySettings
 from tests.stored_runs import stored_run
 
@@ -73,6 +73,7 @@ def test_a_refusal_is_told_on_stderr_and_as_json_with_its_flow_run():
         "verdict": refusal.message,
         "flow_run_id": "fr-1",
     }
+    assert RefusedRun.model_validate_json(out.getvalue()) == refusal.record()  # as CI reads it
 
 
 def test_a_summary_told_as_json_reads_back_as_the_stored_run():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from flows.ci.slim_report import MARKER, RefusedRun, load_run, render
+from flows.ci.slim_report import MARKER, load_run, render
 from flows.exit_codes import ExitCode
 from flows.run.summary import RunSummary
-from flows.run.verdict import Outcome
+from flows.run.verdict import Outcome, RefusedRun
 from tests.stored_runs import SUMMARY_V1, stored_run
 
 SUMMARY = stored_run(
