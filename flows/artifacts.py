@@ -300,7 +300,7 @@ def console_url(location: str) -> str | None:
 
 
 @dataclass
-class Publication:
+class StoredRun:
     """Where a run's artifacts ended up; `errors` lists what the store refused."""
 
     location: str
@@ -313,7 +313,7 @@ class Publication:
         return not self.errors
 
 
-def publish_run(
+def store_run(
     store: ArtifactStore,
     layout: RunLayout,
     files: dict[str, Path],
@@ -322,12 +322,12 @@ def publish_run(
     failed: bool,
     update_state: bool,
     pointer: dict[str, Any],
-) -> Publication:
+) -> StoredRun:
     """Stores a run's files, then moves the pointers; never raises.
 
     Files go first and pointers last, so a pointer never names a run whose files are missing.
     """
-    pub = Publication(location=f"{store.url}/{layout.run_prefix}", local_copy=local_copy)
+    pub = StoredRun(location=f"{store.url}/{layout.run_prefix}", local_copy=local_copy)
     for name, path in files.items():
         try:
             store.put_file(f"{layout.run_prefix}/{name}", path)

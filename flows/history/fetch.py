@@ -1,6 +1,6 @@
 """The local cache of an artifact store's runs: one compact record per run, fetched once.
 
-A run's files never change once its index entry is written (flows.artifacts.publish_run writes
+A run's files never change once its index entry is written (flows.artifacts.store_run writes
 files first, pointers last), so a run already in the cache is never fetched again: a warm
 `ferry history` lists the index and reads nothing else from the store.
 """

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.artifacts import Publication
+from flows.artifacts import StoredRun
 from flows.dbt.commands import DbtCommand
 from flows.dbt.nodes import NodeResult
 from flows.history import staleness, store
@@ -105,7 +105,7 @@ def record(
     planned: RunPlan,
     nodes: list[NodeResult],
     comparison: Comparison,
-    publication: Publication,
+    stored: StoredRun,
     log: Log,
 ) -> float:
     """Adds the stored run to the history and refreshes the report; its seconds. Never raises.
@@ -113,7 +113,7 @@ def record(
     Skipped when the history could not be read (writing would replace it with this run) or
     the run's artifacts did not reach the store (the index lacks it too).
     """
-    if comparison.tables is None or publication.errors:
+    if comparison.tables is None or stored.errors:
         return 0.0
     started = time.perf_counter()
     settings = planned.settings

@@ -1,10 +1,10 @@
-"""The owner of a run: plan, execute, judge, publish - the steps the `dbt` flow, `ferry run`
+"""The owner of a run: plan, execute, judge, store - the steps the `dbt` flow, `ferry run`
 and the tests share.
 
-    request ─ plan ─ execute ─ judge ─ publish ─ history ─▶ RunReport (summary + nodes)
+    request ─ plan ─ execute ─ judge ─ store ── history ─▶ RunReport (summary + nodes)
               │       │         │        │        └ flows/run/history.py: compared with the
               │       │         │        │          runs before, added to them, report refreshed
-              │       │         │        └ flows/run/publish.py: local copy, store, pointers
+              │       │         │        └ flows/run/store.py: local copy, store, pointers
               │       │         └ flows/run/verdict.py: the only writer of the verdict
               │       └ flows/run/execute.py: parse, selection, writer slot, dbt, retries
               └ flows/run/plan.py: every refusal, nothing changed
@@ -19,15 +19,15 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flows.artifacts import Publication, docs_key
+from flows.artifacts import StoredRun, docs_key
 from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.run import changes, history
 from flows.run.execute import Execution, Log, WriterSlot, execute
 from flows.run.plan import RunPlan, plan
-from flows.run.publish import publish, republish_summary
 from flows.run.request import RunRequest
+from flows.run.store import rewrite_summary, store
 from flows.run.summary import AD_HOC, RunSummary, summarize
 from flows.run.verdict import TimeLimit, judge, judge_late
 from flows.settings import FerrySettings
@@ -39,7 +39,7 @@ class RunReport:
 
     summary: RunSummary
     nodes: list[NodeResult]
-    publication: Publication | None = None
+    stored: StoredRun | None = None
 
 
 class NullListener:
@@ -123,22 +123,22 @@ def run(
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
             comparison = history.compare(planned, done.nodes, log)
             summary = summary.model_copy(update=comparison.summary_fields())
-            summary, publication = publish(summary, planned, log)
+            summary, stored = store(summary, planned, log)
             late = _time_limit(settings, deadline)
             if late is not None and time_limit is None:  # it passed while they were stored
                 verdict = judge_late(verdict, late, done.nodes)
                 summary = summary.model_copy(update=verdict.summary_fields())
-                republish_summary(summary, planned, log)
-            history.record(summary, planned, done.nodes, comparison, publication, log)
-            _advance_marks(planned, done, publication, log)
-    return RunReport(summary=summary, nodes=done.nodes, publication=publication)
+                rewrite_summary(summary, planned, log)
+            history.record(summary, planned, done.nodes, comparison, stored, log)
+            _advance_marks(planned, done, stored, log)
+    return RunReport(summary=summary, nodes=done.nodes, stored=stored)
 
 
-def _advance_marks(planned: RunPlan, done: Execution, publication: Publication, log: Log) -> None:
+def _advance_marks(planned: RunPlan, done: Execution, stored: StoredRun, log: Log) -> None:
     """The environment's marks after the run (flows/run/changes.py), once its artifacts are
     stored: a run whose store failed leaves them as they were, so its nodes run again."""
     tracking = done.tracking
-    if tracking is None or publication.errors:
+    if tracking is None or stored.errors:
         return
     marks = changes.advance(
         tracking.marks, tracking.lineage, done.nodes, tracking.sources, planned.run_id

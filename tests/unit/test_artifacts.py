@@ -13,7 +13,7 @@ from flows.artifacts import (
     find_failed_run,
     mark_retried,
     open_store,
-    publish_run,
+    store_run,
 )
 
 DAY = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
@@ -32,7 +32,7 @@ def run_files(tmp_path):
 
 def publish(store, files, run_id, *, failed, update_state=False):
     layout = RunLayout("shop", "prod", run_id, DAY)
-    pub = publish_run(
+    pub = store_run(
         store,
         layout,
         files,

@@ -1,4 +1,4 @@
-"""Publishing a run: its artifacts copied beside its log, then stored, then the pointers moved.
+"""Storing a run: its artifacts copied beside its log, then stored, then the pointers moved.
 
 A `docs generate` that succeeded also publishes its page as the environment's docs site
 (`<project>/<env>/docs/index.html`), once the run's own copy is stored. Never raises: a store
@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flows.artifacts import DOCS_PAGE, Publication, docs_key, mark_retried, publish_run
+from flows.artifacts import DOCS_PAGE, StoredRun, docs_key, mark_retried, store_run
 from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import STATIC_PAGE
 from flows.dbt.invoke import ARTIFACT_FILES
@@ -21,7 +21,7 @@ from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
 
 
-def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, Publication]:
+def store(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, StoredRun]:
     """Copies the artifacts next to the run's log, then stores them.
 
     Returns:
@@ -52,7 +52,7 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
         "finished_at": summary.finished_at.isoformat(),
         "git_sha": summary.git_sha,
     }
-    publication = publish_run(
+    stored = store_run(
         plan.store,
         plan.layout,
         files,
@@ -61,21 +61,21 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
         update_state=summary.outcome is not Outcome.FAILED and request.command.materializes,
         pointer=pointer,
     )
-    if publication.errors:
+    if stored.errors:
         summary = summary.model_copy(
             update={
-                "artifact_errors": publication.errors,
+                "artifact_errors": stored.errors,
                 "artifacts": f"{local} (local copy; the store at {plan.store.url} failed)",
             }
         )
         write_summary(summary, plan)
         log.warning(
             "artifact store failed (%s); artifacts kept at %s",
-            "; ".join(publication.errors),
+            "; ".join(stored.errors),
             local,
         )
     elif DOCS_PAGE in files and summary.outcome is not Outcome.FAILED:
-        summary = _publish_docs(summary, plan, files[DOCS_PAGE], log)
+        summary = _store_docs(summary, plan, files[DOCS_PAGE], log)
     if request.command is DbtCommand.RETRY and summary.outcome is not Outcome.FAILED:
         try:
             mark_retried(
@@ -87,10 +87,10 @@ def publish(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, P
             )
         except Exception as exc:  # the retry's own verdict stands
             log.warning("could not mark run %s as retried: %s", request.retry_of, exc)
-    return summary, publication
+    return summary, stored
 
 
-def _publish_docs(summary: RunSummary, plan: RunPlan, page: Path, log: Log) -> RunSummary:
+def _store_docs(summary: RunSummary, plan: RunPlan, page: Path, log: Log) -> RunSummary:
     """The run's page as its environment's docs site, over the previous one; a store that
     refuses it leaves the previous site, and the summary says so."""
     key = docs_key(plan.project.name, plan.settings.run.env)
@@ -100,14 +100,14 @@ def _publish_docs(summary: RunSummary, plan: RunPlan, page: Path, log: Log) -> R
         summary = summary.model_copy(
             update={"artifact_errors": [*summary.artifact_errors, f"{key}: {exc}"]}
         )
-        republish_summary(summary, plan, log)
+        rewrite_summary(summary, plan, log)
         log.warning("could not publish the docs site: %s", exc)
         return summary
     log.info("docs site published: %s/%s", plan.store.url, key)
     return summary
 
 
-def republish_summary(summary: RunSummary, plan: RunPlan, log: Log) -> None:
+def rewrite_summary(summary: RunSummary, plan: RunPlan, log: Log) -> None:
     """Writes a changed summary again, locally and to the store, over the one just stored."""
     local = write_summary(summary, plan)
     try:
