@@ -25,7 +25,7 @@ from flows.prefect.process_end import ProcessEnd
 from flows.prefect.writer_slot import writer_slot
 from flows.run import metrics
 from flows.run.owner import RunReport, run
-from flows.run.request import IndirectSelection, InvalidRunRequest, RunRequest
+from flows.run.request import IndirectSelection, InvalidRunRequest, PublishMode, RunRequest
 from flows.run.session import RunSession
 from flows.run.summary import AD_HOC, markdown_report
 from flows.run.verdict import Outcome, Refusal
@@ -90,6 +90,7 @@ def _dbt_flow(given: RunSession | None) -> Flow[..., State[Any]]:
         retry_of: str = "",
         defer: bool = False,
         only_changed: bool = False,
+        publish: PublishMode = PublishMode.DIRECT,
     ) -> State[Any]:
         """Runs one dbt command and stores its artifacts; the final state names what failed."""
         parameters = {k: v for k, v in locals().items() if k in RunRequest.model_fields}

@@ -377,6 +377,39 @@ class HistorySettings(_Concern):
     )
 
 
+class PublishSettings(_Concern):
+    """Blue-green publishing of the data (flows/publish/): the versions kept to roll back to."""
+
+    keep_versions: int = Field(
+        default=2,
+        ge=1,
+        validation_alias=AliasChoices("FERRY_KEEP_VERSIONS"),
+        description=(
+            "Versions of the data kept after a blue-green publish, the published one included: "
+            "`ferry rollback` returns to any of them; older ones are dropped."
+        ),
+    )
+
+    ledger_schema: str = Field(
+        default="ferry_publish",
+        validation_alias=AliasChoices("FERRY_PUBLISH_LEDGER_SCHEMA"),
+        description=(
+            "The schema of the ledger of publications (ferry_publications: what consumers "
+            "read after each publish and rollback, per environment)."
+        ),
+    )
+
+    @field_validator("ledger_schema")
+    @classmethod
+    def _ledger_is_an_identifier(cls, value: str) -> str:
+        if not _SCHEMA_NAME.match(value):
+            raise ValueError(
+                f"FERRY_PUBLISH_LEDGER_SCHEMA={value!r} must be a plain lowercase identifier "
+                "(letters, digits, '_', starting with a letter), e.g. 'ferry_publish'"
+            )
+        return value
+
+
 class GitHubSettings(_Concern):
     """GitHub's API, for the CI commands that comment on a pull request."""
 
@@ -434,6 +467,9 @@ class FerrySettings(BaseModel):
     )
     history: HistorySettings = Field(
         default_factory=HistorySettings, description=HistorySettings.__doc__
+    )
+    publish: PublishSettings = Field(
+        default_factory=PublishSettings, description=PublishSettings.__doc__
     )
     github: GitHubSettings = Field(
         default_factory=GitHubSettings, description=GitHubSettings.__doc__

@@ -74,6 +74,9 @@ def _argument(name: str, annotation: Any) -> dict[str, Any]:
     if annotation is DbtCommand:
         commands = ", ".join(c.value for c in DbtCommand)
         return {"default": DbtCommand.BUILD.value, "metavar": f"{{{commands}}}"}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        members = [member.value for member in annotation]
+        return {"choices": members, "default": members[0]}
     args = typing.get_args(annotation)
     choices = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
     if choices:

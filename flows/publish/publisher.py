@@ -95,6 +95,51 @@ def rollback(
     return _switch(warehouse, env, ledger_schema, target.version, "rollback", changes, now)
 
 
+def continue_from(
+    warehouse: Warehouse,
+    *,
+    env: str,
+    continuing: Sequence[tuple[Relation, Relation]],
+    ledger_schema: str = DEFAULT_LEDGER_SCHEMA,
+) -> list[Relation]:
+    """Copies what consumers read of each incremental model and snapshot into the version a run
+    builds, so it continues from there as it would in place; one transaction, before dbt runs.
+
+    Args:
+        continuing: (consumer, versioned relation) pairs.
+
+    Returns:
+        The consumers copied; one consumers do not read yet (a first build) starts empty.
+    """
+    if not continuing:
+        return []
+    dialect = sql.dialect_of(warehouse.adapter_type)
+    found = publications(warehouse, env, ledger_schema)
+    published = found[-1].sources if found else {}
+    schemas = set(warehouse.list_schemas())
+    kinds = _kinds(warehouse, dialect, [c for c, _ in continuing], schemas)
+    statements: list[str] = []
+    created: set[str] = set()
+    copied = []
+    for consumer, version in sorted(continuing):
+        source = published.get(consumer)
+        from_table = source is not None
+        if source is None and consumer in kinds:  # a direct build's table (or a view of one)
+            source, from_table = consumer, kinds[consumer] == "table"
+        if source is None:
+            continue
+        if version.schema not in schemas and version.schema not in created:
+            statements.append(f"create schema if not exists {sql.quote(version.schema)}")
+            created.add(version.schema)
+        statements.append(f"drop table if exists {version}")  # a transient retry's leftover
+        statements += sql.continue_statements(dialect, source, version, from_table=from_table)
+        copied.append(consumer)
+    if statements:
+        warehouse.run_in_transaction(statements)
+        log.info("%d incremental model(s) and snapshot(s) continue from their copy", len(copied))
+    return copied
+
+
 def drop_unkept(
     warehouse: Warehouse, *, env: str, keep: int, ledger_schema: str = DEFAULT_LEDGER_SCHEMA
 ) -> list[str]:
@@ -169,20 +214,33 @@ def _ensure_ledger(
     )
 
 
+def _kinds(
+    warehouse: Warehouse, dialect: str, relations: Sequence[Relation], schemas: set[str]
+) -> dict[Relation, sql.Kind]:
+    """What each of `relations` is in the catalog; absent ones are left out."""
+    by_schema: dict[str, list[str]] = {}
+    for relation in relations:
+        by_schema.setdefault(relation.schema, []).append(relation.name)
+    kinds: dict[Relation, sql.Kind] = {}
+    for schema, names in by_schema.items():
+        if schema in schemas:
+            for name, kind in warehouse.query(sql.kinds_sql(dialect, schema, names)):
+                kinds[Relation(schema, str(name))] = "view" if kind == "view" else "table"
+    return kinds
+
+
 def _plan(
     warehouse: Warehouse, dialect: str, changes: dict[Relation, Relation], schemas: set[str]
 ) -> list[Repoint]:
     """One Repoint per consumer, from what the catalog says of it and of its source."""
+    kinds = _kinds(warehouse, dialect, list(changes), schemas)
     by_schema: dict[str, list[str]] = {}
     for consumer in changes:
         by_schema.setdefault(consumer.schema, []).append(consumer.name)
-    kinds: dict[Relation, sql.Kind] = {}
     grants: dict[Relation, list[sql.Grant]] = {}
     for schema, names in by_schema.items():
         if schema not in schemas:
             continue
-        for name, kind in warehouse.query(sql.kinds_sql(dialect, schema, names)):
-            kinds[Relation(schema, str(name))] = "view" if kind == "view" else "table"
         grants_query = sql.grants_sql(dialect, schema, names)
         for name, grantee, grantee_kind in warehouse.query(grants_query) if grants_query else []:
             grants.setdefault(Relation(schema, str(name)), []).append(

@@ -157,6 +157,26 @@ def repoint_statements(
     return out
 
 
+def continue_statements(
+    dialect: str, published: Relation, version: Relation, *, from_table: bool = True
+) -> list[str]:
+    """A copy of what consumers read, for an incremental model or a snapshot to continue from
+    in its new version (its schema exists).
+
+    Redshift copies the table's definition first (`like`: its distribution and sort keys, its
+    column encodings), then its rows (from a view, `like` cannot: one statement, as on the
+    others); PostgreSQL and DuckDB copy both in one statement. Both
+    run in a transaction (Redshift's `ALTER TABLE APPEND` would move the rows instead of
+    copying them, but it cannot, and it would empty what consumers read).
+    """
+    if dialect == "redshift" and from_table:
+        return [
+            f"create table {version} (like {published})",
+            f"insert into {version} select * from {published}",
+        ]
+    return [f"create table {version} as select * from {published}"]
+
+
 # --- what the catalog says ---------------------------------------------------------------------
 def kinds_sql(dialect: str, schema: str, names: Sequence[str]) -> str:
     """Rows (name, kind) of the names that exist in the schema, kind `table` or `view`."""

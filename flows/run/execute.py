@@ -32,13 +32,12 @@ from flows.dbt.lineage import Lineage, sources_read
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
 from flows.run import changes
-from flows.run.plan import RunPlan
-from flows.run.request import refused_as_request
+from flows.run.blue_green import BlueGreen, PrepareFailed, prepare
+from flows.run.plan import Log, RunPlan
+from flows.run.request import PublishMode, refused_as_request
 
 WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
 """Given the command and the warehouse's adapter type, what to hold while dbt executes."""
-
-Log = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @dataclass
@@ -57,6 +56,8 @@ class Execution:
     """What the environment's marks are advanced from after the run (when it keeps them)."""
     documented: Documented | None = None
     """`docs generate`: what its catalog and page hold."""
+    blue_green: BlueGreen | None = None
+    """A blue-green run's version, prepared before dbt built it (flows/run/blue_green.py)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,10 @@ def execute(
                 if narrowed is None:  # nothing changed: success, nothing run
                     run.dbt_ok = True
                     return run
+                if request.publish is PublishMode.BLUE_GREEN and manifest is not None:
+                    with deadline.dbt("preparing the version"):
+                        executing = _executing(manifest, request.command, selected, run)
+                        run.blue_green = prepare(plan, manifest, executing, log)
                 outcome, run.attempts = execute_with_retries(
                     narrowed,
                     manifest,
@@ -160,7 +165,7 @@ def execute(
             if deadline.expired and run.error == "KeyboardInterrupt":
                 run.error = None  # the limit's own interrupt: the verdict says so in words
             run.dbt_elapsed_s = round(outcome.elapsed, 3)
-        except DbtProjectError as exc:
+        except (DbtProjectError, PrepareFailed) as exc:
             run.error = str(exc)
         except TimeUp:
             run.error = None  # the verdict says where the time ran out
@@ -215,6 +220,23 @@ def _what_changed(
         selector=None,
     )
     return replace(invocation, args=narrowed)
+
+
+def _executing(
+    manifest: Any, command: DbtCommand, selected: list[str] | None, run: Execution
+) -> list[str]:
+    """The nodes dbt is about to execute: what only-changed kept, or the selection's, or the
+    whole project's."""
+    if run.changes is not None:
+        return list(run.changes.ran)
+    if selected is not None:
+        return selected
+    wanted = set(command.resource_types)
+    return [
+        uid
+        for uid, node in manifest.nodes.items()
+        if str(getattr(node.resource_type, "value", node.resource_type)) in wanted
+    ]
 
 
 def _universe(

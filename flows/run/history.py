@@ -25,8 +25,7 @@ from flows.dbt.nodes import NodeResult
 from flows.history import staleness, store
 from flows.history.fetch import RECORD_VERSION
 from flows.history.signals import Rules, Signals, find
-from flows.run.execute import Log
-from flows.run.plan import RunPlan
+from flows.run.plan import Log, RunPlan
 from flows.run.summary import RunSummary
 
 # Commands whose node times are comparable run to run (compile and docs time nothing real).

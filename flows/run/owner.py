@@ -5,7 +5,8 @@ and the tests share.
               │       │         │        │        └ flows/run/history.py: compared with the
               │       │         │        │          runs before, added to them, report refreshed
               │       │         │        └ flows/run/store.py: local copy, store, pointers
-              │       │         └ flows/run/verdict.py: the only writer of the verdict
+              │       │         └ flows/run/verdict.py: the only writer of the verdict; a
+              │       │           blue-green run is published here (flows/run/blue_green.py)
               │       └ flows/run/execute.py: parse, selection, writer slot, dbt, retries
               └ flows/run/plan.py: every refusal, nothing changed
 
@@ -24,12 +25,13 @@ from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted
 from flows.run import changes, history
-from flows.run.execute import Execution, Log, WriterSlot, execute
-from flows.run.plan import RunPlan, plan
+from flows.run.blue_green import publish_version
+from flows.run.execute import Execution, WriterSlot, execute
+from flows.run.plan import Log, RunPlan, plan
 from flows.run.request import RunRequest
 from flows.run.store import rewrite_summary, store
 from flows.run.summary import AD_HOC, RunSummary, summarize
-from flows.run.verdict import TimeLimit, judge, judge_late
+from flows.run.verdict import Outcome, TimeLimit, judge, judge_late, with_publication
 from flows.settings import FerrySettings
 
 
@@ -96,6 +98,17 @@ def run(
             unchanged=len(done.changes.unchanged) if done.changes else None,
             documented=done.documented,
         )
+        published = None
+        if done.blue_green is not None:
+            with deadline.shielded("publishing the data"):  # one transaction: all or nothing
+                published = publish_version(
+                    planned,
+                    done.blue_green,
+                    done.nodes,
+                    passed=verdict.outcome in (Outcome.SUCCESS, Outcome.WARNINGS),
+                    log=log,
+                )
+            verdict = with_publication(verdict, published)
         summary = summarize(
             run_id=planned.run_id,
             flow_run_id=flow_run_id,
@@ -119,6 +132,7 @@ def run(
             changes=done.changes,
             docs=f"{planned.store.url}/{docs_key(planned.project.name, settings.run.env)}",
             documented=done.documented,
+            published=published,
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
             comparison = history.compare(planned, done.nodes, log)

@@ -9,10 +9,12 @@ warehouse is touched.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from flows.artifacts import (
     ArtifactStore,
@@ -26,6 +28,9 @@ from flows.dbt.commands import DbtCommand
 from flows.dbt.profiles import DbtProject
 from flows.run.request import InvalidRunRequest, RunRequest, refused_as_request
 from flows.settings import FerrySettings
+
+Log = logging.Logger | logging.LoggerAdapter[Any]
+"""Where a run's steps log: the flow run's logger (the Prefect UI) or a module's."""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,17 @@ class IndirectSelection(StrEnum):
     EMPTY = "empty"
 
 
+class PublishMode(StrEnum):
+    """How what a run builds reaches the relations consumers read (docs/architecture.md,
+    "Publishing the data: blue-green")."""
+
+    DIRECT = "direct"
+    BLUE_GREEN = "blue-green"
+
+
+_PUBLISHES = (DbtCommand.BUILD, DbtCommand.RUN, DbtCommand.SEED, DbtCommand.SNAPSHOT)
+
+
 @dataclass(frozen=True)
 class DbtFlag:
     """Marks a request field that dbt takes as it is: `--flag` when true, `--flag value` when
@@ -193,6 +204,13 @@ class RunRequest(BaseModel):
         "whose sources have new data, that failed last time, or that read such a node; skip "
         "the rest as unchanged.",
     )
+    publish: PublishMode = Field(
+        default=PublishMode.DIRECT,
+        description="How consumers get what the run builds: direct (each model replaces what "
+        "they read as it is built, dbt's way) or blue-green (the run builds and tests a new "
+        "version beside it, and every model it built switches at once only if the whole run "
+        "passed; `ferry rollback` returns to the previous version).",
+    )
 
     @classmethod
     def build(cls, **given: Any) -> RunRequest:
@@ -245,6 +263,17 @@ class RunRequest(BaseModel):
         if given.get("defer") and not cmd.accepts_selection:
             raise InvalidRunRequest(
                 "retry runs with the failed run's own state; it cannot defer to production"
+            )
+        publish = _given(given.get("publish"))
+        if publish == PublishMode.BLUE_GREEN and cmd is DbtCommand.RETRY:
+            raise InvalidRunRequest(
+                "a blue-green run is not retried: run it again (it builds a new version; the "
+                "failed one was never published)"
+            )
+        if publish == PublishMode.BLUE_GREEN and cmd not in _PUBLISHES:
+            raise InvalidRunRequest(
+                f"publish blue-green applies to what builds relations (build, run, seed, "
+                f"snapshot), not to {cmd.value!r}"
             )
         checked = {
             "command": cmd,
@@ -326,6 +355,8 @@ class RunRequest(BaseModel):
             parts.append("--defer")
         if self.only_changed:
             parts.append("--only-changed")
+        if self.publish is not PublishMode.DIRECT:
+            parts.append(f"--publish {self.publish.value}")
         if self.retry_of:
             parts.append(f"(of run {self.retry_of})")
         return " ".join(parts)

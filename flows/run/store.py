@@ -15,8 +15,7 @@ from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import STATIC_PAGE
 from flows.dbt.invoke import ARTIFACT_FILES
 from flows.dbt.transient import earlier_attempts
-from flows.run.execute import Log
-from flows.run.plan import RunPlan
+from flows.run.plan import Log, RunPlan
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
 

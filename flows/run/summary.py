@@ -24,6 +24,7 @@ from flows.dbt.invoke import ParseReport
 from flows.dbt.nodes import NodeResult, in_report_order
 from flows.exit_codes import ExitCode
 from flows.history.signals import Regression, VolumeAnomaly
+from flows.run.blue_green import PublishReport
 from flows.run.changes import ChangeReport
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome, Verdict
@@ -91,6 +92,8 @@ class RunSummary(BaseModel):
     """Where the environment's docs site is published (by its latest `docs generate`)."""
     documented: Documented | None = None
     """`docs generate`: the nodes it documented and the relations its catalog found."""
+    published: PublishReport | None = None
+    """A blue-green run: the version it built, and whether consumers read it now."""
 
     @property
     def exit_code(self) -> ExitCode:

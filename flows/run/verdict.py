@@ -17,6 +17,7 @@ from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import Documented
 from flows.dbt.nodes import NodeResult, NodeStatus, in_report_order
 from flows.exit_codes import ExitCode
+from flows.run.blue_green import PublishReport
 from flows.run.request import RunRequest
 
 _LISTED = 5  # nodes named in a verdict before "and N more"
@@ -137,6 +138,15 @@ def judge(
         return Verdict(outcome, sentence)
     said = sentence if nodes or error else None
     return Verdict(Outcome.FAILED, timed_out(time_limit, nodes, said), timed_out=True)
+
+
+def with_publication(verdict: Verdict, published: PublishReport) -> Verdict:
+    """The verdict of a blue-green run, saying what consumers read now: a run that passed but
+    could not be published has failed (consumers did not get what it built)."""
+    sentence = f"{verdict.sentence}; {published.describe()}"
+    if published.error:
+        return Verdict(Outcome.FAILED, sentence, timed_out=verdict.timed_out)
+    return Verdict(verdict.outcome, sentence, timed_out=verdict.timed_out)
 
 
 def judge_late(verdict: Verdict, time_limit: TimeLimit, nodes: list[NodeResult]) -> Verdict:
