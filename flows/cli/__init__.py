@@ -13,13 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flows.cli import alerts, ci, packages, release, stack
+from flows.cli import alerts, ci, packages, release, rollback, stack
 from flows.cli import history as history_cli
 from flows.cli import report as report_cli
 from flows.cli import run as run_cli
 from flows.exit_codes import ExitCode
 
-GROUPS = ("run", "history", "report", "stack", "packages", "alerts", "release", "ci")
+GROUPS = ("run", "history", "report", "rollback", "stack", "packages", "alerts", "release", "ci")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     run_cli.add_parser(sub)
     history_cli.add_parser(sub)
     report_cli.add_parser(sub)
+    rollback.add_parser(sub)
     for group in (stack, packages, alerts, release, ci):
         group.add_parser(sub)
     return parser

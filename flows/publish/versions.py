@@ -10,6 +10,7 @@ read several versions; a version's schemas are kept while a kept publication rea
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -159,6 +160,25 @@ def rollback_target(publications: Sequence[Publication], to: str | None = None) 
             return publication
     listed = ", ".join(sorted({p.version for p in publications if p.kind == "publish"}))
     raise NotKept(f"version {to!r} is not kept (kept: {listed})")
+
+
+def version_named(name: str, publications: Sequence[Publication]) -> str:
+    """The kept version a user names: the version itself (`rb83228268561`), or the id of the
+    run that built it (its summary's run id, a Prefect flow run id).
+
+    Raises:
+        NotKept: no kept publication is of that version or run.
+    """
+    published = {p.version for p in publications if p.kind == "publish"}
+    if name in published:
+        return name
+    with contextlib.suppress(InvalidVersion):
+        if (version := version_for_run(name)) in published:
+            return version
+    listed = ", ".join(sorted(published)) or "none"
+    raise NotKept(
+        f"no kept version is {name!r}, nor was built by a run of that id (kept: {listed})"
+    )
 
 
 def droppable_schemas(

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from flows.cli import _parser
 
-GROUPS = {"run", "history", "report", "stack", "packages", "alerts", "release", "ci"}
+GROUPS = {"run", "history", "report", "rollback", "stack", "packages", "alerts", "release", "ci"}
 LEAVES = {
     "ferry run",
     "ferry history",
     "ferry report",
+    "ferry rollback",
     "ferry stack up",
     "ferry stack down",
     "ferry stack demo",
