@@ -8,13 +8,10 @@ the incremental model and the snapshot included, while B ran only what the step 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-import psycopg2
 import pytest
 
 from flows.run.owner import run
@@ -22,10 +19,9 @@ from flows.run.request import RunRequest
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
+from tests.integration.tables import differences
 
 pytestmark = pytest.mark.integration
-
-DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 @dataclass(frozen=True)
@@ -34,61 +30,6 @@ class Side:
 
     env: str
     location: str  # the DuckDB file, or the PostgreSQL schema
-
-
-def _differences_duckdb(a: Side, b: Side) -> list[str]:
-    """Row multisets compared table by table. (Not `except` across an ATTACH: dbt-duckdb ran in
-    this process, and DuckDB keeps one instance per file per process.)"""
-
-    def tables_of(side: Side) -> dict[str, Counter[tuple]]:
-        con = duckdb.connect(side.location)
-        try:
-            names = con.execute(
-                """
-                select table_schema || '.' || table_name from information_schema.tables
-                where table_catalog = current_database()
-                    and table_schema not like '%raw' and table_schema not like '%test__audit'
-                order by all
-                """
-            ).fetchall()
-            return {n: Counter(con.execute(f"select * from {n}").fetchall()) for (n,) in names}
-        finally:
-            con.close()
-
-    in_a, in_b = tables_of(a), tables_of(b)
-    assert len(in_a) > 15 and set(in_a) == set(in_b), (sorted(in_a), sorted(in_b))
-    return [
-        f"{name}: {sum((in_a[name] - in_b[name]).values())} row(s) only in A, "
-        f"{sum((in_b[name] - in_a[name]).values())} only in B"
-        for name in sorted(in_a)
-        if in_a[name] != in_b[name]
-    ]
-
-
-def _differences_postgres(a: Side, b: Side) -> list[str]:
-    with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
-        cur.execute(
-            """
-            select table_schema, table_name from information_schema.tables
-            where table_schema like %s and table_schema not like %s
-                and table_schema not like '%%raw' and table_schema not like '%%test__audit'
-            order by 1, 2
-            """,
-            (a.location.replace("_", r"\_") + "%", b.location.replace("_", r"\_") + "%"),
-        )
-        tables = cur.fetchall()
-        assert len(tables) > 15, tables
-        found = []
-        for schema, table in tables:
-            twin = b.location + schema[len(a.location) :]
-            for side, first, second in (("A", schema, twin), ("B", twin, schema)):
-                cur.execute(
-                    f'select count(*) from (select * from "{first}"."{table}" '
-                    f'except all select * from "{second}"."{table}") as d'
-                )
-                if count := cur.fetchone()[0]:  # type: ignore[index]
-                    found.append(f"{schema}.{table}: {count} row(s) only in {side}")
-        return found
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
@@ -100,11 +41,11 @@ def test_only_changed_ends_where_a_full_build_ends(
     if warehouse == "duckdb":
         a = Side("full", str(tmp_path / "a.duckdb"))
         b = Side("changed", str(tmp_path / "b.duckdb"))
-        variable, target, differences = "FERRY_DUCKDB_PATH", "duckdb", _differences_duckdb
+        variable, target = "FERRY_DUCKDB_PATH", "duckdb"
     else:
         schema = request.getfixturevalue("pg_schema")  # dropped afterwards, with f"{schema}b"
         a, b = Side("full", schema), Side("changed", f"{schema}b")
-        variable, target, differences = "FERRY_PG_SCHEMA", "postgres", _differences_postgres
+        variable, target = "FERRY_PG_SCHEMA", "postgres"
 
     def on(side: Side) -> None:
         monkeypatch.setenv(variable, side.location)
@@ -141,7 +82,7 @@ def test_only_changed_ends_where_a_full_build_ends(
             change()
         full = build(a, only_changed=False) if change is not None else None
         changed = build(b, only_changed=True)
-        assert differences(a, b) == []
+        assert differences(warehouse, a.location, b.location) == []
         assert changed.changes is not None
         print(f"only changed: {changed.changes.describe()}")
         return full, changed
