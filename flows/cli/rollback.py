@@ -47,23 +47,17 @@ def _rollback(args: argparse.Namespace) -> ExitCode:
     from dbt_common.exceptions import DbtBaseException
 
     from flows.dbt.errors import InvalidDbtInput
-    from flows.dbt.profiles import DbtProject
-    from flows.dbt.warehouse import QueryFailed, WarehouseUnreachable, open_warehouse
-    from flows.publish import publisher
-    from flows.publish.versions import NotKept, Publication, version_named
+    from flows.dbt.warehouse import QueryFailed, WarehouseUnreachable
+    from flows.publish.environment import kept_publications, roll_back
+    from flows.publish.publisher import MissingRelation
+    from flows.publish.versions import NotKept, Publication
     from flows.settings import FerrySettings, InvalidSettings
 
     # Settings, project, profile or target wrong, or no such version kept: bad input, nothing
     # changed. The warehouse unreachable or refusing the switch: a failure, nothing changed.
     with classify(
         invalid=(InvalidSettings, InvalidDbtInput, DbtConfigError, EnvVarMissingError, NotKept),
-        failed=(
-            QueryFailed,
-            WarehouseUnreachable,
-            publisher.MissingRelation,
-            DbtBaseException,
-            OSError,
-        ),
+        failed=(QueryFailed, WarehouseUnreachable, MissingRelation, DbtBaseException, OSError),
     ):
         settings = FerrySettings.from_env(
             env=args.env,
@@ -71,16 +65,10 @@ def _rollback(args: argparse.Namespace) -> ExitCode:
             project_dir=args.project_dir,
             profiles_dir=args.profiles_dir,
         )
-        env, ledger = settings.run.env, settings.publish.ledger_schema
-        project = DbtProject.load(settings.run.project_dir, settings.run.profiles_dir)
-        work_dir = settings.run.work_dir.resolve() / "rollback"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with open_warehouse(project, settings.run.target, work_dir, check=True) as warehouse:
-            found = publisher.publications(warehouse, env, ledger)
-            if args.list:
-                return _list(env, found, as_json=args.json)
-            to = version_named(args.to, found) if args.to else None
-            switched = publisher.rollback(warehouse, env=env, to=to, ledger_schema=ledger)
+        env = settings.run.env
+        if args.list:
+            return _list(env, kept_publications(settings), as_json=args.json)
+        switched = roll_back(settings, args.to)
     back: Publication = switched.publication
     if args.json:
         print(json.dumps(_record(back, current=True)))

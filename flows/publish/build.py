@@ -11,8 +11,10 @@ incremental model or a snapshot continues from once it is copied there (publishe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flows.publish.statements import Relation
@@ -65,6 +67,24 @@ def build_into_version(
         incremental = materialized == "incremental" and not full_refresh
         out.append(VersionedNode(unique_id, consumer, built, continues=snapshot or incremental))
     return out
+
+
+def restore_consumer_names(manifest_json: Path, nodes: Iterable[VersionedNode]) -> None:
+    """Rewrites dbt's manifest.json (written at the end of the run, with the versions' schemas)
+    so each node names where consumers read it again: the manifest is the state a later run
+    defers to or compares with (`--defer`, `state:modified`), and consumers' names are the ones
+    that stay. run_results.json keeps where each node was built."""
+    if not manifest_json.is_file():
+        return
+    document = json.loads(manifest_json.read_bytes())
+    for versioned in nodes:
+        node = document.get("nodes", {}).get(versioned.unique_id)
+        if node is None:
+            continue
+        node["schema"] = versioned.consumer.schema
+        if node.get("relation_name"):
+            node["relation_name"] = _in_schema(node["relation_name"], versioned.consumer.schema)
+    manifest_json.write_text(json.dumps(document))
 
 
 def _resource_type(node: Any) -> str:

@@ -31,6 +31,7 @@ from flows.dbt.invoke import (
 from flows.dbt.lineage import Lineage, sources_read
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
+from flows.publish.build import restore_consumer_names
 from flows.run import changes
 from flows.run.blue_green import BlueGreen, PrepareFailed, prepare
 from flows.run.plan import Log, RunPlan
@@ -160,6 +161,8 @@ def execute(
                     deadline=deadline,
                     log=log,
                 )
+            if run.blue_green is not None:
+                restore_consumer_names(plan.target_path / "manifest.json", run.blue_green.nodes)
             run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
             run.documented = outcome.documented
             if deadline.expired and run.error == "KeyboardInterrupt":

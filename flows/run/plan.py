@@ -26,7 +26,7 @@ from flows.artifacts import (
 )
 from flows.dbt.commands import DbtCommand
 from flows.dbt.profiles import DbtProject
-from flows.run.request import InvalidRunRequest, RunRequest, refused_as_request
+from flows.run.request import InvalidRunRequest, PublishMode, RunRequest, refused_as_request
 from flows.settings import FerrySettings
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
@@ -98,6 +98,12 @@ def plan(
         failed_run, state_manifest = None, None
         if request.command is DbtCommand.RETRY:
             failed_run = find_failed_run(store, project.name, settings.run.env, request.retry_of)
+            if failed_run.pointer.get("publish") == PublishMode.BLUE_GREEN:
+                raise InvalidRunRequest(
+                    f"run {failed_run.run_id} was a blue-green build: run the build again "
+                    "(its version was never published; a retry would build its failed models "
+                    "straight into what consumers read)"
+                )
             request = request.model_copy(update={"retry_of": failed_run.run_id})
         elif request.needs_state:
             state_manifest = read_state_manifest(state_store, project.name, settings.run.state_env)

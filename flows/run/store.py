@@ -47,6 +47,7 @@ def store(summary: RunSummary, plan: RunPlan, log: Log) -> tuple[RunSummary, Sto
         "run_id": summary.run_id,
         "flow_run_id": summary.flow_run_id,
         "command": request.describe(),
+        "publish": request.publish.value,
         "outcome": summary.outcome.value,
         "finished_at": summary.finished_at.isoformat(),
         "git_sha": summary.git_sha,

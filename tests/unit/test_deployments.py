@@ -268,3 +268,18 @@ def test_ferry_writes_the_ecs_template_or_fails_saying_why(tmp_path: Path, capsy
     (tmp_path / "a-file").write_text("")
     assert main(["release", "ecs-template", str(tmp_path / "a-file" / "x.json")]) == ExitCode.FAILED
     assert capsys.readouterr().err.startswith("ferry release ecs-template: ")
+
+
+def test_builds_publish_blue_green_and_every_deployment_is_a_valid_run_request(
+    deployments: dict[str, dict[str, Any]],
+) -> None:
+    from flows.run.request import PublishMode, RunRequest
+
+    for env in ENVS:
+        for kind in ("build", "build-changed"):
+            request = RunRequest.build(**deployments[f"{kind}-{env}"]["parameters"])
+            assert request.publish is PublishMode.BLUE_GREEN, (kind, env)
+    for name, deployment in deployments.items():
+        RunRequest.build(**deployment["parameters"])  # refused here, refused in every run
+        if not name.startswith("build"):
+            assert "publish" not in deployment["parameters"], name
