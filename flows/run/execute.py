@@ -2,7 +2,8 @@
 
 Installing packages, parsing and checking the selection open no warehouse connection, so
 packages that cannot be installed and a selection dbt refuses are still refused before the
-warehouse is touched. The environment's writer slot is held around dbt's execution only, and
+warehouse is touched. The environment's writer slot is held from dbt's execution on (a
+blue-green run's caller keeps it until it has published), and
 waiting for it is not counted against the run's time limit.
 """
 
@@ -76,6 +77,7 @@ def execute(
     listener: NodeListener,
     log: Log,
     writer_slot: WriterSlot | None = None,
+    holding: contextlib.ExitStack | None = None,
 ) -> Execution:
     """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
 
@@ -138,7 +140,8 @@ def execute(
                 run.dbt_ok = True
                 return run
             adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
-            with contextlib.ExitStack() as held:
+            with contextlib.ExitStack() as own:
+                held = holding if holding is not None else own  # whose exit releases the slot
                 if writer_slot is not None:  # waiting in line is not the run's own time
                     with deadline.paused():
                         held.enter_context(writer_slot(request.command, adapter_type))

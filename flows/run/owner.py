@@ -16,6 +16,7 @@ storing the artifacts always completes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,9 +70,10 @@ def run(
 
     Args:
         run_id: names the run in the artifact store; the flow run id when there is one.
-        writer_slot: held around dbt's execution (not its parse), so one invocation at a time
-            writes to the environment's warehouse (flows.prefect.writer_slot); none without
-            Prefect.
+        writer_slot: held from dbt's execution (not its parse) until a blue-green run has
+            published, so one invocation at a time writes to the environment's warehouse and
+            the next one continues from what this one published (flows.prefect.writer_slot);
+            none without Prefect.
         deployment: the Prefect deployment that started the run, for its record.
 
     Raises:
@@ -79,13 +81,15 @@ def run(
     """
     log = log or logging.getLogger(__name__)
     planned = plan(request, settings, run_id=run_id, flow_run_id=flow_run_id)
-    with Deadline(_remaining(settings.run.flow_timeout_s, planned), log) as deadline:
+    limit = _remaining(settings.run.flow_timeout_s, planned)
+    with Deadline(limit, log) as deadline, contextlib.ExitStack() as holding:
         done = execute(
             planned,
             deadline=deadline,
             listener=listener or NullListener(),
             log=log,
             writer_slot=writer_slot,
+            holding=holding,  # the writer slot, held until what consumers read is settled
         )
         time_limit = _time_limit(settings, deadline)
         verdict = judge(
@@ -109,6 +113,7 @@ def run(
                     log=log,
                 )
             verdict = with_publication(verdict, published)
+        holding.close()  # the writer slot: the next writer may start, and copy what we published
         summary = summarize(
             run_id=planned.run_id,
             flow_run_id=flow_run_id,
