@@ -335,3 +335,32 @@ def test_a_reader_never_sees_one_model_new_and_another_old_during_a_run(shop):
     mixed = [pair for pair in seen if pair[0] != pair[1]]
     assert mixed == [], f"{len(mixed)} of {len(seen)} reads mixed two versions: {mixed[:3]}"
     assert len({pair for pair in seen}) == 2 and after > 10, seen  # it read across the switch
+
+
+@pytest.mark.parametrize("shop", ["duckdb"], indirect=True)
+def test_a_copy_that_fails_stops_the_run_before_dbt_and_changes_nothing(shop):
+    shop.load("bg", "--as-of", "2026-11-30")
+    first = shop.build("bg", publish="blue-green", exclude=UNTESTED)
+
+    def marts() -> dict[str, list[tuple]]:
+        con = duckdb.connect(shop.location("bg"))
+        try:
+            return {
+                name: sorted(con.execute(f"select * from main.{name}").fetchall())
+                for name in ("fct_orders", "dim_customers", "fct_daily_revenue")
+            }
+        finally:
+            con.close()
+
+    before = marts()
+    con = duckdb.connect(shop.location("bg"))  # what the incremental model continues from, gone
+    con.execute(f'drop table "main__{first.published.version}".fct_order_items')  # type: ignore[union-attr]
+    con.close()
+    shop.load("bg", "--late-batch")
+
+    failed = shop.build("bg", publish="blue-green", exclude=UNTESTED, expect=Outcome.FAILED)
+    assert failed.verdict.startswith(
+        "dbt build failed: could not copy what incremental models continue from:"
+    ), failed.verdict
+    assert failed.nodes_total == 0  # dbt did not run
+    assert marts() == before
