@@ -21,6 +21,7 @@ from flows.publish.statements import (
     Grant,
     Relation,
     Repoint,
+    continue_statements,
     dialect_of,
     grants_sql,
     kinds_sql,
@@ -39,6 +40,9 @@ READERS = (Grant("select", "bi_reader"), Grant("select", "analysts", "group"))
 ORDERS = Relation("analytics", "fct_orders")
 CUSTOMERS = Relation("analytics", "dim_customers")
 SESSIONS = Relation("analytics", "fct_sessions")
+ITEMS = Relation("analytics", "fct_order_items")  # an incremental model
+ITEMS_PUBLISHED = Relation("analytics__r0f9e8d", "fct_order_items")  # what consumers read
+ITEMS_VERSION = Relation("analytics__r1a2b3c", "fct_order_items")  # where it continues
 
 # One switch with every case: a view repointed in place, a view that must be dropped (a column
 # went) and granted again, a table a direct build left, a consumer that is new.
@@ -61,6 +65,8 @@ def statements(dialect: str) -> dict[str, str]:
     out = {f"switch_{i:02d}": s for i, s in enumerate(switch)}
     grants = grants_sql(dialect, "analytics", ["fct_orders", "dim_customers"])
     ddl = ledger_ddl("ferry_publish", create_schema=True)
+    from_table = continue_statements(dialect, ITEMS_PUBLISHED, ITEMS_VERSION)
+    from_view = continue_statements(dialect, ITEMS, ITEMS_VERSION, from_table=False)
     out |= {
         "kinds": kinds_sql(dialect, "analytics", ["fct_orders", "dim_customers"]),
         **({"grants": grants} if grants else {}),
@@ -69,6 +75,8 @@ def statements(dialect: str) -> dict[str, str]:
         "ledger_insert": ledger_insert("ferry_publish", "prod", seq=7, version="r1a2b3c",
                                        kind="publish", published_at=at, mapping=mapping),
         "ledger_forget": ledger_forget("ferry_publish", "prod", [3, 1]),
+        **{f"continue_from_table_{i}": s for i, s in enumerate(from_table)},
+        **{f"continue_from_view_{i}": s for i, s in enumerate(from_view)},
     }  # fmt: skip
     return out
 
@@ -154,6 +162,32 @@ def test_quotes_in_names_and_values_are_escaped():
     (create,) = repoint_statements("duckdb", [odd])
     assert '"we""ird"."o\'k"' in create and '"c""1"' in create
     assert "'o''k'" in kinds_sql("postgres", 'we"ird', ["o'k"])
+
+
+def test_redshift_copies_a_tables_definition_then_its_rows():
+    assert continue_statements("redshift", ITEMS_PUBLISHED, ITEMS_VERSION) == [
+        'create table "analytics__r1a2b3c"."fct_order_items" '
+        '(like "analytics__r0f9e8d"."fct_order_items")',
+        'insert into "analytics__r1a2b3c"."fct_order_items" '
+        'select * from "analytics__r0f9e8d"."fct_order_items"',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "from_table"),
+    [
+        ("redshift", False),  # `like` takes no view
+        ("postgres", True),
+        ("postgres", False),
+        ("duckdb", True),
+        ("duckdb", False),
+    ],
+)
+def test_a_copy_is_one_statement_but_from_a_table_on_redshift(dialect, from_table):
+    source = ITEMS_PUBLISHED if from_table else ITEMS
+    assert continue_statements(dialect, source, ITEMS_VERSION, from_table=from_table) == [
+        f'create table "analytics__r1a2b3c"."fct_order_items" as select * from {source}'
+    ]
 
 
 def test_other_adapters_get_postgres_sql():

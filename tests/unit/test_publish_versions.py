@@ -19,6 +19,7 @@ from flows.publish.versions import (
     rollback_target,
     split_version_schema,
     version_for_run,
+    version_named,
     version_schema,
 )
 
@@ -133,3 +134,31 @@ def test_only_versions_no_kept_publication_reads_are_dropped():
     assert droppable_schemas(history, 1, existing) == ["analytics__r1", "analytics__r4"]
     assert droppable_schemas(history, 2, existing) == ["analytics__r1", "analytics__r4"]
     assert droppable_schemas(history, 3, existing) == ["analytics__r4"]
+
+
+RUN_ID = "5f0c2a1e-9b7d-4c3a-8e21-0123456789ab"  # a Prefect flow run id: it built r5f0c2a1e9b7d
+
+
+def test_a_kept_version_is_named_by_itself_or_by_the_run_that_built_it():
+    history = [pub(1, "r1", (ORDERS, "r1")), pub(2, "r5f0c2a1e9b7d", (ORDERS, "r5f0c2a1e9b7d"))]
+    assert version_named("r1", history) == "r1"
+    assert version_named("r5f0c2a1e9b7d", history) == "r5f0c2a1e9b7d"
+    assert version_named(RUN_ID, history) == "r5f0c2a1e9b7d"
+    assert version_named(RUN_ID.upper(), history) == "r5f0c2a1e9b7d"
+
+
+def test_a_version_only_rolled_back_to_is_not_named():
+    """Its publish is no longer kept: a rollback restores a publish, never a rollback's copy."""
+    history = [pub(2, "r2", (ORDERS, "r2")), pub(3, "r1", (ORDERS, "r1"), kind="rollback")]
+    with pytest.raises(NotKept, match=r"no kept version is 'r1'.*\(kept: r2\)"):
+        version_named("r1", history)
+
+
+def test_an_unknown_name_is_refused_listing_the_kept_versions():
+    history = [pub(1, "r2", (ORDERS, "r2")), pub(2, "r1", (ORDERS, "r1"))]
+    with pytest.raises(NotKept, match=r"nor was built by a run of that id \(kept: r1, r2\)"):
+        version_named("r0", history)
+    with pytest.raises(NotKept, match=r"'---'.*\(kept: r1, r2\)"):  # no letter: no run's id
+        version_named("---", history)
+    with pytest.raises(NotKept, match=r"\(kept: none\)"):
+        version_named("r1", [])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from flows.artifacts import RunLayout, open_store, store_run
 from flows.dbt.commands import DbtCommand
 from flows.run.plan import plan
 from flows.run.request import InvalidRunRequest, RunRequest
@@ -47,3 +50,36 @@ def test_dbts_refusal_of_the_profile_is_the_runs_refusal(shop_project, tmp_path)
     with pytest.raises(InvalidRunRequest, match="target 'nope' is not defined") as raised:
         plan(RunRequest.build(target="nope"), settings)
     assert isinstance(raised.value.__cause__, InvalidDbtInput)
+
+
+def _store_failed_run(settings, tmp_path, run_id: str, publish: str) -> None:
+    """A failed build stored as a run stores it: its files, then its pointers (flows/run/store)."""
+    local = tmp_path / "stored" / run_id
+    local.mkdir(parents=True)
+    files = {name: local / name for name in ("manifest.json", "run_results.json")}
+    for path in files.values():
+        path.write_text("{}")
+    store_run(
+        open_store(settings.store.artifacts),
+        RunLayout("shop", settings.run.env, run_id, datetime.now(UTC)),
+        files,
+        local,
+        failed=True,
+        update_state=False,
+        pointer={"run_id": run_id, "command": "build", "publish": publish, "outcome": "failed"},
+    )
+
+
+def test_a_failed_blue_green_run_is_not_retried_but_built_again(shop_project, tmp_path):
+    settings = make_settings(shop_project, tmp_path)
+    _store_failed_run(settings, tmp_path, "run-direct", "direct")
+    _store_failed_run(settings, tmp_path, "run-bg", "blue-green")  # the latest failure
+    refusal = "run run-bg was a blue-green build: run the build again"
+    with pytest.raises(InvalidRunRequest, match=refusal):
+        plan(RunRequest.build(command="retry"), settings)
+    with pytest.raises(InvalidRunRequest, match=refusal):
+        plan(RunRequest.build(command="retry", retry_of="run-bg"), settings)
+    assert not settings.run.work_dir.exists()
+    # a direct run that failed is retried as before
+    planned = plan(RunRequest.build(command="retry", retry_of="run-direct"), settings)
+    assert planned.request.retry_of == "run-direct"

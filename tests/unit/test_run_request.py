@@ -3,7 +3,13 @@
 import pytest
 
 from flows.dbt.commands import DbtCommand
-from flows.run.request import InvalidRunRequest, RunRequest, parse_command, parse_vars
+from flows.run.request import (
+    InvalidRunRequest,
+    PublishMode,
+    RunRequest,
+    parse_command,
+    parse_vars,
+)
 
 
 @pytest.mark.parametrize(
@@ -206,3 +212,47 @@ def test_dbt_takes_the_requests_dbt_arguments_as_plain_values():
         defer=True,
     )
     assert request.selection_args() == request.dbt_args().selection_args()
+
+
+@pytest.mark.parametrize("command", ["build", "run", "seed", "snapshot"])
+def test_what_builds_relations_can_publish_blue_green(command):
+    request = RunRequest.build(command=command, publish="blue-green")
+    assert request.publish is PublishMode.BLUE_GREEN
+    assert RunRequest.build(command=command).publish is PublishMode.DIRECT
+
+
+@pytest.mark.parametrize("command", ["test", "source freshness", "docs generate", "compile"])
+def test_blue_green_is_refused_for_what_builds_nothing(command):
+    with pytest.raises(InvalidRunRequest, match=f"snapshot\\), not to '{command}'$"):
+        RunRequest.build(command=command, publish="blue-green")
+    assert RunRequest.build(command=command, publish="direct").publish is PublishMode.DIRECT
+
+
+def test_a_retry_is_never_blue_green():
+    with pytest.raises(InvalidRunRequest, match="a blue-green run is not retried: run it again"):
+        RunRequest.build(command="retry", publish="blue-green")
+
+
+def test_blue_green_is_named_and_direct_goes_without_saying():
+    request = RunRequest.build(select="tag:daily", publish="blue-green")
+    assert request.describe() == "build --select tag:daily --publish blue-green"
+    assert RunRequest.build(select="tag:daily", publish="direct").describe() == (
+        "build --select tag:daily"
+    )
+
+
+def test_ferry_run_takes_publish_as_a_choice_of_its_modes(capsys):
+    import argparse
+
+    from flows.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    (publish,) = [a for a in commands.choices["run"]._actions if a.dest == "publish"]
+    assert publish.option_strings == ["--publish"]
+    assert publish.choices == ["direct", "blue-green"]
+    assert _parser().parse_args(["run", "--publish", "blue-green"]).publish == "blue-green"
+    assert _parser().parse_args(["run"]).publish == "direct"
+    with pytest.raises(SystemExit) as refused:
+        _parser().parse_args(["run", "--publish", "green"])
+    assert refused.value.code == 2
+    assert "argument --publish: invalid choice: 'green'" in capsys.readouterr().err

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from flows.dbt.docs import Documented
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.exit_codes import ExitCode
+from flows.run.blue_green import PublishReport
 from flows.run.request import RunRequest
 from flows.run.summary import RunSummary, markdown_report, summarize
-from flows.run.verdict import Outcome, Refusal, TimeLimit, judge
+from flows.run.verdict import Outcome, Refusal, TimeLimit, judge, with_publication
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -200,3 +201,50 @@ def test_what_a_docs_run_documented_is_written_typed_and_read_back_typed():
     again = RunSummary.model_validate_json(summary.model_dump_json())
     assert again.documented == DOCUMENTED and again.documented.nodes_total == 25
     assert again == summary
+
+
+BLUE_GREEN = RunRequest.build(publish="blue-green")
+
+
+def test_a_blue_green_run_that_passed_says_what_consumers_read_now():
+    nodes = [node("model.shop.a", "success"), node("test.shop.t", "warn", "Got 3", failures=3)]
+    verdict = judge(BLUE_GREEN, nodes, dbt_ok=True, error=None)
+    report = PublishReport(version="r1a2b3c", published=True, relations=["main.a", "main.b"])
+    published = with_publication(verdict, report)
+    assert published.outcome is Outcome.WARNINGS  # the run's own outcome stands
+    assert published.sentence == (
+        "2 of 2 nodes passed, 1 with warnings: test.shop.t (3 failures); "
+        "published r1a2b3c: 2 relation(s) switched at once"
+    )
+
+
+def test_a_run_that_passed_but_was_not_published_has_failed():
+    verdict = judge(BLUE_GREEN, [node("model.shop.a", "success")], dbt_ok=True, error=None)
+    report = PublishReport(version="r1a2b3c", error="canceling statement due to lock timeout")
+    published = with_publication(verdict, report)
+    assert published.outcome is Outcome.FAILED and published.outcome.exit_code == ExitCode.FAILED
+    assert published.sentence == (
+        "1 of 1 nodes passed; built and tested r1a2b3c but not published (canceling statement "
+        "due to lock timeout): consumers read what they read before"
+    )
+
+
+def test_a_failed_blue_green_run_says_nothing_was_published():
+    nodes = [node("model.shop.a", "success"), node("test.shop.t", "fail", "Got 1", failures=1)]
+    verdict = judge(BLUE_GREEN, nodes, dbt_ok=False, error=None)
+    published = with_publication(verdict, PublishReport(version="r1a2b3c"))
+    assert published.outcome is Outcome.FAILED
+    assert published.sentence == (
+        "1 of 2 nodes failed: test.shop.t (1 failure); "
+        "nothing published: consumers read what they read before (r1a2b3c kept)"
+    )
+
+
+def test_a_blue_green_run_past_its_limit_stays_timed_out():
+    limit = TimeLimit(limit_s=15, fired_in="dbt build")
+    verdict = judge(BLUE_GREEN, [], dbt_ok=False, error=None, time_limit=limit)
+    published = with_publication(verdict, PublishReport(version="r1a2b3c"))
+    assert published.timed_out and published.outcome is Outcome.FAILED
+    assert published.sentence.endswith(
+        "; nothing published: consumers read what they read before (r1a2b3c kept)"
+    )
