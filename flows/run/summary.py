@@ -207,6 +207,16 @@ def markdown_report(summary: RunSummary, nodes: list[NodeResult]) -> str:
         lines.append(f"- docs site: {_link(summary.docs)}")
     if summary.changes is not None:
         lines.append(f"- only changed: {summary.changes.describe()}")
+    if (published := summary.published) is not None:
+        lines.append(f"- blue-green: {published.describe()}")
+        if published.continued:
+            lines.append(f"- continued from a copy: {', '.join(published.continued)}")
+        if published.dropped:
+            lines.append(f"- versions dropped (beyond those kept): {', '.join(published.dropped)}")
+        if published.published:
+            lines.append(
+                f"- to return to the previous version: `ferry rollback --env {summary.env}`"
+            )
     for title, found in (
         ("Timing regressions", summary.regressions),
         ("Volume anomalies", summary.anomalies),

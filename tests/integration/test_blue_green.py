@@ -29,7 +29,7 @@ from flows.cli import main as ferry
 from flows.exit_codes import ExitCode
 from flows.run.owner import run
 from flows.run.request import RunRequest
-from flows.run.summary import RunSummary
+from flows.run.summary import RunSummary, markdown_report
 from flows.run.verdict import Outcome
 from tests.conftest import load_generator, make_settings
 from tests.integration.tables import DSN, Rows, consumer_rows, differences
@@ -206,7 +206,14 @@ def test_a_run_whose_tests_fail_publishes_nothing_and_consumers_read_what_they_r
     assert shop.consumer_tables("bg") == before  # ...and consumers read what they read
     assert failed.published is not None and failed.published.version in versions_of(shop, "bg")
 
+    report = markdown_report(failed, [])  # the run's Prefect artifact
+    assert "- blue-green: nothing published: consumers read what they read before" in report
+    assert "ferry rollback" not in report
+
     passed = shop.build("bg", publish="blue-green")
+    assert "- to return to the previous version: `ferry rollback --env bg`" in markdown_report(
+        passed, []
+    )
     assert shop.consumer_tables("bg") != before
     assert failed.published.version not in versions_of(shop, "bg")  # dropped: never published
     assert passed.published is not None and passed.published.version in versions_of(shop, "bg")
