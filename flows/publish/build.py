@@ -92,12 +92,28 @@ def _resource_type(node: Any) -> str:
 
 
 def _in_schema(relation_name: str, schema: str) -> str:
-    """dbt's rendered `database.schema.identifier` (each part maybe quoted) in another schema,
-    as the run's artifacts (run_results.json) report where each node was built."""
-    head, dot, identifier = relation_name.rpartition(".")
-    if not dot:
+    """dbt's rendered `database.schema.identifier` (each part maybe quoted, a quoted part maybe
+    holding a dot) in another schema, as the run's artifacts report where each node was built."""
+    parts = _dotted_parts(relation_name)
+    if len(parts) < 2:
         return relation_name
-    database, dot, old = head.rpartition(".")
+    old = parts[-2]
     quote = old[0] if old[:1] in ('"', "`") else ""
-    renamed = f"{quote}{schema}{quote}"
-    return f"{database}.{renamed}.{identifier}" if dot else f"{renamed}.{identifier}"
+    parts[-2] = f"{quote}{schema}{quote}"
+    return ".".join(parts)
+
+
+def _dotted_parts(name: str) -> list[str]:
+    """`a."b.c".d` as [`a`, `"b.c"`, `d`]: split on the dots outside quotes."""
+    parts, current, quote = [], "", ""
+    for char in name:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in ('"', "`"):
+            quote = char
+        elif char == ".":
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    return [*parts, current]

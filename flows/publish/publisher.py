@@ -117,17 +117,25 @@ def continue_from(
     found = publications(warehouse, env, ledger_schema)
     published = found[-1].sources if found else {}
     schemas = set(warehouse.list_schemas())
-    kinds = _kinds(warehouse, dialect, [c for c, _ in continuing], schemas)
+    consumers = [c for c, _ in continuing]
+    kinds = _kinds(
+        warehouse,
+        dialect,
+        [*consumers, *(published[c] for c in consumers if c in published)],
+        schemas,
+    )
     statements: list[str] = []
     created: set[str] = set()
     copied = []
     for consumer, version in sorted(continuing):
         source = published.get(consumer)
-        from_table = source is not None
         if source is None and consumer in kinds:  # a direct build's table (or a view of one)
-            source, from_table = consumer, kinds[consumer] == "table"
-        if source is None:
+            source = consumer
+        if source is None:  # a first build: it starts empty
             continue
+        # A model published as a view and incremental now copies from a view; a version gone
+        # from the warehouse fails the copy, loudly: starting empty would lose its history.
+        from_table = kinds.get(source, "table") == "table"
         if version.schema not in schemas and version.schema not in created:
             statements.append(f"create schema if not exists {sql.quote(version.schema)}")
             created.add(version.schema)

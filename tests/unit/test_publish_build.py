@@ -223,9 +223,5 @@ def test_a_relation_name_moves_to_another_schema_keeping_its_quoting(relation_na
     assert _in_schema(relation_name, "main__r1") == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_in_schema splits on the last '.', even inside a quoted identifier (reported)",
-)
 def test_a_quoted_identifier_with_a_dot_keeps_its_name():
     assert _in_schema('"shop"."main"."orders.v2"', "main__r1") == '"shop"."main__r1"."orders.v2"'
