@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from flows.artifacts import StoredRun, docs_key
 from flows.dbt.deadline import Deadline
 from flows.dbt.invoke import NodeListener, dbt_version
-from flows.dbt.nodes import NodeResult, NodeStarted
+from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.run import changes, history
-from flows.run.blue_green import publish_version
+from flows.run.blue_green import PublishReport, publish_version
 from flows.run.execute import Execution, WriterSlot, execute
 from flows.run.plan import Log, RunPlan, plan
 from flows.run.request import RunRequest
@@ -149,18 +149,29 @@ def run(
                 summary = summary.model_copy(update=verdict.summary_fields())
                 rewrite_summary(summary, planned, log)
             history.record(summary, planned, done.nodes, comparison, stored, log)
-            _advance_marks(planned, done, stored, log)
+            _advance_marks(planned, done, stored, published, log)
     return RunReport(summary=summary, nodes=done.nodes, stored=stored)
 
 
-def _advance_marks(planned: RunPlan, done: Execution, stored: StoredRun, log: Log) -> None:
+def _advance_marks(
+    planned: RunPlan,
+    done: Execution,
+    stored: StoredRun,
+    published: PublishReport | None,
+    log: Log,
+) -> None:
     """The environment's marks after the run (flows/run/changes.py), once its artifacts are
-    stored: a run whose store failed leaves them as they were, so its nodes run again."""
+    stored: a run whose store failed leaves them as they were, so its nodes run again. The
+    marks say what consumers read: a blue-green run that published nothing marks only what
+    failed, so what it built (never published) still counts as changed next time."""
     tracking = done.tracking
     if tracking is None or stored.errors:
         return
+    nodes = done.nodes
+    if published is not None and not published.published:
+        nodes = [n for n in nodes if n.failed or n.status is NodeStatus.SKIPPED]
     marks = changes.advance(
-        tracking.marks, tracking.lineage, done.nodes, tracking.sources, planned.run_id
+        tracking.marks, tracking.lineage, nodes, tracking.sources, planned.run_id
     )
     try:
         planned.store.put_bytes(
