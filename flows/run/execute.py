@@ -190,8 +190,9 @@ def _what_changed(
     log: Log,
 ) -> DbtInvocation | None:
     """The invocation to execute: narrowed to what changed for an only-changed run (None when
-    nothing did). A build or run of an environment that keeps marks (it has had an
-    only-changed run) reads its sources' freshness first, so its marks can advance after."""
+    nothing did). Every build or run reads its sources' freshness first, so the marks of what
+    it builds can advance after: the first only-changed run after a full build has nothing to
+    do."""
     request = plan.request
     if request.command not in _TRACKED or manifest is None:
         return invocation
@@ -206,8 +207,6 @@ def _what_changed(
         else:
             log.warning("could not read the environment's marks (not advanced): %s", exc)
             return invocation
-    if marks is None and not request.only_changed:
-        return invocation
     lineage = Lineage(manifest)
     universe = _universe(manifest, request.command, selected, lineage)
     lineage.fingerprint_all(universe)  # now: dbt adds to its nodes' configs as it executes

@@ -116,6 +116,11 @@ def test_only_changed_ends_where_a_full_build_ends(
     assert changed.changes.ran["model.shop.dim_products"] == "code changed"
     assert set(changed.changes.ran) == {"model.shop.dim_products"}
 
+    # A was only ever built in full: its marks came from those builds, so an only-changed run
+    # right after the last one has nothing to do (the hourly follows the nightly).
+    after_full = build(a, only_changed=True)
+    assert after_full.changes is not None and after_full.changes.ran == {}, after_full.changes
+
     _, changed = step(None)  # nothing new
     assert changed.changes.ran == {} and changed.nodes_total == 0
     assert changed.counts == {"unchanged": len(changed.changes.unchanged)}
