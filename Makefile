@@ -14,7 +14,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || command -v $(PYTHON)) -c
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed bench-diff down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-history-step  a run's history step: example project on vs off, its parts at 2,000 runs"
 	@echo "make bench-only-changed  ferry run --only-changed vs a full build, one source of 10 appended"
 	@echo "make bench-diff  ferry ci diff's data diff of one keyed model, 1M and 10M rows, DuckDB and PostgreSQL"
+	@echo "make bench-publish  blue-green vs direct builds: time added, storage kept, DuckDB and PostgreSQL"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
 # Its bytecode is compiled once per lock, as in the image: every ferry, dbt and Prefect process
@@ -117,6 +118,13 @@ bench-only-changed: setup
 # and 10M rows on DuckDB and PostgreSQL (127.0.0.1:5432, a schema of its own, dropped at the end).
 bench-diff: setup
 	$(BIN)/python bench/diff.py --rows 1000000,10000000 --warehouses duckdb,postgres --rounds 3
+
+# Blue-green publishing vs a direct build, side by side from the same data: the wall time it adds
+# (dbt, the copy of incrementals and snapshots, the switch) and the bytes its kept versions hold.
+# The example project at ~1M order items (--scale 100) and the 300-model synthetic project, on
+# DuckDB and PostgreSQL (127.0.0.1:5432, schemas of its own, dropped at the end).
+bench-publish: setup
+	$(BIN)/python bench/publish.py --projects example,synthetic --warehouses duckdb,postgres --scale 100 --models 300 --rounds 4
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache
