@@ -10,16 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+_CALL = r"""\b{name}\s*\(\s*(?:(['"])(?P<literal>[^'"]+)\1|(?P<other>[^)\s]))"""
+_VAR = re.compile(_CALL.format(name="var"))
+_ENV_VAR = re.compile(_CALL.format(name="env_var"))
+EVERY_VAR = "*"
+"""What a node reads when a `var(...)` names its variable other than by a literal."""
 
 
 class Lineage:
-    """What the manifest says about each executable node's code and inputs."""
+    """What the manifest says about each executable node's code and inputs.
 
-    def __init__(self, manifest: Any):
+    Args:
+        vars: the values dbt's `var()` gives the root project in this run (`effective_vars`).
+        env: the environment dbt's `env_var()` reads.
+    """
+
+    def __init__(
+        self,
+        manifest: Any,
+        *,
+        vars: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
         self._manifest = manifest
+        self._vars = dict(vars or {})
+        self._env = dict(env or {})
         self._fingerprints: dict[str, str] = {}
+        self._values: dict[str, dict[str, str]] = {}
         self._macro_text: dict[str, str] = {}
 
     def node(self, unique_id: str) -> Any:
@@ -44,23 +65,40 @@ class Lineage:
         return found
 
     def fingerprint(self, unique_id: str) -> str:
-        """Its code, config and macros, and those of the ephemeral models it reads."""
+        """Its code, config and macros, and those of the ephemeral models it reads. The code
+        is compared without its comments and whitespace (`normalized`): an edit that cannot
+        change what dbt runs is no change."""
         if unique_id in self._fingerprints:
             return self._fingerprints[unique_id]
         node = self.node(unique_id)
         config = node.config.to_dict(omit_none=True) if hasattr(node, "config") else {}
+        code = _code_of(node)
+        test = getattr(node, "test_metadata", None)
         parts = {
-            "checksum": getattr(getattr(node, "checksum", None), "checksum", None),
-            "code": None if getattr(node, "checksum", None) else _code_of(node),
+            # Seeds (and YAML snapshots) have no code: their file's checksum stands for it.
+            "checksum": None
+            if code
+            else getattr(getattr(node, "checksum", None), "checksum", None),
+            "code": normalized(code) if code else None,
+            "test": test.to_dict(omit_none=True) if test is not None else None,
             "config": config,
-            "macros": sorted(self._macros(getattr(node, "depends_on", None))),
+            "macros": sorted(self._macro_digest(m) for m in self._macros_called(node)),
             "ephemeral": [
                 self.fingerprint(p) for p in self._parents(unique_id) if self.is_ephemeral(p)
             ],
         }
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
         self._fingerprints[unique_id] = digest.hexdigest()[:20]
+        self._values[unique_id] = self._read_values(unique_id, node, code, config)
         return self._fingerprints[unique_id]
+
+    def values_read(self, unique_id: str) -> dict[str, str]:
+        """The vars and env vars it reads - in its code, its config and hooks, the macros it
+        calls, the ephemeral models it reads - each as a digest of its value in this run:
+        `{"var:lookback_days": "...", "env:DBT_REGION": "..."}`. A `var()` that names its
+        variable other than by a literal reads them all."""
+        self.fingerprint(unique_id)
+        return self._values[unique_id]
 
     def fingerprint_all(self, unique_ids: Iterable[str]) -> None:
         """Fingerprints taken before dbt executes: it changes its nodes' configs as it goes."""
@@ -78,10 +116,10 @@ class Lineage:
         depends = getattr(node, "depends_on", None)
         return list(getattr(depends, "nodes", None) or [])
 
-    def _macros(self, depends: Any) -> set[str]:
-        """The text of every macro the node calls, and of the macros those call."""
+    def _macros_called(self, node: Any) -> set[str]:
+        """Every macro the node calls, and the macros those call."""
         seen: set[str] = set()
-        todo = list(getattr(depends, "macros", None) or [])
+        todo = list(getattr(getattr(node, "depends_on", None), "macros", None) or [])
         while todo:
             macro_id = todo.pop()
             if macro_id in seen:
@@ -90,7 +128,30 @@ class Lineage:
             macro = self._manifest.macros.get(macro_id)
             if macro is not None:
                 todo += list(macro.depends_on.macros or [])
-        return {self._macro_digest(m) for m in seen}
+        return seen
+
+    def _read_values(
+        self, unique_id: str, node: Any, code: str, config: dict[str, Any]
+    ) -> dict[str, str]:
+        texts = [code, *_strings(config)]
+        for macro_id in self._macros_called(node):
+            macro = self._manifest.macros.get(macro_id)
+            texts.append(macro.macro_sql if macro is not None else "")
+        var_names: set[str] = set()
+        env_names: set[str] = set()
+        for text in texts:
+            for found in _VAR.finditer(text):
+                var_names |= {found["literal"]} if found["literal"] else {EVERY_VAR}
+            for found in _ENV_VAR.finditer(text):
+                env_names |= {found["literal"]} if found["literal"] else set(self._env)
+        if EVERY_VAR in var_names:
+            var_names = (var_names - {EVERY_VAR}) | set(self._vars)
+        values = {f"var:{n}": _digest(self._vars.get(n)) for n in var_names}
+        values |= {f"env:{n}": _digest(self._env.get(n)) for n in env_names}
+        for parent in self._parents(unique_id):
+            if self.is_ephemeral(parent):
+                values |= self.values_read(parent)
+        return dict(sorted(values.items()))
 
     def _macro_digest(self, macro_id: str) -> str:
         if macro_id not in self._macro_text:
@@ -102,6 +163,84 @@ class Lineage:
 
 def _code_of(node: Any) -> str:
     return str(getattr(node, "raw_code", "") or getattr(node, "given", "") or "")
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a config (its hooks' SQL, its rendered values), nested or not."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _digest(value: Any) -> str:
+    """A value as the marks keep it: a digest, never the value (an env var may be a secret)."""
+    if value is None:
+        return "unset"
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def effective_vars(
+    project_vars: Mapping[str, Any], project_name: str, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values `var()` gives the root project's nodes: `--vars` over the project's own
+    scope (`vars: {<project>: {...}}` in dbt_project.yml) over its global `vars:`; other
+    packages' scopes left out."""
+    scoped = project_vars.get(project_name)
+    values = {k: v for k, v in project_vars.items() if k != project_name}
+    if isinstance(scoped, Mapping):
+        values |= dict(scoped)
+    else:
+        values.pop(project_name, None)
+    return values | dict(given)
+
+
+_RAW_BLOCK = re.compile(r"({%-?\s*raw\s*-?%}.*?{%-?\s*endraw\s*-?%})", re.DOTALL)
+_JINJA_COMMENT = re.compile(r"{#.*?#}", re.DOTALL)
+
+
+def normalized(code: str) -> str:
+    """SQL and Jinja as dbt would run them, without what cannot change that: Jinja comments
+    (outside `{% raw %}`, where they are printed), SQL comments (`--`, `/* */`) and runs of
+    whitespace, all outside string literals. A change inside a literal still counts."""
+    pieces = _RAW_BLOCK.split(code)
+    text = "".join(p if i % 2 else _JINJA_COMMENT.sub(" ", p) for i, p in enumerate(pieces))
+    out: list[str] = []
+    i, n = 0, len(text)
+
+    def space() -> None:
+        if out and out[-1] != " ":
+            out.append(" ")
+
+    while i < n:
+        char = text[i]
+        if char in "'\"`":  # a literal or quoted identifier, '' and "" escapes included
+            end = i + 1
+            while end < n and (text[end] != char or text[end + 1 : end + 2] == char):
+                end += 2 if text[end] == char else 1
+            out.append(text[i : end + 1])
+            i = end + 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            space()
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            space()
+        elif char.isspace():
+            while i < n and text[i].isspace():
+                i += 1
+            space()
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out).strip()
 
 
 def sources_read(lineage: Lineage, universe: Iterable[str]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class DbtProject:
     profile_name: str
     targets: tuple[str, ...]
     default_target: str | None
+    vars: dict[str, Any] = field(default_factory=dict)
+    """dbt_project.yml's `vars:`, as written (global ones, and per-project scopes)."""
 
     @classmethod
     def load(cls, project_dir: Path, profiles_dir: Path | None = None) -> DbtProject:
@@ -74,6 +76,7 @@ class DbtProject:
             profile_name=profile_name,
             targets=tuple(str(t) for t in outputs),
             default_target=str(default) if default and "{{" not in str(default) else None,
+            vars=dict(project.get("vars") or {}),
         )
 
     def check_target(self, target: str | None) -> str | None:

@@ -6,8 +6,10 @@ version of each input it was built from - a source's newest `loaded_at` (dbt sou
 a model's or seed's build (the run that last built it). A node runs when any of these holds:
 
 - it has no mark (new, or never built by a run that keeps marks): `new`;
-- its fingerprint differs (SQL, config, the macros it calls, the ephemeral models it reads):
-  `code changed`;
+- its fingerprint differs (SQL, config, the macros it calls, the ephemeral models it reads;
+  comments and whitespace aside): `code changed`;
+- a var or env var it reads (in its code, config, hooks, macros, ephemeral parents) has another
+  value than it was built with: `var changed: <name>`, `env var changed: <NAME>`;
 - it failed, errored or was skipped in the latest run that kept marks: `previously failed`;
 - a source it reads has newer (or other) data than it was built from: `new data in <source>`;
 - a source it reads has no freshness to tell (no `loaded_at_field`, its query failed):
@@ -130,6 +132,8 @@ def decide(
             return "new (no earlier build recorded)"
         if mark.get("code") != lineage.fingerprint(unique_id):
             return "code changed"
+        if changed := _values_changed(mark.get("values") or {}, lineage.values_read(unique_id)):
+            return changed
         if unique_id in marks.failed:
             return "previously failed or skipped"
         built_from = mark.get("inputs") or {}
@@ -175,6 +179,7 @@ def advance(
                 inputs[parent] = before.version(parent)
         after.nodes[unique_id] = {
             "code": lineage.fingerprint(unique_id),
+            "values": lineage.values_read(unique_id),
             "inputs": inputs,
             "version": run_id,
             "built_at": now,
@@ -182,6 +187,17 @@ def advance(
     after.failed -= built
     after.failed |= {n.unique_id for n in nodes if n.failed or n.status in _NOT_BUILT}
     return after
+
+
+def _values_changed(before: dict[str, str], now: dict[str, str]) -> str | None:
+    """`var changed: lookback_days` (and how many more), or None when the vars and env vars
+    the node reads have the values it was built with."""
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if not changed:
+        return None
+    kind, name = changed[0].split(":", 1)
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return f"{'var' if kind == 'var' else 'env var'} changed: {name}{more}"
 
 
 def _short(unique_id: str) -> str:

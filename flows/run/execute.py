@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -29,7 +30,7 @@ from flows.dbt.invoke import (
     NodeListener,
     ParseReport,
 )
-from flows.dbt.lineage import Lineage, sources_read
+from flows.dbt.lineage import Lineage, effective_vars, sources_read
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
 from flows.publish.build import restore_consumer_names
@@ -207,7 +208,8 @@ def _what_changed(
         else:
             log.warning("could not read the environment's marks (not advanced): %s", exc)
             return invocation
-    lineage = Lineage(manifest)
+    project_vars = effective_vars(plan.project.vars, plan.project.name, request.vars)
+    lineage = Lineage(manifest, vars=project_vars, env=os.environ)
     universe = _universe(manifest, request.command, selected, lineage)
     lineage.fingerprint_all(universe)  # now: dbt adds to its nodes' configs as it executes
     sources = invocation.newest_loaded_at(manifest, sources_read(lineage, universe))

@@ -20,7 +20,7 @@ import pytest
 from dbt.cli.main import dbtRunner
 
 from flows.dbt.commands import DbtCommand
-from flows.dbt.lineage import Lineage, sources_read
+from flows.dbt.lineage import Lineage, normalized, sources_read
 from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.run.changes import ChangeReport, Marks, advance, decide
 from flows.run.request import InvalidRunRequest, RunRequest
@@ -164,8 +164,11 @@ def manifest(parsed: tuple[Path, Any]) -> Any:
     return parsed[1]
 
 
-def _reparsed(parsed: tuple[Path, Any], tmp_path: Path, path: str, text: str) -> Lineage:
-    """A copy of the project parsed again after one file (`path`) is given a new `text`.
+def _reparsed(
+    parsed: tuple[Path, Any], tmp_path: Path, path: str, text: str, **lineage: Any
+) -> Lineage:
+    """A copy of the project parsed again after one file (`path`) is given a new `text`
+    (`lineage`: the run's vars and environment).
 
     The copy takes the first parse's partial-parse state with it, so dbt re-parses only what
     the edit touches, as it does in production with the image's baked state.
@@ -173,7 +176,7 @@ def _reparsed(parsed: tuple[Path, Any], tmp_path: Path, path: str, text: str) ->
     project = tmp_path / P
     shutil.copytree(parsed[0], project, ignore=shutil.ignore_patterns("logs", "*.duckdb"))
     (project / path).write_text(text)
-    return Lineage(_parse(project))
+    return Lineage(_parse(project), **lineage)
 
 
 def _universe(manifest: Any) -> list[str]:
@@ -336,6 +339,90 @@ def test_a_change_to_a_macro_called_by_that_macro_is_a_code_change(manifest, par
     )
     decided = decide(edited, _universe(manifest), marks, _sources())
     assert decided.ran.get(RPT_REVENUE) == "code changed"
+
+
+KNOWN = {ORDERS: LOADED, CUSTOMERS: LOADED}  # every source has a known loaded_at
+
+
+def test_comments_and_whitespace_are_no_change_but_a_string_literal_is(manifest, parsed, tmp_path):
+    marks = _built(Lineage(manifest), _universe(manifest), KNOWN)
+    reformatted = _reparsed(
+        parsed,
+        tmp_path / "reformatted",
+        "models/marts/dim_regions.sql",
+        "{# regions, once each #}\nselect distinct\n    region  -- the region\n"
+        "from {{ ref('countries') }} /* seeded */\n",
+    )
+    decided = decide(reformatted, _universe(manifest), marks, KNOWN)
+    assert DIM_REGIONS in decided.unchanged and RPT_REGIONS in decided.unchanged
+    in_a_literal = _reparsed(
+        parsed,
+        tmp_path / "literal",
+        "models/marts/dim_regions.sql",
+        "select distinct region from {{ ref('countries') }} where region <> '--  x'\n",
+    )
+    assert decide(in_a_literal, _universe(manifest), marks, KNOWN).ran[DIM_REGIONS] == (
+        "code changed"
+    )
+
+
+def test_normalized_code_keeps_literals_and_printed_comments():
+    assert normalized("select  1 -- one\n,\t2 /* two */") == "select 1 , 2"
+    assert normalized("select 'a  -- b', \"x  y\" {# gone #}") == "select 'a  -- b', \"x  y\""
+    assert normalized("select 'it''s  -- here'") == "select 'it''s  -- here'"
+    kept = "{% raw %}{# printed #}{% endraw %}"
+    assert normalized(f"select '{kept}'") == f"select '{kept}'"
+    assert normalized(f"select 1 {kept}") == f"select 1 {kept}"
+
+
+READS_A_VAR = (
+    "select distinct region from {{ ref('countries') }}\n"
+    'where region <> \'{{ var("excluded_region", "none") }}\'\n'
+)
+
+
+def test_a_changed_var_runs_exactly_the_models_that_read_it_and_their_descendants(
+    manifest, parsed, tmp_path
+):
+    path = "models/marts/dim_regions.sql"
+    before = _reparsed(parsed, tmp_path / "a", path, READS_A_VAR, vars={"excluded_region": "EU"})
+    marks = _built(before, _universe(manifest), KNOWN)
+    assert decide(before, _universe(manifest), marks, KNOWN).ran == {}
+    after = _reparsed(parsed, tmp_path / "b", path, READS_A_VAR, vars={"excluded_region": "NA"})
+    decided = decide(after, _universe(manifest), marks, KNOWN)
+    assert decided.ran[DIM_REGIONS] == "var changed: excluded_region"
+    assert decided.ran[RPT_REGIONS] == "upstream dim_regions runs"
+    assert {DIM_REGIONS, RPT_REGIONS} | _tests_of(manifest, DIM_REGIONS) == set(decided.ran)
+    other = _reparsed(  # a var nobody reads: nothing runs
+        parsed, tmp_path / "c", path, READS_A_VAR, vars={"excluded_region": "EU", "x": 1}
+    )
+    assert decide(other, _universe(manifest), marks, KNOWN).ran == {}
+
+
+def test_a_var_named_other_than_by_a_literal_reads_them_all(manifest, parsed, tmp_path):
+    path = "models/marts/dim_regions.sql"
+    code = "{% set name = 'any' %}select '{{ var(name, 1) }}' as region\n"
+    before = _reparsed(parsed, tmp_path / "a", path, code, vars={"any": 1, "other": 1})
+    marks = _built(before, _universe(manifest), KNOWN)
+    after = _reparsed(parsed, tmp_path / "b", path, code, vars={"any": 1, "other": 2})
+    assert decide(after, _universe(manifest), marks, KNOWN).ran[DIM_REGIONS] == (
+        "var changed: other"
+    )
+
+
+def test_an_env_var_read_by_a_macro_runs_the_models_that_call_it(manifest, parsed, tmp_path):
+    path = "macros/_divide.sql"
+    code = (
+        "{% macro _divide(a, b) %}({{ a }} / {{ b }} * "
+        "{{ env_var('TINY_SCALE', '1') }}){% endmacro %}\n"
+    )
+    before = _reparsed(parsed, tmp_path / "a", path, code, env={"TINY_SCALE": "1"})
+    marks = _built(before, _universe(manifest), KNOWN)
+    after = _reparsed(parsed, tmp_path / "b", path, code, env={"TINY_SCALE": "2"})
+    decided = decide(after, _universe(manifest), marks, KNOWN)
+    assert decided.ran == {RPT_REVENUE: "env var changed: TINY_SCALE"}
+    kept = advance(marks, after, [node(RPT_REVENUE)], KNOWN, "r2").nodes[RPT_REVENUE]["values"]
+    assert set(kept) == {"env:TINY_SCALE"} and kept["env:TINY_SCALE"] not in ("1", "2")  # a digest
 
 
 def test_a_change_to_an_ephemeral_model_runs_the_model_that_reads_it(manifest, parsed, tmp_path):
