@@ -1,13 +1,13 @@
-"""`ferry report`: an environment's run history as one self-contained HTML page.
+"""`ferry report`: an environment's run history as one HTML page that opens offline.
 
 Reads the artifact store through the same cache as `ferry history` (flows/history/), then
-flows.report.render draws it; the page opens offline (plotly.js is inlined).
+flows.report.render writes the page and flows.report.site puts it in its folder, with plotly.js
+in `assets/` beside it (written once per plotly.js version), as a run puts it in the store.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "report",
         help="an environment's run history as one HTML page that opens offline",
-        description="Writes one self-contained HTML page (no CDN, no server) of the runs stored "
-        "in the artifact store: run durations by outcome, the slowest models, the latest "
-        "regressions and anomalies, failure and warning rates by day, rows affected. Exit 0, "
-        "1 when the store cannot be read or the page cannot be written, 2 on bad input.",
+        description="Writes one HTML page (no CDN, no server; plotly.js in assets/ beside it) "
+        "of the runs stored in the artifact store: run durations by outcome, the slowest "
+        "models, the latest regressions and anomalies, failure and warning rates by day, rows "
+        "affected. Exit 0, 1 when the store cannot be read or the page cannot be written, 2 on "
+        "bad input.",
     )
     add_stored_runs_arguments(parser)
     parser.add_argument(
@@ -39,9 +40,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> ExitCode:
-    from flows.artifacts import ArtifactStoreError
+    from flows.artifacts import ArtifactStoreError, LocalStore
     from flows.history.query import refresh_tables
     from flows.report.render import report
+    from flows.report.site import publish
 
     runs = StoredRuns.open(args)
     if args.out.is_dir():
@@ -56,18 +58,7 @@ def _report(args: argparse.Namespace) -> ExitCode:
             store_url=runs.store.url,
             since=runs.since,
         )
-    with classify(failed=(OSError,)):
-        _write(args.out, made.html)
+    with classify(failed=(OSError, LookupError)):  # LookupError: plotly.js not found
+        publish(LocalStore(args.out.parent), args.out.name, made.html)
     print(f"ferry: report of {made.runs} run(s) written to {args.out}")
     return ExitCode.OK
-
-
-def _write(path: Path, page: str) -> None:
-    """Written beside, then moved into place: a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

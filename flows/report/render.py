@@ -1,9 +1,11 @@
-"""The report's page: a header, five sections, and plotly.js inlined once.
+"""The report's page: a header, five sections, and the data of its four figures.
 
 DuckDB reduces the runs and nodes tables to what each figure draws (at most `_BUCKETS` points
 per line, one point per run for the durations), so the page's size follows the number of runs,
-never runs x nodes. Every string that comes from the data is HTML-escaped, in the page and in
-the figures' labels (plotly.js renders a subset of HTML in them).
+never runs x nodes. The page carries that data as JSON and draws it in the browser (figures.js
+with plotly.js): no figure is built in Python, so a run pays for its queries alone. Every string
+that comes from the data is HTML-escaped, in the page and in the figures' labels (plotly.js
+renders a subset of HTML in them).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from flows.artifacts import console_url, docs_key
 from flows.history.query import NODES_TABLE, RUNS_TABLE
-from flows.report.page import esc, no_runs, note, page, section
+from flows.report.page import esc, figure, label, no_runs, note, page, section
 
 _TOP = 10
 # A trend line is the median per time window, at most this many windows over the runs shown.
@@ -35,6 +37,14 @@ _FAILED_OUTCOMES = ("failed", "invalid")
 _SIGNAL_NAMES = {"regression": "slower", "unusual": "unusual volume", "nothing_new": "nothing new"}
 # What a run was: its deployment (or ad-hoc) and its request, e.g. `dbt/build-prod: build`.
 _RUN_LABEL = "coalesce(deployment, '?') || ': ' || coalesce(selection, '?')"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A section of the page, and the data of the figure it places (None: it places none)."""
+
+    html: str
+    figure: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ def report(
     }
     if since:
         facts["since"] = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    empty = Report(page(env, facts | {"runs": "0"}, [no_runs(env)], with_plotly=False), 0)
+    empty = Report(page(env, facts | {"runs": "0"}, [no_runs(env)]), 0)
     if not (folder / RUNS_TABLE).is_file():
         return empty
     con = duckdb.connect()
@@ -87,10 +97,10 @@ def report(
             return empty
         width_s = max(1, math.ceil(summary.span_s / _BUCKETS))
         docs = _docs_links(con, store_url, env)
-        sections = [
+        parts = [
             _durations(con, summary.runs),
             _slowest(con, width_s),
-            _signals(con),
+            _Part(_signals(con)),
             _failure_rate(con),
             _rows(con, width_s),
         ]
@@ -100,7 +110,8 @@ def report(
         "runs": f"{summary.runs:,} ({summary.first} to {summary.last} UTC)",
         "latest run": summary.latest,
     }
-    html = page(env, facts, sections, with_plotly=True, links={"docs": docs})
+    figures = [part.figure for part in parts if part.figure is not None]
+    html = page(env, facts, [part.html for part in parts], figures=figures, links={"docs": docs})
     return Report(html, summary.runs)
 
 
@@ -176,10 +187,8 @@ def _file_url(location: str) -> str:
     return path.as_uri() if path.is_absolute() else location
 
 
-def _durations(con: Any, runs: int) -> str:
+def _durations(con: Any, runs: int) -> _Part:
     """(a) Each run's duration, coloured by outcome."""
-    import plotly.graph_objects as go
-
     rows = con.execute(
         f"""
         select * from (
@@ -195,35 +204,40 @@ def _durations(con: Any, runs: int) -> str:
     by_outcome: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         by_outcome.setdefault(row[2], []).append(row)
-    fig = go.Figure()
-    for outcome in sorted(by_outcome, key=_outcome_order):
-        points = by_outcome[outcome]
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0] for p in points],
-                y=[p[1] for p in points],
-                customdata=[[esc(p[3]), esc(p[4])] for p in points],
-                mode="markers",
-                name=esc(outcome),
-                marker={"color": _OUTCOME_COLOURS.get(outcome, _OTHER_COLOUR), "size": 6},
-                hovertemplate="%{x} UTC<br>%{customdata[0]}<br>%{y:.1f} s<br>"
-                "run %{customdata[1]}<extra>%{fullData.name}</extra>",
-            )
-        )
-    _layout(fig, "seconds")
+    # A few deployments and requests over thousands of runs: each point names its own by index.
+    requests = sorted({row[3] for row in rows})
+    index = {request: i for i, request in enumerate(requests)}
+    series = [
+        {
+            "name": label(outcome),
+            "colour": _OUTCOME_COLOURS.get(outcome, _OTHER_COLOUR),
+            "x": [p[0] for p in points],
+            "y": [_number(p[1]) for p in points],
+            "request": [index[p[3]] for p in points],
+            "run": [label(p[4]) for p in points],
+        }
+        for outcome, points in sorted(by_outcome.items(), key=lambda o: _outcome_order(o[0]))
+    ]
     capped = runs > _MAX_RUNS_PLOTTED
     shown = f"The newest {_MAX_RUNS_PLOTTED:,} of {runs:,} runs." if capped else ""
-    return section(
-        "Run duration",
-        "How long each run took, from start to verdict; colour is its outcome.",
-        _figure(fig, "plot-durations") + note(shown),
+    div = "plot-durations"
+    return _Part(
+        section(
+            "Run duration",
+            "How long each run took, from start to verdict; colour is its outcome.",
+            figure(div) + note(shown),
+        ),
+        {
+            "id": div,
+            "kind": "durations",
+            "requests": [label(r) for r in requests],
+            "series": series,
+        },
     )
 
 
-def _slowest(con: Any, width_s: int) -> str:
+def _slowest(con: Any, width_s: int) -> _Part:
     """(b) The slowest models by p95, and their duration over the runs."""
-    import plotly.graph_objects as go
-
     rows = con.execute(
         f"""
         with timed as (
@@ -243,25 +257,17 @@ def _slowest(con: Any, width_s: int) -> str:
         """
     ).fetchall()
     if not rows:
-        return section("The slowest models", "", note("No model, snapshot or seed ran yet."))
-    fig = go.Figure()
-    for uid, p95, points in _lines(rows):
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0] for p in points],
-                y=[p[1] for p in points],
-                mode="lines+markers",
-                marker={"size": 4},
-                name=f"{esc(uid)} (p95 {p95:.1f} s)",
-                hovertemplate="%{x} UTC<br>%{y:.2f} s<extra>%{fullData.name}</extra>",
-            )
-        )
-    _layout(fig, "seconds")
-    return section(
-        "The slowest models",
-        f"The {_TOP} models, snapshots and seeds slowest at the 95th percentile, and their "
-        f"duration over the runs{_window_text(width_s)}.",
-        _figure(fig, "plot-slowest"),
+        return _Part(section("The slowest models", "", note("No model, snapshot or seed ran yet.")))
+    series = [_line(f"{label(uid)} (p95 {p95:.1f} s)", points) for uid, p95, points in _lines(rows)]
+    div = "plot-slowest"
+    return _Part(
+        section(
+            "The slowest models",
+            f"The {_TOP} models, snapshots and seeds slowest at the 95th percentile, and their "
+            f"duration over the runs{_window_text(width_s)}.",
+            figure(div),
+        ),
+        {"id": div, "kind": "slowest", "series": series},
     )
 
 
@@ -349,10 +355,8 @@ def _what(
     return f"{rows or 0:,} rows, {usual}, {deviation or 0:.1f} sd away"
 
 
-def _failure_rate(con: Any) -> str:
+def _failure_rate(con: Any) -> _Part:
     """(d) Per day: the share of nodes failed and warned, and the runs failed."""
-    import plotly.graph_objects as go
-
     failed_runs = ", ".join(f"'{o}'" for o in _FAILED_OUTCOMES)
     rows = con.execute(
         f"""
@@ -377,56 +381,28 @@ def _failure_rate(con: Any) -> str:
         order by r.day
         """
     ).fetchall()
-    days = [r[0] for r in rows]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=days,
-            y=[r[2] for r in rows],
-            customdata=[r[1] for r in rows],
-            name="runs failed",
-            yaxis="y2",
-            marker={"color": "rgba(198, 40, 40, 0.25)"},
-            hovertemplate="%{x}<br>%{y} of %{customdata} runs failed<extra></extra>",
-        )
-    )
-    for column, name, colour in ((3, "nodes failed", "#c62828"), (4, "nodes warned", "#f9a825")):
-        fig.add_trace(
-            go.Scatter(
-                x=days,
-                y=[r[column] for r in rows],
-                mode="lines+markers",
-                name=name,
-                line={"color": colour},
-                hovertemplate="%{x}<br>%{y:.2f}%<extra>" + name + "</extra>",
-            )
-        )
-    _layout(fig, "% of nodes")
-    fig.update_layout(
-        yaxis={"rangemode": "tozero", "ticksuffix": "%"},
-        yaxis2={
-            "title": {"text": "runs failed"},
-            "overlaying": "y",
-            "side": "right",
-            "rangemode": "tozero",
-            "showgrid": False,
-            # whole runs: a tick every run up to 5, then every few
-            "dtick": max(1, math.ceil(max((r[2] for r in rows), default=0) / 5)),
+    div = "plot-failure-rate"
+    return _Part(
+        section(
+            "Failures and warnings by day",
+            "Lines: the share of the day's nodes that failed or warned. Bars: the day's runs "
+            "that failed (right axis).",
+            figure(div),
+        ),
+        {
+            "id": div,
+            "kind": "failures",
+            "days": [r[0] for r in rows],
+            "runs": [r[1] for r in rows],
+            "runs_failed": [r[2] for r in rows],
+            "failed_pct": [_number(r[3]) for r in rows],
+            "warned_pct": [_number(r[4]) for r in rows],
         },
-        xaxis={"type": "date"},
-    )
-    return section(
-        "Failures and warnings by day",
-        "Lines: the share of the day's nodes that failed or warned. Bars: the day's runs "
-        "that failed (right axis).",
-        _figure(fig, "plot-failure-rate"),
     )
 
 
-def _rows(con: Any, width_s: int) -> str:
+def _rows(con: Any, width_s: int) -> _Part:
     """(e) Rows affected per model over the runs, the models with the most rows."""
-    import plotly.graph_objects as go
-
     rows = con.execute(
         f"""
         with counted as (select * from nodes where rows is not null),
@@ -444,33 +420,28 @@ def _rows(con: Any, width_s: int) -> str:
     ).fetchall()
     title = "Rows affected"
     if not rows:
-        return section(
-            title,
-            "",
-            note(
-                "No rows affected were reported for these runs: the adapter does not count them "
-                "(DuckDB's does not; PostgreSQL's and Redshift's do), so there is nothing to plot."
-            ),
-            section_id="rows-none",
-        )
-    fig = go.Figure()
-    for uid, _, points in _lines(rows):
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0] for p in points],
-                y=[p[1] for p in points],
-                mode="lines+markers",
-                marker={"size": 4},
-                name=esc(uid),
-                hovertemplate="%{x} UTC<br>%{y:,.0f} rows<extra>%{fullData.name}</extra>",
+        return _Part(
+            section(
+                title,
+                "",
+                note(
+                    "No rows affected were reported for these runs: the adapter does not count "
+                    "them (DuckDB's does not; PostgreSQL's and Redshift's do), so there is "
+                    "nothing to plot."
+                ),
+                section_id="rows-none",
             )
         )
-    _layout(fig, "rows")
-    return section(
-        title,
-        f"The rows each of the {_TOP} models with the most rows wrote, as the adapter reported "
-        f"them{_window_text(width_s)}.",
-        _figure(fig, "plot-rows"),
+    series = [_line(label(uid), points) for uid, _, points in _lines(rows)]
+    div = "plot-rows"
+    return _Part(
+        section(
+            title,
+            f"The rows each of the {_TOP} models with the most rows wrote, as the adapter "
+            f"reported them{_window_text(width_s)}.",
+            figure(div),
+        ),
+        {"id": div, "kind": "rows", "series": series},
     )
 
 
@@ -502,26 +473,13 @@ def _outcome_order(outcome: str) -> int:
     return order.index(outcome) if outcome in order else len(order)
 
 
-def _layout(fig: Any, y_title: str) -> None:
-    fig.update_layout(
-        template="plotly_white",
-        height=420,
-        margin={"l": 60, "r": 60, "t": 20, "b": 40},
-        yaxis_title=y_title,
-        legend={"orientation": "h", "y": -0.15},
-        hovermode="closest",
-    )
+def _line(name: str, points: list[tuple[str, float]]) -> dict[str, Any]:
+    return {"name": name, "x": [p[0] for p in points], "y": [_number(p[1]) for p in points]}
 
 
-def _figure(fig: Any, div_id: str) -> str:
-    import plotly.io as pio
-
-    return str(
-        pio.to_html(
-            fig,
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=div_id,
-            config={"displaylogo": False, "responsive": True},
-        )
-    )
+def _number(value: Any) -> float | None:
+    """A measure as JSON has it: a missing or non-finite one (NaN) is null, a gap in a line."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -128,10 +128,11 @@ def record(
         return time.perf_counter() - started
     try:
         from flows.report.render import report
+        from flows.report.site import publish
 
         page = report(comparison.tables, env=env, project=project, store_url=planned.store.url).html
-        planned.store.put_bytes(store.report_key(project, env), page.encode())
-        log.info("report refreshed: %s", comparison.report)
+        wrote = publish(planned.store, store.report_key(project, env), page)
+        log.info("report refreshed: %s (wrote %s)", comparison.report, wrote.describe())
     except Exception as exc:
         log.warning("could not refresh the report: %s", exc)
     return time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""`ferry report`: the page drawn from history records, and the command that writes it."""
+"""`ferry report`: the page drawn from history records, the command that writes it, and how a
+run publishes it (the page, and plotly.js beside it once per version)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-from flows.artifacts import LocalStore, index_key
+from flows.artifacts import LocalStore, index_key, open_store
 from flows.cli import main as ferry
 from flows.exit_codes import ExitCode
 from flows.history.query import refresh_tables
+from flows.history.store import report_key
+from flows.report.page import page
 from flows.report.render import report
+from flows.report.site import publish
 from flows.run.history import record_of
 from flows.run.summary import RunSummary
 from tests.stored_runs import stored_run
@@ -22,6 +29,8 @@ from tests.stored_runs import stored_run
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 PLOTS = ("plot-durations", "plot-slowest", "plot-failure-rate", "plot-rows")
+# The installed plotly's plotly.js, as plotly itself names its version.
+PLOTLY_JS = f"assets/plotly-{get_plotlyjs_version()}.min.js"
 
 
 def summary(n, *, project="shop", deployment="dbt/build-prod", outcome="success", **fields):
@@ -67,9 +76,16 @@ def page_of(folder: Path, **kwargs) -> str:
     return report(folder, **args).html
 
 
-def text_of(page: str) -> str:
-    """The page without plotly.js: what the report itself wrote."""
-    return re.sub(r"<script type=\"text/javascript\">.*?</script>", "", page, flags=re.S)
+def figures_of(page: str) -> dict[str, dict]:
+    """The data the page's script draws, by the id of the figure's element."""
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
+    assert found, "the page carries no figure data"
+    return {f["id"]: f for f in json.loads(found[1])["figures"]}
+
+
+def fetched(page: str) -> list[str]:
+    """Every address the page's elements load (scripts, styles, images, frames)."""
+    return re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=\"([^\"]*)\"", page)
 
 
 @pytest.fixture
@@ -86,14 +102,17 @@ def ten(tmp_path) -> Path:
     return folder
 
 
-def test_every_plot_and_the_header_are_on_one_self_contained_page(ten):
+def test_every_plot_and_the_header_are_on_one_page_that_loads_only_plotly_js_beside_it(ten):
     page = page_of(ten)
+    figures = figures_of(page)
     for plot in PLOTS:
-        assert f'id="{plot}"' in page
-        assert f'Plotly.newPlot(                        "{plot}"' in page
-    assert page.count('<script type="text/javascript">/**\n* plotly.js') == 1
-    own = text_of(page)
-    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", own), "nothing is fetched"
+        assert f'<div id="{plot}" class="figure"></div>' in page
+        assert plot in figures  # its data, which the page's script draws with Plotly.newPlot
+    assert "Plotly.newPlot(figure.id" in page  # the page's own script, inlined
+    # plotly.js (4.8 MB) is not in the page: the page loads it from beside itself, nothing else
+    assert fetched(page) == [PLOTLY_JS]
+    assert "plotly.js v" not in page and len(page.encode()) < 60_000
+    own = page
     followed = re.sub(r'<a href="[^"]*">', "", own)  # links a reader follows: never fetched
     assert "http" not in followed.replace("http://www.w3.org", "")
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", own))
@@ -106,12 +125,34 @@ def test_every_plot_and_the_header_are_on_one_self_contained_page(ten):
 
 
 def test_the_figures_carry_aggregates_of_the_runs(ten):
-    own = text_of(page_of(ten))
-    assert '"name":"success"' in own and '"name":"failed"' in own
-    assert "model.shop.orders (p95 9.5 s)" in own  # 1..10 s: p95 9.55
-    assert '"2026-11-01"' in own  # the one day of the failure-rate plot
-    assert '"y":[1]' in own  # one run failed that day
-    assert '"y":[5.0]' in own and "nodes warned" in own  # 1 of 20 nodes failed, 1 warned
+    figures = figures_of(page_of(ten))
+    assert figures["plot-durations"]["requests"] == ["dbt/build-prod: build"]
+    durations = {s["name"]: s for s in figures["plot-durations"]["series"]}
+    assert list(durations) == ["success", "failed"]  # in the order of the outcomes' colours
+    assert durations["failed"]["y"] == [67.0] and durations["failed"]["colour"] == "#c62828"
+    assert durations["failed"]["x"] == ["2026-11-01 13:00:00"]
+    assert (durations["failed"]["request"], durations["failed"]["run"]) == ([0], ["run-007"])
+    assert len(durations["success"]["y"]) == 9 and durations["success"]["request"] == [0] * 9
+    [slowest] = figures["plot-slowest"]["series"]
+    assert slowest["name"] == "model.shop.orders (p95 9.5 s)"  # 1..10 s: p95 9.55
+    assert slowest["y"] == [float(n) for n in range(1, 11)]  # each run its own point
+    failures = figures["plot-failure-rate"]
+    assert failures["days"] == ["2026-11-01"]  # the one day of the failure-rate plot
+    assert (failures["runs"], failures["runs_failed"]) == ([10], [1])  # one run failed that day
+    assert failures["failed_pct"] == [5.0] and failures["warned_pct"] == [5.0]  # 1 of 20 nodes
+    [rows] = figures["plot-rows"]["series"]
+    assert rows["name"] == "model.shop.orders" and rows["y"] == [500.0 + n for n in range(1, 11)]
+
+
+def test_each_run_of_the_durations_plot_names_its_own_request(ten):
+    write(ten, summary(11, deployment="dbt/run-prod", request={"command": "run"}), results())
+    figures = figures_of(page_of(ten))
+    durations = figures["plot-durations"]
+    [success] = [s for s in durations["series"] if s["name"] == "success"]
+    pairs = zip(success["run"], success["request"], strict=True)
+    named = {run: durations["requests"][i] for run, i in pairs}
+    assert named["run-011"] == "dbt/run-prod: run"
+    assert named["run-010"] == "dbt/build-prod: build"
 
 
 def test_every_string_of_the_data_is_escaped(tmp_path):
@@ -126,11 +167,26 @@ def test_every_string_of_the_data_is_escaped(tmp_path):
     write(folder, body, results(model=f"model.shop.{evil}"))
     page = page_of(folder, env="<b>prod</b>", store_url=f"s3://arts/{evil}")
     assert evil not in page and "<b>prod</b>" not in page
-    own = text_of(page)
+    own = page
     assert "&lt;b&gt;prod&lt;/b&gt;" in own
     assert own.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 4  # header, table
-    # the figures' labels too: plotly.js renders some HTML in them, and decodes the entities
-    assert '"name":"model.shop.&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"' in own
+    # the figures' labels too: plotly.js renders some HTML in them, and decodes &lt; and &gt;
+    # (not &quot;: a quote stays as it is, shown as written)
+    escaped = '&lt;img src=x onerror="alert(1)"&gt;'
+    figures = figures_of(page)
+    assert figures["plot-rows"]["series"][0]["name"] == f"model.shop.{escaped}"
+    assert figures["plot-slowest"]["series"][0]["name"] == f"model.shop.{escaped} (p95 1.0 s)"
+    assert figures["plot-durations"]["requests"] == [f"{escaped}: build"]
+
+
+def test_no_string_of_the_data_can_end_the_script_element_that_carries_it():
+    """The JSON sits in a <script> element: a `</script` in it would end the element early and
+    the rest would be read as HTML. Every `<` of it is written as an escape."""
+    raw = "</script><script>alert(1)</script><!--"
+    figures = [{"id": "plot-rows", "kind": "rows", "series": [{"name": raw, "x": [], "y": []}]}]
+    written = page("prod", {}, ["<section></section>"], figures=figures)
+    assert written.count("</script>") == 4  # the PlotlyConfig, plotly.js, the data, the script
+    assert figures_of(written)["plot-rows"]["series"][0]["name"] == raw
 
 
 def test_zero_runs_render_a_message(tmp_path):
@@ -139,7 +195,7 @@ def test_zero_runs_render_a_message(tmp_path):
     made = report(folder, env="prod", project=None, store_url="s3://arts/dbt", now=NOW)
     assert made.runs == 0
     assert 'id="no-runs"' in made.html and "No runs yet" in made.html
-    assert "plotly.js" not in made.html and "<dd>0</dd>" in made.html
+    assert "<script" not in made.html and "<dd>0</dd>" in made.html  # nothing to draw: no script
 
 
 def test_the_signals_table_shows_the_latest_run_of_each_deployment(tmp_path):
@@ -215,7 +271,7 @@ def test_project_and_since_narrow_the_runs(ten):
     write(ten, summary(11, project="other"), results(model="model.other.big"))
     assert report(ten, env="prod", project=None, store_url="x").runs == 11
     only = report(ten, env="prod", project="shop", store_url="x", since=T0 + timedelta(hours=8))
-    assert only.runs == 3 and "model.other.big" not in text_of(only.html)
+    assert only.runs == 3 and "model.other.big" not in only.html
     assert report(ten, env="prod", project="nope", store_url="x").runs == 0
 
 
@@ -240,9 +296,76 @@ def test_the_command_writes_the_page_and_says_where(tmp_path, capsys):
     assert ferry(argv) == ExitCode.OK
     assert capsys.readouterr().out == f"ferry: report of 3 run(s) written to {out}\n"
     assert 'id="plot-durations"' in out.read_text()
-    assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temporary left
+    # the page, and plotly.js beside it where the page loads it from; no temporary left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["assets", "index.html"]
+    asset = out.parent / PLOTLY_JS
+    assert [p.name for p in asset.parent.iterdir()] == [asset.name]
+    assert asset.read_text(encoding="utf-8") == get_plotlyjs()
+    before = asset.stat()
     assert ferry([*argv, "--since", "2026-11-01T08:30"]) == ExitCode.OK
     assert "report of 1 run(s)" in capsys.readouterr().out
+    after = asset.stat()  # plotly.js was there: left as it was, not written again
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+class CountingStore:
+    """A store that records every write: (key, bytes)."""
+
+    def __init__(self, store):
+        self.inner, self.writes = store, []
+        self.url = store.url
+
+    def put_bytes(self, key, data):
+        self.writes.append((key, len(data)))
+        self.inner.put_bytes(key, data)
+
+    def put_file(self, key, path):
+        self.writes.append((key, path.stat().st_size))
+        self.inner.put_file(key, path)
+
+    def list_keys(self, prefix):
+        return self.inner.list_keys(prefix)
+
+
+def publishes(store, html: str) -> list[list[tuple[str, int]]]:
+    """What three runs of the environment wrote, each in order."""
+    counting = CountingStore(store)
+    writes = []
+    for _ in range(3):
+        publish(counting, report_key("shop", "prod"), html)
+        writes.append(counting.writes)
+        counting.writes = []
+    return writes
+
+
+def test_a_run_publishes_plotly_js_once_per_version_then_the_page_alone(ten, tmp_path):
+    html = page_of(ten)
+    store = LocalStore(tmp_path / "store")
+    # a page of an older plotly.js: its file is no use to this one
+    store.put_bytes("shop/prod/report/assets/plotly-0.0.1.min.js", b"old")
+    asset = f"shop/prod/report/{PLOTLY_JS}"
+    size = len(get_plotlyjs().encode())
+    first, second, third = publishes(store, html)
+    assert first == [(asset, size), ("shop/prod/report/index.html", len(html.encode()))]
+    assert second == third == [("shop/prod/report/index.html", len(html.encode()))]
+    assert store.get_bytes(asset) == get_plotlyjs().encode()
+
+
+@mock_aws
+def test_on_s3_too_a_run_uploads_plotly_js_only_when_the_store_lacks_it(ten):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="arts")
+    html = page_of(ten)
+    first, second, _ = publishes(open_store("s3://arts/dbt"), html)
+    assert [key for key, _ in first] == [
+        f"shop/prod/report/{PLOTLY_JS}",
+        "shop/prod/report/index.html",
+    ]
+    assert second == [("shop/prod/report/index.html", len(html.encode()))]
+    keys = boto3.client("s3").list_objects_v2(Bucket="arts", Prefix="dbt/shop/prod/report/")
+    assert sorted(o["Key"] for o in keys["Contents"]) == [
+        f"dbt/shop/prod/report/{PLOTLY_JS}",
+        "dbt/shop/prod/report/index.html",
+    ]
 
 
 def test_an_empty_store_writes_a_page_of_no_runs(tmp_path, capsys):
