@@ -89,9 +89,10 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "history",
         help="the stored runs of an environment and each node's durations and failure rate",
-        description="The runs stored in the artifact store (newest first) and, per dbt node, "
-        "runs, median/p95/last duration, failure and warning rates and rows affected. Exit 0, "
-        "1 when the store cannot be read, 2 on bad input.",
+        description="The runs stored in the artifact store (newest first), with the timing "
+        "regressions and volume anomalies each found, and, per dbt node, runs, median/p95/last "
+        "duration, failure and warning rates and rows affected. Exit 0, 1 when the store "
+        "cannot be read, 2 on bad input.",
     )
     add_stored_runs_arguments(parser)
     parser.add_argument("--limit", type=int, default=20, help="rows per table (default 20)")
@@ -154,10 +155,13 @@ _RUN_COLUMNS = (
     "outcome",
     "took",
     "failed",
+    "signals",
     "git",
     "image",
 )
 _NODE_COLUMNS = ("node", "runs", "median", "p95", "last", "failed", "warned", "rows")
+# The signals column's width: the first (the worst) signal, its node's name shortened to fit.
+_SIGNALS_WIDTH = 50
 
 
 def _run_row(run: dict[str, Any]) -> tuple[str, ...]:
@@ -169,9 +173,32 @@ def _run_row(run: dict[str, Any]) -> tuple[str, ...]:
         run["outcome"] or "",
         _seconds(run["duration_s"]),
         (failed[0] + (f" +{len(failed) - 1}" if len(failed) > 1 else "")) if failed else "",
+        _signals(run["regressions"], run["anomalies"]),
         (run["git_sha"] or "")[:8],
         (run["image_digest"] or "").removeprefix("sha256:")[:12],
     )
+
+
+def _signals(regressions: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> str:
+    """What the run found against the runs before it (flows.history.signals, each list worst
+    first): `slow: fct_orders 42.0s (usual 12.0s) +2`, `rows: dim_x 0 (usual 1,000)`."""
+    slow = [
+        ("slow", r["unique_id"], f"{_seconds(r['s'])} (usual {_seconds(r['usual_s'])})")
+        for r in regressions
+    ]
+    rows = [
+        ("rows", a["unique_id"], f"{a['rows']:,} (usual {a['usual_rows']:,.0f})") for a in anomalies
+    ]
+    found = slow + rows
+    if not found:
+        return ""
+    kind, unique_id, what = found[0]
+    more = f" +{len(found) - 1}" if len(found) > 1 else ""
+    name = unique_id.split(".", 2)[-1]  # model.shop.fct_orders: fct_orders
+    room = _SIGNALS_WIDTH - len(f"{kind}:  {what}{more}")
+    if len(name) > room:
+        name = name[: max(room - 3, 1)] + "..."
+    return f"{kind}: {name} {what}{more}"
 
 
 def _node_row(node: dict[str, Any]) -> tuple[str, ...]:

@@ -87,7 +87,9 @@ def ask(
             con,
             """
             select started_at, project, deployment, selection, target, outcome, duration_s,
-                failed, git_sha, image_digest, run_id, flow_run_id, verdict
+                failed, git_sha, image_digest, run_id, flow_run_id, verdict,
+                -- a record without them (none was kept) found none
+                coalesce(regressions, []) as regressions, coalesce(anomalies, []) as anomalies
             from picked order by started_at desc, run_id limit ?
             """,
             [limit],

@@ -68,6 +68,10 @@ def test_history_shows_duckdb_and_postgres_runs_with_node_stats(shop_duckdb, tmp
     )
     assert oldest["target"] == "duckdb" and oldest["selection"] == "run --select staging"
     assert newest["outcome"] == "success" and newest["failed"] == []
+    # what each run found against the runs before it, as its summary has it: nothing (one
+    # earlier run gives no usual time), and the JSON says so rather than leaving it out
+    assert on_postgres.regressions == on_postgres.anomalies == on_duckdb.regressions == []
+    assert [(r["regressions"], r["anomalies"]) for r in data["runs"]] == [([], []), ([], [])]
     assert newest["duration_s"] == on_postgres.duration_s
 
     nodes = {n["node"]: n for n in data["nodes"]}

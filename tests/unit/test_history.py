@@ -100,6 +100,17 @@ def ten_runs(store):
         )
 
 
+SLOW = {"unique_id": "model.shop.fct_orders", "s": 42.0, "usual_s": 12.0, "runs": 20}
+NOTHING_NEW = {
+    "unique_id": "model.shop.dim_x",
+    "kind": "nothing_new",
+    "rows": 0,
+    "usual_rows": 1000.0,
+    "deviation": 8.0,
+    "runs": 20,
+}
+
+
 def by_node(history):
     return {n["node"]: n for n in history.nodes}
 
@@ -237,7 +248,23 @@ def test_a_run_stored_before_summaries_had_a_version_still_reads(tmp_path):
     assert runs[old["run_id"]]["deployment"] == "-"
     assert runs[old["run_id"]]["selection"] == "build --select tag:daily --exclude tag:lookup"
     assert runs[old["run_id"]]["outcome"] == "failed" and len(runs[old["run_id"]]["failed"]) == 6
+    assert (runs[old["run_id"]]["regressions"], runs[old["run_id"]]["anomalies"]) == ([], [])
     assert runs["run-001"]["deployment"] == "ad-hoc"
+
+
+def test_a_record_kept_before_records_had_signals_shows_none(tmp_path):
+    """A cached record without `regressions` and `anomalies` (one older than them, or written
+    by hand) reads as a run that found none, beside one that found some."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for n, found in ((1, {}), (2, {"regressions": [SLOW], "anomalies": [NOTHING_NEW]})):
+        summary = stored_run(run_id=f"run-{n:03d}", started_at=T0 + timedelta(hours=n))
+        record = record_of(summary, [])
+        del record["regressions"], record["anomalies"]
+        (folder / f"shop__run-{n:03d}.json").write_text(json.dumps(record | found))
+    newest, oldest = ask(folder).runs
+    assert (oldest["regressions"], oldest["anomalies"]) == ([], [])
+    assert (newest["regressions"], newest["anomalies"]) == ([SLOW], [NOTHING_NEW])
 
 
 def test_an_empty_store_answers_nothing(tmp_path):
@@ -335,6 +362,7 @@ def test_the_table_shows_runs_and_nodes(tmp_path, capsys):
         "outcome",
         "took",
         "failed",
+        "signals",
         "git",
         "image",
     ]
@@ -384,3 +412,35 @@ def test_a_reader_that_stops_reading_ends_it_quietly(tmp_path):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (ExitCode.OUTPUT_CLOSED, "")
+
+
+def test_each_run_shows_what_it_found_against_the_runs_before_it(tmp_path, capsys):
+    store = LocalStore(tmp_path / "store")
+    nodes = {"model.shop.fct_orders": ("success", 42.0, None)}
+    write_run(store, 1, nodes=nodes)
+    write_run(store, 2, nodes=nodes, regressions=[SLOW])
+    write_run(store, 3, nodes=nodes, anomalies=[NOTHING_NEW])
+    unusual = NOTHING_NEW | {"kind": "unusual", "rows": 90_000, "usual_rows": 120.0}
+    long = SLOW | {"unique_id": "model.shop." + "a_very_long_model_name_" * 3, "s": 900.0}
+    write_run(store, 4, nodes=nodes, regressions=[long, SLOW], anomalies=[unusual])
+    argv = ["history", "--artifacts", str(store.root), "--env", "prod"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    assert ferry(argv) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    start = lines[2].index("signals")
+    end = lines[2].index("git")
+    cells = {line[:16]: line[start:end].rstrip() for line in lines[3:7]}
+    assert cells == {
+        "2026-11-01 10:00": "slow: a_very_long_model_na... 15m (usual 12.0s) +2",
+        "2026-11-01 09:00": "rows: dim_x 0 (usual 1,000)",
+        "2026-11-01 08:00": "slow: fct_orders 42.0s (usual 12.0s)",
+        "2026-11-01 07:00": "",
+    }
+    assert len(cells["2026-11-01 10:00"]) == 50  # the name is cut, the times and +N are kept
+    assert ferry([*argv, "--json"]) == ExitCode.OK
+    runs = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert (runs["run-001"]["regressions"], runs["run-001"]["anomalies"]) == ([], [])
+    assert (runs["run-002"]["regressions"], runs["run-002"]["anomalies"]) == ([SLOW], [])
+    assert (runs["run-003"]["regressions"], runs["run-003"]["anomalies"]) == ([], [NOTHING_NEW])
+    assert runs["run-004"]["regressions"] == [long, SLOW]
+    assert runs["run-004"]["anomalies"] == [unusual]
