@@ -22,6 +22,19 @@ logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120.0
 
+BATCHING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+}
+"""The server records task runs and events in batches: a dbt build reports hundreds of nodes in
+seconds, and Prefect's defaults insert task runs one row at a time (docs/operations.md,
+"Self-hosted Prefect server"). At most a second's delay before the UI shows them. A value
+set in the environment wins."""
+
 
 @dataclass(frozen=True)
 class LocalServer:
@@ -87,6 +100,7 @@ def start(home: Path, port: int | None = None, *, ui: bool = False) -> LocalServ
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = {
+        **BATCHING,
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
