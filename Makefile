@@ -32,14 +32,16 @@ help:
 	@echo "make bench-diff  ferry ci diff's data diff of one keyed model, 1M and 10M rows, DuckDB and PostgreSQL"
 	@echo "make bench-publish  blue-green vs direct builds: time added, storage kept, DuckDB and PostgreSQL"
 
-# Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt).
+# Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt),
+# synced again only when uv.lock or pyproject.toml changed since (so a copy of the repository that
+# borrows this .venv never re-points its editable install at itself).
 # Its bytecode is compiled once per lock, as in the image: every ferry, dbt and Prefect process
 # then starts ~2 s sooner where Python may not write its caches (PYTHONDONTWRITEBYTECODE, a
 # read-only venv). compileall's status is not checked: some packages ship files that are not
 # Python 3 (templates, fixtures), as `uv sync --compile-bytecode` also ignores.
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	@$(PYTHON) -m uv sync --locked --quiet
+	@[ $(VENV)/.synced -nt uv.lock ] && [ $(VENV)/.synced -nt pyproject.toml ] || { $(PYTHON) -m uv sync --locked --quiet && touch $(VENV)/.synced; }
 	@test -x $(BIN)/ferry && test -x $(BIN)/dbt
 	@[ $(VENV)/.bytecode -nt uv.lock ] || { $(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1; touch $(VENV)/.bytecode; }
 
