@@ -30,7 +30,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -41,11 +40,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import machine
 import psycopg2
 
 from flows.ci.diff.compare import Limits, diff
@@ -507,13 +506,6 @@ def goal_line(summaries: list[Summary]) -> str:
     return f"{what}: {'met' if median < GOAL_S else 'missed'} ({median:.2f} s)"
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def write_results(results_dir: Path, started: datetime, payload: dict[str, object]) -> Path:
     """The run as JSON; relative facts only, never a path of this machine."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -651,13 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             "summaries": [asdict(s) for s in summaries],
             "runs": [asdict(r) for r in runs],
             "environment": {
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "dbt_core": _version("dbt-core"),
-                "dbt_duckdb": _version("dbt-duckdb"),
-                "dbt_postgres": _version("dbt-postgres"),
-                "duckdb": _version("duckdb"),
+                **machine.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
                 **facts,
             },
             "load_average": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},

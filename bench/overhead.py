@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -28,10 +27,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine
 from synthetic_project import DUCKDB_FILE_NAME, generate
 
 from flows.prefect import server as local_prefect
@@ -532,13 +531,6 @@ def _warn_if_busy(load: list[float]) -> None:
         print(f"note: load average {load[0]} on {cpus} CPUs before starting; expect noise")
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def write_results(
     results_dir: Path,
     started: datetime,
@@ -562,14 +554,7 @@ def write_results(
         "targets": {"wall_ratio_max": WALL_TARGET, "memory_ratio_max": MEMORY_TARGET},
         "commands": {v.name: _command_template(v) for v in variants},
         "variants": [asdict(s) for s in summaries],
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "dbt_core": _version("dbt-core"),
-            "dbt_duckdb": _version("dbt-duckdb"),
-            "prefect": _version("prefect"),
-        },
+        "environment": machine.environment("dbt-core", "dbt-duckdb", "prefect"),
         "load_average": load,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -39,7 +39,6 @@ import functools
 import importlib.util
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -52,12 +51,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import duckdb
+import machine
 import psycopg2
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -715,13 +714,6 @@ def print_report(results: list[CaseResult]) -> None:
         print(f"* parsed in full (not from saved state): {', '.join(slow)}")
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def write_results(
     args: argparse.Namespace, started: datetime, results: list[CaseResult], load: list[float]
 ) -> Path:
@@ -737,15 +729,7 @@ def write_results(
         "models": args.models,
         "keep_versions": KEEP_VERSIONS,
         "cases": [{**asdict(res), "medians": time_parts(res)} for res in results],
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "dbt_core": _version("dbt-core"),
-            "dbt_duckdb": _version("dbt-duckdb"),
-            "dbt_postgres": _version("dbt-postgres"),
-            "duckdb": _version("duckdb"),
-        },
+        "environment": machine.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
         "load_average": {"start": load, "end": [round(v, 2) for v in os.getloadavg()]},
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
