@@ -26,25 +26,22 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import machine
+import harness
 import psycopg2
 
 from flows.ci.diff.compare import Limits, diff
@@ -514,20 +511,6 @@ def write_results(results_dir: Path, started: datetime, payload: dict[str, objec
     return path
 
 
-@contextlib.contextmanager
-def _terminated_as_exit() -> Iterator[None]:
-    """SIGTERM raises SystemExit, so the `finally` that drops the schema still runs."""
-
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _sizes(text: str) -> list[int]:
     sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
     if not sizes or any(n < 1000 for n in sizes):
@@ -593,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     loading: dict[str, dict[int, float]] = {}
     facts: dict[str, Any] = {}
     try:
-        with _terminated_as_exit():
+        with harness.terminated_as_exit():
             project = DbtProject.load(project_dir, project_dir)
             for kind in args.warehouses:
                 if kind == "postgres":
@@ -643,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             "summaries": [asdict(s) for s in summaries],
             "runs": [asdict(r) for r in runs],
             "environment": {
-                **machine.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
+                **harness.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
                 **facts,
             },
             "load_average": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},

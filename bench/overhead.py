@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import machine
+import harness
 from synthetic_project import DUCKDB_FILE_NAME, generate
 
 from flows.prefect import server as local_prefect
@@ -554,7 +554,7 @@ def write_results(
         "targets": {"wall_ratio_max": WALL_TARGET, "memory_ratio_max": MEMORY_TARGET},
         "commands": {v.name: _command_template(v) for v in variants},
         "variants": [asdict(s) for s in summaries],
-        "environment": machine.environment("dbt-core", "dbt-duckdb", "prefect"),
+        "environment": harness.environment("dbt-core", "dbt-duckdb", "prefect"),
         "load_average": load,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -34,7 +34,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib.util
 import json
@@ -42,13 +41,12 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +54,7 @@ from types import ModuleType
 from typing import Any
 
 import duckdb
-import machine
+import harness
 import psycopg2
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -729,7 +727,7 @@ def write_results(
         "models": args.models,
         "keep_versions": KEEP_VERSIONS,
         "cases": [{**asdict(res), "medians": time_parts(res)} for res in results],
-        "environment": machine.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
+        "environment": harness.environment("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"),
         "load_average": {"start": load, "end": [round(v, 2) for v in os.getloadavg()]},
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -737,21 +735,6 @@ def write_results(
 
 
 # --- the command line --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _terminated_as_exit() -> Iterator[None]:
-    """SIGTERM raises SystemExit, so the `finally` that drops the schemas still runs (and
-    subprocess.run kills the run in progress on its way out)."""
-
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _listed(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -813,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-publish-"))
     results: list[CaseResult] = []
     try:
-        with _terminated_as_exit():
+        with harness.terminated_as_exit():
             for project in args.projects:
                 for warehouse in args.warehouses:
                     case = make_case(project, warehouse, work, pg_prefix, args.models)
