@@ -10,9 +10,7 @@ from flows.prefect import server as prefect_server
 pytestmark = pytest.mark.e2e
 
 
-def test_the_local_server_batches_task_runs_and_events_unless_told_otherwise(
-    tmp_path, monkeypatch
-):
+def test_the_local_server_batches_task_runs_and_events_unless_told_otherwise(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL", "2")
     server = prefect_server.start(tmp_path / "server")
     try:
