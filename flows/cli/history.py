@@ -1,7 +1,9 @@
 """`ferry history`: an environment's stored runs and each dbt node's record across them.
 
 Reads the artifact store (`--artifacts`, default FERRY_ARTIFACTS) through a local cache that
-fetches each run once (flows/history/); answers with an embedded DuckDB. Which stored runs a
+fetches each run once (flows/history/); answers with an embedded DuckDB. `ferry history compact`
+folds the parts the runs wrote into a new base now (flows.history.store.compact), as a run does
+once enough piled up. Which stored runs a
 command reads (`add_stored_runs_arguments`, `StoredRuns`) is defined here for `ferry report` too.
 """
 
@@ -91,8 +93,16 @@ def add_parser(sub: Any) -> None:
         help="the stored runs of an environment and each node's durations and failure rate",
         description="The runs stored in the artifact store (newest first), with the timing "
         "regressions and volume anomalies each found, and, per dbt node, runs, median/p95/last "
-        "duration, failure and warning rates and rows affected. Exit 0, 1 when the store "
-        "cannot be read, 2 on bad input.",
+        "duration, failure and warning rates and rows affected. `ferry history compact` "
+        "folds the parts the runs wrote into a new base of the history runs read (each "
+        "project of --env, or --project's), deleting nothing. Exit 0, 1 when the store "
+        "cannot be read (or written), 2 on bad input.",
+    )
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=["compact"],
+        help="compact: fold the history's parts into a new base now (default: show)",
     )
     add_stored_runs_arguments(parser)
     parser.add_argument("--limit", type=int, default=20, help="rows per table (default 20)")
@@ -105,6 +115,8 @@ def _history(args: argparse.Namespace) -> ExitCode:
     from flows.artifacts import ArtifactStoreError
     from flows.history.query import ask
 
+    if args.mode == "compact":
+        return _compact(args)
     runs = StoredRuns.open(args)
     if args.limit < 1:
         raise Refused(f"--limit {args.limit}: pass a number of rows, 1 or more")
@@ -139,6 +151,37 @@ def _history(args: argparse.Namespace) -> ExitCode:
     if found.nodes:
         print()
         print(_table(_NODE_COLUMNS, [_node_row(n) for n in found.nodes]))
+    return ExitCode.OK
+
+
+def _compact(args: argparse.Namespace) -> ExitCode:
+    import tempfile
+    from datetime import UTC, timedelta
+
+    from flows.artifacts import ArtifactStoreError
+    from flows.history import store
+
+    showing = {"--since": args.since, "--nodes": args.nodes, "--json": args.json}
+    if given := [flag for flag, value in showing.items() if value]:
+        raise Refused(f"{', '.join(given)}: compact folds the whole history; drop them")
+    runs = StoredRuns.open(args)
+    env = runs.settings.run.env
+    keep_since = datetime.now(UTC) - timedelta(days=runs.settings.history.days)
+    with classify(failed=(ArtifactStoreError, OSError), aws=True):
+        projects = [runs.project] if runs.project else runs.store.list_folders("")
+        with tempfile.TemporaryDirectory(prefix="ferry-compact-") as work:
+            for project in projects:
+                if project != runs.project and env not in runs.store.list_folders(f"{project}/"):
+                    continue
+                done = store.compact(
+                    runs.store, project, env, Path(work) / project, keep_since=keep_since
+                )
+                where = f"{runs.store.url}/{store.history_prefix(project, env)}"
+                print(
+                    f"{where}: nothing to fold"
+                    if done is None
+                    else f"{where}: compacted into {done.keys[1]} ({done.bytes / 1e6:.2f} MB)"
+                )
     return ExitCode.OK
 
 

@@ -1,31 +1,78 @@
 """The history an environment keeps in its artifact store, for the runs themselves.
 
 Each run of an environment compares itself with the runs before it and then adds itself, in an
-ephemeral container that has no cache: so the store keeps the two history tables ready
-(`<project>/<env>/history/runs.parquet` and `nodes.parquet`, the tables flows.history.query
-builds), and a run reads two objects and writes two, whatever the number of runs. Runs older
-than `history_days` drop out as new ones come in.
+ephemeral container that has no cache: so the store keeps the history ready as the two tables
+flows.history.query builds (runs and nodes), under `<project>/<env>/history/`:
+
+    parts/<YYYY-MM-DD>/<stamp>-<run_id>.nodes.parquet   one run, written by that run: nodes
+    parts/<YYYY-MM-DD>/<stamp>-<run_id>.runs.parquet    first, then runs (the commit marker)
+    base/<gen>.runs.parquet, base/<gen>.nodes.parquet   a compaction: every run up to a moment
+    current.json                                        which base, and from when parts count
+
+A run reads current.json, its base (two objects) and the parts after its watermark, and writes
+only its own part (two small objects, ~30 kB for 600 nodes): nothing it writes grows with the
+history, and nothing another run writes is overwritten, so two runs recording at once both stay.
+`<stamp>` is when the part is written (UTC, to the microsecond, so names sort by time).
+
+A compaction at time T lists the parts after the previous watermark and writes a new base (the
+previous one and those parts, a run kept once, runs older than `history_days` dropped) under a
+name of its own, then current.json: watermark W = T - MARGIN, and the parts named at or after W
+that the base holds. Why nothing is lost: a part is written right after the moment in its name
+(`add_run` writes it again under a new name if that took longer than LATE), so any part named
+before W was in the store before T and the listing saw it: the new base holds every part named
+before W, and readers read every part named from W on that it does not hold. Two compactions at
+once each write their own base, each correct by itself (parts are never deleted, and every base
+stays): whichever current.json lands last is the one read. Clocks of the writers must agree
+within MARGIN - LATE (NTP keeps ECS tasks within milliseconds).
+
+Listing stays bounded although nothing is ever deleted (the task role may not delete) and the
+store exposes no StartAfter: parts sit in one folder per day, and a reader lists only the days
+from its watermark's on (one list of the day folders, then one page per day).
+
+Before current.json existed the store held the whole tables at `history/runs.parquet` and
+`nodes.parquet`; without current.json they are the base (generation "0", watermark at the
+beginning), and the first compaction folds them in. They are left where they are.
 
 The run index stays the record of every run: `ferry history` and `ferry report` rebuild the
 same tables from it, so a run whose history step failed is still found there.
-
-Two runs of one environment that end at the same moment may each add themselves to the tables
-they read, and the later write wins: the other run is missing from these tables (never from the
-index). Builds of one environment never overlap (its writer limit), so this takes a `test` or
-`source freshness` run ending within a second of a build.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.artifacts import ArtifactStore
+from pydantic import BaseModel, ConfigDict
+
+from flows.artifacts import ArtifactStore, ArtifactStoreError
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
 
+logger = logging.getLogger(__name__)
+
 _TABLES = (RUNS_TABLE, NODES_TABLE)
+COMPACT_AFTER = 50
+"""A run compacts when it finds more parts than this after the watermark. Each run reads every
+such part (two small GETs each, fetched 16 at a time), while a compaction rewrites the whole base
+(11 MB at 2,000 runs x 600 nodes): 50 keeps a run's reads to ~100 small objects and spreads a
+compaction's bytes over 50 runs (~0.2 MB a run, for a part of ~30 kB)."""
+MARGIN = timedelta(minutes=5)
+"""How far the watermark trails the compaction's listing: a part named before it was listed."""
+LATE = timedelta(minutes=1)
+"""A part whose write ended later than this after the time in its name is written again."""
+LEGACY = "0"
+"""The base generation of the tables kept before parts: `history/runs.parquet`, `nodes.parquet`."""
+_STAMP = "%Y%m%dT%H%M%S%fZ"  # 20261206T201200123456Z: fixed width, sorts as time does
+_STAMP_LEN = 22
+_RUNS, _NODES = ".runs.parquet", ".nodes.parquet"
+_FETCHERS = 16
 
 
 def history_prefix(project: str, env: str) -> str:
@@ -37,75 +84,278 @@ def report_key(project: str, env: str) -> str:
     return f"{project}/{env}/report/index.html"
 
 
-def download(store: ArtifactStore, project: str, env: str, folder: Path) -> bool:
-    """The environment's tables into `folder`; False when the store has none yet.
+def current_key(project: str, env: str) -> str:
+    return f"{history_prefix(project, env)}/current.json"
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as parts and watermarks name it: UTC, to the microsecond, sortable."""
+    return moment.astimezone(UTC).strftime(_STAMP)
+
+
+class Current(BaseModel):
+    """current.json: the base every reader starts from, and which parts count on top of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: int = 1
+    base: str
+    """The base's generation (`base/<gen>.*.parquet`); LEGACY: the tables kept before parts."""
+    watermark: str
+    """A stamp: parts named from it on are read besides the base; "" reads every part."""
+    included_after_watermark: list[str] = []
+    """Parts (`<day>/<stamp>-<run_id>`) named from the watermark on that the base already holds."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What `download` read."""
+
+    found: bool
+    """The folder holds the history tables (False: the environment has no history yet)."""
+    current: Current
+    parts: list[str]
+    """The parts read besides the base, oldest first."""
+    listed_at: datetime
+    """When the parts were listed (after current.json was read)."""
+
+    @property
+    def compaction_due(self) -> bool:
+        return len(self.parts) > COMPACT_AFTER
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `add_run` or `compact` put in the store."""
+
+    keys: list[str]
+    bytes: int
+
+
+def download(store: ArtifactStore, project: str, env: str, folder: Path) -> Snapshot:
+    """The environment's tables (its base and every part after the watermark) into `folder`.
 
     Raises:
-        flows.artifacts.ArtifactStoreError (or OSError): the store could not be read; a caller
-            must then not upload, or it would replace the history with one run.
+        flows.artifacts.ArtifactStoreError (or OSError): the store could not be read, or
+            current.json names a base that is not there; a caller must then not compact, or
+            the new base would lack runs.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    found = 0
-    for name in _TABLES:
-        data = store.get_bytes(f"{history_prefix(project, env)}/{name}")
-        if data is not None:
-            (folder / name).write_bytes(data)
-            found += 1
-    if found == 1:  # one table without the other: a write that stopped half-way
-        for name in _TABLES:
-            (folder / name).unlink(missing_ok=True)
-    return found == len(_TABLES)
+    return _read(store, project, env, folder, keep_since=None)
+
+
+def add_run(
+    store: ArtifactStore,
+    project: str,
+    env: str,
+    folder: Path,
+    record: dict[str, Any],
+    *,
+    keep_since: datetime,
+) -> Written:
+    """Writes the run's own part to the store, then adds the run to `folder`'s tables (what
+    `download` read) for the report. Another run's part is never touched."""
+    new = _built(folder, record)
+    keys: list[str] = []
+    for _ in range(3):
+        recorded_at = datetime.now(UTC)
+        name = f"{recorded_at:%Y-%m-%d}/{stamp(recorded_at)}-{record['run_id']}"
+        key = f"{history_prefix(project, env)}/parts/{name}"
+        store.put_file(key + _NODES, new / NODES_TABLE)
+        store.put_file(key + _RUNS, new / RUNS_TABLE)  # last: a reader takes the part from now
+        keys += [key + _NODES, key + _RUNS]
+        if datetime.now(UTC) - recorded_at <= LATE:
+            break
+        # A compaction may have listed the parts before this one was complete and put its
+        # watermark past its name: written again under a later name (the record dedupes).
+        logger.warning("writing the history part %s took over %s: written again", key, LATE)
+    else:
+        raise ArtifactStoreError(f"the store took over {LATE} three times to write {key}")
+    size = sum((new / t).stat().st_size for t in _TABLES) * (len(keys) // 2)
+    _fold(folder, new, keep_since=keep_since)
+    return Written(keys=keys, bytes=size)
+
+
+def compact(
+    store: ArtifactStore, project: str, env: str, work: Path, *, keep_since: datetime
+) -> Written | None:
+    """Folds the parts after the watermark into a new base and points current.json at it; None
+    when there is nothing to fold. Deletes nothing. Safe beside runs and other compactions (see
+    the module's docstring).
+
+    Raises:
+        flows.artifacts.ArtifactStoreError (or OSError): the store could not be read or written;
+            current.json then still names a complete base.
+    """
+    read = _read(store, project, env, work, keep_since=keep_since)
+    if not read.found or (not read.parts and read.current.base != LEGACY):
+        return None
+    previous = read.current
+    watermark = max(stamp(read.listed_at - MARGIN), previous.watermark)
+    included = {p for p in read.parts if _stamp_of(p) >= watermark}
+    # parts the previous base held past its watermark were not listed, and are held still
+    included |= {p for p in previous.included_after_watermark if _stamp_of(p) >= watermark}
+    gen = f"{stamp(datetime.now(UTC))}-{uuid.uuid4().hex[:8]}"
+    base = f"{history_prefix(project, env)}/base/{gen}"
+    keys = [base + _NODES, base + _RUNS]
+    store.put_file(keys[0], work / NODES_TABLE)
+    store.put_file(keys[1], work / RUNS_TABLE)
+    pointer = Current(base=gen, watermark=watermark, included_after_watermark=sorted(included))
+    body = pointer.model_dump_json(indent=2).encode()
+    store.put_bytes(current_key(project, env), body)  # last: readers move to the new base
+    keys.append(current_key(project, env))
+    size = sum((work / t).stat().st_size for t in _TABLES) + len(body)
+    return Written(keys=keys, bytes=size)
+
+
+def read_current(store: ArtifactStore, project: str, env: str) -> Current:
+    """current.json, or the legacy layout's (base LEGACY, every part) when there is none."""
+    raw = store.get_bytes(current_key(project, env))
+    if raw is None:
+        return Current(base=LEGACY, watermark="")
+    return Current.model_validate_json(raw)
+
+
+def list_parts(store: ArtifactStore, project: str, env: str, current: Current) -> list[str]:
+    """The complete parts (their runs file written) named from the watermark on that the base
+    does not hold, oldest first: only the day folders from the watermark's day are listed."""
+    top = f"{history_prefix(project, env)}/parts/"
+    first_day = _day_of(current.watermark) if current.watermark else ""
+    held = set(current.included_after_watermark)
+    found: list[str] = []
+    for day in store.list_folders(top):
+        if day < first_day:
+            continue
+        for key in store.list_keys(f"{top}{day}/"):
+            name = key.removeprefix(top).removesuffix(_RUNS)
+            if key.endswith(_RUNS) and _stamp_of(name) >= current.watermark and name not in held:
+                found.append(name)
+    return sorted(found)
 
 
 def append(folder: Path, record: dict[str, Any], *, keep_since: datetime) -> None:
     """Adds one run's record (flows.run.history.record_of) to `folder`'s tables, dropping runs
     that started before `keep_since` (and a run already there with the same id)."""
-    import duckdb
+    _fold(folder, _built(folder, record), keep_since=keep_since)
 
+
+def _record_name(record: dict[str, Any]) -> str:
+    """The run's `record` in the tables, as flows.history.fetch names a cached record."""
+    return f"{record['project']}__{record['run_id']}.json"
+
+
+def _built(folder: Path, record: dict[str, Any]) -> Path:
+    """The record alone as the two tables, in `folder`/new."""
     new = folder / "new"
-    new.mkdir(exist_ok=True)
-    name = f"{record['project']}__{record['run_id']}.json"
+    new.mkdir(parents=True, exist_ok=True)
+    name = _record_name(record)
     (new / name).write_text(json.dumps(record))
     build_tables(str(new / name), new)
+    return new
+
+
+def _fold(folder: Path, new: Path, *, keep_since: datetime) -> None:
+    """`new`'s tables into `folder`'s (moved there when it has none; its run replaces the same
+    run there)."""
     if not (folder / RUNS_TABLE).is_file():
         for table in _TABLES:
             (new / table).replace(folder / table)
         return
-    runs, nodes = (str(folder / t) for t in _TABLES)
-    new_runs, new_nodes = (str(new / t) for t in _TABLES)
+    _merge([folder, new], folder, keep_since=keep_since)
+
+
+def _read(
+    store: ArtifactStore, project: str, env: str, folder: Path, *, keep_since: datetime | None
+) -> Snapshot:
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in _TABLES:
+        (folder / table).unlink(missing_ok=True)
+    fetched = folder / "fetched"
+    shutil.rmtree(fetched, ignore_errors=True)
+    prefix = history_prefix(project, env)
+    current = read_current(store, project, env)
+    if current.base == LEGACY:
+        base_keys = [f"{prefix}/{t}" for t in _TABLES]
+    else:
+        base_keys = [f"{prefix}/base/{current.base}{s}" for s in (_RUNS, _NODES)]
+    listed_at = datetime.now(UTC)  # before the listing: every part named before it - MARGIN
+    parts = list_parts(store, project, env, current)
+    part_keys = [f"{prefix}/parts/{p}{s}" for p in parts for s in (_RUNS, _NODES)]
+    with ThreadPoolExecutor(_FETCHERS) as pool:
+        blobs = list(pool.map(store.get_bytes, base_keys + part_keys))
+    sources: list[Path] = []
+    base, rest = blobs[:2], blobs[2:]
+    if all(b is not None for b in base):
+        sources.append(_written(fetched / "base", base))
+    elif current.base != LEGACY:
+        raise ArtifactStoreError(f"{store.url}/{prefix}/current.json names a missing base")
+    # legacy: none, or one table without the other (a write that stopped half-way): no base
+    for i, part in enumerate(parts):
+        pair = rest[2 * i : 2 * i + 2]
+        if any(b is None for b in pair):  # its runs file was listed: nodes were written first
+            raise ArtifactStoreError(f"{store.url}/{prefix}/parts/{part} lost a table")
+        sources.append(_written(fetched / f"part-{i:04d}", pair))
+    if len(sources) == 1 and keep_since is None:
+        for table in _TABLES:
+            (sources[0] / table).replace(folder / table)
+    elif sources:
+        _merge(sources, folder, keep_since=keep_since)
+    shutil.rmtree(fetched, ignore_errors=True)
+    return Snapshot(found=bool(sources), current=current, parts=parts, listed_at=listed_at)
+
+
+def _written(into: Path, blobs: Iterable[bytes | None]) -> Path:
+    into.mkdir(parents=True)
+    for table, data in zip(_TABLES, blobs, strict=True):
+        (into / table).write_bytes(data or b"")
+    return into
+
+
+def _merge(sources: list[Path], into: Path, *, keep_since: datetime | None) -> None:
+    """The tables of `sources` as one pair in `into`: a run (its `record`) kept once, from the
+    last source that has it, and runs started before `keep_since` left out."""
+    import duckdb
+
+    def union() -> str:
+        # Tables written before the store kept no local path have a `filename` column: dropped.
+        return " union all by name ".join(
+            f"select columns(lambda c: c != 'filename'), {i} as _src from read_parquet(?)"
+            for i in range(len(sources))
+        )
+
+    runs, nodes = (str(into / t) for t in _TABLES)
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
-        # Tables written before the store kept no local path have a `filename` column: dropped.
         con.execute(
-            """
+            f"""
             create temp table kept as
-            select columns(lambda c: c != 'filename') from read_parquet(?)
-            where started_at >= ? and record != ?
-            union all by name
-            select * from read_parquet(?)
+            select * from ({union()})
+            where ? is null or started_at >= ?
+            qualify row_number() over (partition by record order by _src desc) = 1
             """,
-            [runs, keep_since, name, new_runs],
+            [*(str(s / RUNS_TABLE) for s in sources), keep_since, keep_since],
         )
-        con.execute(f"copy kept to '{runs}.tmp' (format parquet)")
+        con.execute(f"copy (select * exclude (_src) from kept) to '{runs}.tmp' (format parquet)")
         con.execute(
             f"""
             copy (
-                select * from read_parquet(?) where record in (select record from kept)
-                    and record != ?
-                union all by name
-                select * from read_parquet(?)
+                select n.* exclude (_src) from ({union()}) as n
+                semi join kept as k on n.record = k.record and n._src = k._src
             ) to '{nodes}.tmp' (format parquet)
             """,
-            [nodes, name, new_nodes],
+            [str(s / NODES_TABLE) for s in sources],
         )
     finally:
         con.close()
     for table in _TABLES:
-        Path(f"{folder / table}.tmp").replace(folder / table)
+        Path(f"{into / table}.tmp").replace(into / table)
 
 
-def upload(store: ArtifactStore, project: str, env: str, folder: Path) -> None:
-    """The tables back to the store: nodes first, so a reader never sees runs without them."""
-    for name in reversed(_TABLES):
-        store.put_file(f"{history_prefix(project, env)}/{name}", folder / name)
+def _stamp_of(part: str) -> str:
+    """A part's stamp (`<day>/<stamp>-<run_id>`): the moment it was written."""
+    return part.rsplit("/", 1)[-1][:_STAMP_LEN]
+
+
+def _day_of(watermark: str) -> str:
+    """The day folder of a stamp: 20261206T... is 2026-12-06."""
+    return f"{watermark[:4]}-{watermark[4:6]}-{watermark[6:8]}"

@@ -1,9 +1,9 @@
 """A run's history step: compared with the runs before it, then added to them.
 
     compare (before the artifacts are stored)      record (after)
-    ├ the history tables from the store            ├ this run added to the tables, stored back
-    ├ timing regressions, volume anomalies         └ the environment's report refreshed
-    └ source freshness: which sources turned stale
+    ├ the history tables from the store            ├ this run's own part written to the store
+    ├ timing regressions, volume anomalies         ├ the environment's report refreshed
+    └ source freshness: which sources turned stale └ the parts compacted, when enough piled up
 
 What it finds goes into the run's summary (so into summary.json, the markdown report, the
 metrics and the alerts). Nothing here can fail a run: a store that cannot be read or written
@@ -50,6 +50,8 @@ class Comparison:
     """The history as read (None: nothing to add to, it could not be read)."""
     report: str | None = None
     seconds: float = 0.0
+    compaction_due: bool = False
+    """The history read had enough parts to fold (flows.history.store.COMPACT_AFTER)."""
 
     def summary_fields(self) -> dict[str, Any]:
         return {
@@ -71,7 +73,8 @@ def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
     comparison = Comparison(report=f"{planned.store.url}/{store.report_key(project, env)}")
     folder = planned.run_dir / "history"
     try:
-        had = store.download(planned.store, project, env, folder)
+        read = store.download(planned.store, project, env, folder)
+        had, comparison.compaction_due = read.found, read.compaction_due
         comparison.tables = folder
         rules = Rules(
             min_runs=settings.history.min_runs,
@@ -109,8 +112,8 @@ def record(
 ) -> float:
     """Adds the stored run to the history and refreshes the report; its seconds. Never raises.
 
-    Skipped when the history could not be read (writing would replace it with this run) or
-    the run's artifacts did not reach the store (the index lacks it too).
+    Skipped when the history could not be read (the report would show this run alone) or the
+    run's artifacts did not reach the store (the index lacks it too).
     """
     if comparison.tables is None or stored.errors:
         return 0.0
@@ -121,8 +124,7 @@ def record(
         results = [_result(n) for n in nodes]
         entry = record_of(summary, results)
         keep_since = datetime.now(UTC) - timedelta(days=settings.history.days)
-        store.append(comparison.tables, entry, keep_since=keep_since)
-        store.upload(planned.store, project, env, comparison.tables)
+        store.add_run(planned.store, project, env, comparison.tables, entry, keep_since=keep_since)
     except Exception as exc:
         log.warning("could not add this run to the history: %s", exc)
         return time.perf_counter() - started
@@ -135,6 +137,13 @@ def record(
         log.info("report refreshed: %s (wrote %s)", comparison.report, wrote.describe())
     except Exception as exc:
         log.warning("could not refresh the report: %s", exc)
+    if comparison.compaction_due:
+        try:
+            work = planned.run_dir / "history-compact"
+            done = store.compact(planned.store, project, env, work, keep_since=keep_since)
+            log.info("history compacted: %s", done.keys[0] if done else "nothing to fold")
+        except Exception as exc:  # the parts stay and are read; the next run tries again
+            log.warning("could not compact the history: %s", exc)
     return time.perf_counter() - started
 
 

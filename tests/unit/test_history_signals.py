@@ -380,34 +380,36 @@ def test_the_tables_hold_no_local_path_and_older_tables_that_did_lose_it(tmp_pat
     ]
 
 
-def test_download_of_half_a_history_returns_false_and_leaves_neither_table(tmp_path):
+def test_download_of_half_a_legacy_history_finds_none_and_leaves_neither_table(tmp_path):
     remote = LocalStore(tmp_path / "store")
     built = history(tmp_path, [{"model.shop.m": 1.0}])
     remote.put_file(f"{store.history_prefix('shop', 'prod')}/{RUNS_TABLE}", built / RUNS_TABLE)
     folder = tmp_path / "downloaded"
 
-    assert store.download(remote, "shop", "prod", folder) is False
+    assert store.download(remote, "shop", "prod", folder).found is False
 
     assert sorted(p.name for p in folder.iterdir()) == []
-    assert store.download(LocalStore(tmp_path / "nothing"), "shop", "prod", folder) is False
+    assert store.download(LocalStore(tmp_path / "nothing"), "shop", "prod", folder).found is False
 
 
-def test_upload_then_download_round_trips_the_history(tmp_path):
+def test_the_legacy_tables_download_as_they_are(tmp_path):
+    """The whole tables an older ferry kept at history/ are the base while no current.json is."""
     remote = LocalStore(tmp_path / "store")
     folder = tmp_path / "history"
     folder.mkdir()
     for n in range(3):
         rows = 100 + n
         store.append(folder, record(n, {"model.shop.m": ("success", 10.0, rows)}), keep_since=T0)
-
-    store.upload(remote, "shop", "prod", folder)
+    for name in (RUNS_TABLE, NODES_TABLE):
+        remote.put_file(f"{store.history_prefix('shop', 'prod')}/{name}", folder / name)
     back = tmp_path / "back"
 
-    assert store.download(remote, "shop", "prod", back) is True
+    read = store.download(remote, "shop", "prod", back)
+
+    assert read.found is True and read.current.base == store.LEGACY and read.parts == []
     assert (back / RUNS_TABLE).read_bytes() == (folder / RUNS_TABLE).read_bytes()
     assert (back / NODES_TABLE).read_bytes() == (folder / NODES_TABLE).read_bytes()
-    assert (remote.root / "shop/prod/history" / NODES_TABLE).is_file()
-    assert store.download(remote, "shop", "staging", tmp_path / "other") is False
+    assert store.download(remote, "shop", "staging", tmp_path / "other").found is False
     found = judge(back, [result("model.shop.m", 25.0, rows=0)])
     assert [r.usual_s for r in found.regressions] == [10.0]
     assert [(a.kind, a.usual_rows) for a in found.anomalies] == [("nothing_new", 101.0)]
