@@ -6,15 +6,20 @@ A. The example project (`dbt_project/`, copied to a temp dir, its raw data gener
    on a busy machine hits both alike; the medians, the seconds added and the ratio, and the step
    itself (flows.run.history's compare + record, timed inside the runs with history on). With
    history on, the store gains one run per round, as it does in production.
-B. The step's parts for one new run of M nodes against a store whose history tables already hold
-   N runs x M nodes (built from synthetic records): download, signals, append, upload, report
-   (render + put); the medians over the rounds, and the sizes of the tables and the report.
-   With --s3, against S3 on moto in-process instead of a folder.
+B. The step's parts for one new run of M nodes against two stores side by side, one whose
+   history holds 200 runs x M nodes and one 2,000 (--runs; built from synthetic records, folded
+   into a base by a compaction, with COMPACT_AFTER / 2 parts on top, as mid-way between two
+   compactions): download (current.json, the base, the parts), signals, record (the run's part
+   written, the local tables for the report), report (render + put); the two stores
+   interleaved round by round, medians, and their ratio; the bytes a run writes to the history,
+   and a compaction's seconds and bytes at each size (interleaved too), spread over the runs
+   between two compactions. With --s3, against S3 on moto in-process instead of a folder.
 
 Usage:
-    python bench/history_step.py [--rounds N] [--runs 2000] [--nodes 600] [--s3] [--skip-project]
+    python bench/history_step.py [--rounds N] [--runs 200,2000] [--nodes 600] [--s3]
+                                 [--skip-project]
 
---rounds sets the rounds of both parts; without it A runs 5 and B 3.
+--rounds sets the rounds of both parts; without it A runs 5 and B 5.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from flows.run.summary import RunSummary
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT, ENV = "bench", "prod"
-PARTS = ("download", "signals", "append", "upload", "report")
+PARTS = ("download", "signals", "record", "report")
 _IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb*", "__pycache__")
 # Settings inherited from the shell could point the runs elsewhere; part A sets its own.
 _SCRUBBED_PREFIXES = ("FERRY_", "DBT_")
@@ -263,9 +268,9 @@ def _new_run(
 
 def step_parts(
     store: ArtifactStore, folder: Path, nodes: list[NodeResult], record: dict[str, Any]
-) -> tuple[dict[str, float], int, int]:
-    """flows.run.history's compare + record, part by part: the seconds of each, the report's
-    bytes and the runs it shows."""
+) -> tuple[dict[str, float], int, int, bool]:
+    """flows.run.history's compare + record, part by part: the seconds of each, the bytes the
+    run wrote to the history, the runs the report shows, and whether a compaction was due."""
     keep_since = datetime.now(UTC) - timedelta(days=90)
     seconds: dict[str, float] = {}
     mark = time.perf_counter()
@@ -276,63 +281,114 @@ def step_parts(
         seconds[part] = now - mark
         mark = now
 
-    if not history_store.download(store, PROJECT, ENV, folder):
-        raise RuntimeError("the store holds no history tables")
+    read = history_store.download(store, PROJECT, ENV, folder)
+    if not read.found:
+        raise RuntimeError("the store holds no history")
     lap("download")
     find(folder, nodes, project=PROJECT, env=ENV, rules=Rules())
     lap("signals")
-    history_store.append(folder, record, keep_since=keep_since)
-    lap("append")
-    history_store.upload(store, PROJECT, ENV, folder)
-    lap("upload")
+    written = history_store.add_run(store, PROJECT, ENV, folder, record, keep_since=keep_since)
+    lap("record")
     # render() is report().html; report() also says how many runs the page shows.
     made = report(folder, env=ENV, project=PROJECT, store_url=store.url)
-    page = made.html.encode()
-    store.put_bytes(history_store.report_key(PROJECT, ENV), page)
+    store.put_bytes(history_store.report_key(PROJECT, ENV), made.html.encode())
     lap("report")
-    return seconds, len(page), made.runs
+    return seconds, written.bytes, made.runs, read.compaction_due
 
 
-def scale_parts(store: ArtifactStore, work: Path, runs: int, node_count: int, rounds: int) -> None:
-    where = "a folder" if isinstance(store, LocalStore) else "S3 (moto, in-process)"
-    started = time.perf_counter()
+def _seeded(store: ArtifactStore, work: Path, runs: int, node_count: int) -> dict[str, float]:
+    """A store as production has it mid-way between compactions: a base of `runs` runs (the
+    legacy tables, folded by one compaction) and half COMPACT_AFTER parts on top."""
     base = seed_history(store, work, runs, node_count)
-    print(
-        f"B. history tables of {runs} runs x {node_count} nodes put in {where} "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
+    history_store.compact(store, PROJECT, ENV, work / "compact", keep_since=_keep_since())
     ids = _node_ids(node_count)
-    laps: dict[str, list[float]] = {part: [] for part in PARTS}
-    totals: list[float] = []
-    for round_ in range(rounds):
-        folder = work / f"run-{round_}" / "history"  # each run starts with no local copy
-        nodes, record = _new_run(ids, base)
-        seconds, report_bytes, shown = step_parts(store, folder, nodes, record)
-        for part in laps:
-            laps[part].append(seconds[part])
-        totals.append(sum(seconds.values()))
-        print(
-            f"  round {round_ + 1}: "
-            + ", ".join(f"{p} {seconds[p]:.2f}" for p in PARTS)
-            + f", total {totals[-1]:.2f} s (the report shows {shown} runs)"
+    for n in range(history_store.COMPACT_AFTER // 2):
+        _, record = _new_run(ids, base)
+        history_store.add_run(
+            store, PROJECT, ENV, work / f"seed-part-{n}", record, keep_since=_keep_since()
         )
-        sizes = {name: (folder / name).stat().st_size for name in (RUNS_TABLE, NODES_TABLE)}
-        shutil.rmtree(folder.parent)
-    medians = {part: statistics.median(laps[part]) for part in laps}
-    total = statistics.median(totals)
+    shutil.rmtree(work / "compact", ignore_errors=True)
+    return base
+
+
+def _keep_since() -> datetime:
+    """history_days' 90, as a run computes it."""
+    return datetime.now(UTC) - timedelta(days=90)
+
+
+def scale_parts(
+    stores: dict[int, ArtifactStore], work: Path, node_count: int, rounds: int, where: str
+) -> None:
+    """The step against each store, interleaved round by round (the smaller history first in
+    odd rounds, the larger first in even ones), then a compaction of each, interleaved too."""
+    bases: dict[int, dict[str, float]] = {}
+    for runs, store in stores.items():
+        started = time.perf_counter()
+        (work / str(runs)).mkdir()
+        bases[runs] = _seeded(store, work / str(runs), runs, node_count)
+        print(
+            f"B. a base of {runs} runs x {node_count} nodes and "
+            f"{history_store.COMPACT_AFTER // 2} parts put in {where} "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+    ids = _node_ids(node_count)
+    sizes = list(stores)
+    laps = {runs: {part: [] for part in PARTS} for runs in sizes}
+    totals: dict[int, list[float]] = {runs: [] for runs in sizes}
+    written: dict[int, list[int]] = {runs: [] for runs in sizes}
+    shown: dict[int, int] = {}
+    for round_ in range(rounds):
+        order = sizes if round_ % 2 == 0 else sizes[::-1]
+        for runs in order:
+            folder = work / f"run-{runs}-{round_}" / "history"  # no local copy, as in a task
+            nodes, record = _new_run(ids, bases[runs])
+            seconds, wrote, shown[runs], due = step_parts(stores[runs], folder, nodes, record)
+            for part in PARTS:
+                laps[runs][part].append(seconds[part])
+            totals[runs].append(sum(seconds.values()))
+            written[runs].append(wrote)
+            print(
+                f"  round {round_ + 1}, {runs:>5} runs: "
+                + ", ".join(f"{p} {seconds[p]:.3f}" for p in PARTS)
+                + f", total {totals[runs][-1]:.3f} s, wrote {wrote / 1e3:.1f} kB"
+                + (" (compaction due)" if due else "")
+            )
+            shutil.rmtree(folder.parent)
+    compactions: dict[int, list[float]] = {runs: [] for runs in sizes}
+    compacted: dict[int, list[int]] = {runs: [] for runs in sizes}
+    for round_ in range(rounds):
+        order = sizes if round_ % 2 == 0 else sizes[::-1]
+        for runs in order:
+            one = work / f"one-{runs}-{round_}"
+            _, record = _new_run(ids, bases[runs])  # one new part, so there is a part to fold
+            history_store.add_run(stores[runs], PROJECT, ENV, one, record, keep_since=_keep_since())
+            began = time.perf_counter()
+            done = history_store.compact(
+                stores[runs], PROJECT, ENV, work / f"c-{runs}-{round_}", keep_since=_keep_since()
+            )
+            compactions[runs].append(time.perf_counter() - began)
+            compacted[runs].append(done.bytes if done else 0)
+            shutil.rmtree(one)
+            shutil.rmtree(work / f"c-{runs}-{round_}")
+    med = statistics.median
+    small, large = sizes[0], sizes[-1]
     print(
-        f"B. one run's history step, {runs} runs x {node_count} nodes in {where}, "
-        f"medians of {rounds}:"
+        f"B. one run's history step in {where}, {node_count} nodes a run, "
+        f"medians of {rounds} interleaved rounds (s):"
     )
-    for part in PARTS:
-        print(f"  {part:<9} {medians[part]:6.2f} s  {medians[part] / total:5.1%}")
-    print(f"  {'total':<9} {total:6.2f} s")
-    if not shown:
-        print("  NOTE: the report shows no run although the tables hold them: it drew nothing")
-    print(
-        f"  sizes: {RUNS_TABLE} {sizes[RUNS_TABLE] / 1e6:.2f} MB, "
-        f"{NODES_TABLE} {sizes[NODES_TABLE] / 1e6:.2f} MB, report {report_bytes / 1e6:.2f} MB"
-    )
+    print(f"  {'part':<10} {small:>7} runs {large:>7} runs   ratio")
+    for part in (*PARTS, "total"):
+        a, b = (med(totals[r]) if part == "total" else med(laps[r][part]) for r in (small, large))
+        print(f"  {part:<10} {a:12.3f} {b:12.3f}  {b / a:6.2f}x")
+    every = history_store.COMPACT_AFTER
+    for runs in sizes:
+        part, fold = med(written[runs]), med(compacted[runs])
+        print(
+            f"  {runs} runs: a run writes {part / 1e3:.1f} kB of history (its part); a "
+            f"compaction {med(compactions[runs]):.2f} s and {fold / 1e6:.2f} MB, once per "
+            f"{every} runs: {(part + fold / every) / 1e3:.1f} kB a run in all "
+            f"(was: both whole tables rewritten by every run); the report shows {shown[runs]} runs"
+        )
 
 
 @contextlib.contextmanager
@@ -345,10 +401,17 @@ def _s3() -> Iterator[ArtifactStore]:
         yield open_store("s3://bench-history/dbt")
 
 
+def _s3_store(runs: int) -> ArtifactStore:
+    """One prefix of the bench's bucket per history size (inside `_s3()`)."""
+    return open_store(f"s3://bench-history/h{runs}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, help="rounds of each part (A: 5, B: 3)")
-    parser.add_argument("--runs", type=int, default=2000, help="B: runs in the history")
+    parser.add_argument(
+        "--runs", default="200,2000", help="B: runs in each store's history (default 200,2000)"
+    )
     parser.add_argument("--nodes", type=int, default=600, help="B: nodes of each run")
     parser.add_argument("--s3", action="store_true", help="B on S3 (moto, in-process)")
     parser.add_argument("--skip-project", action="store_true", help="B only")
@@ -358,8 +421,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_project:
             project_runs(work / "a", args.rounds or 5)
         (work / "b").mkdir()
-        with _s3() if args.s3 else contextlib.nullcontext(LocalStore(work / "b" / "store")) as s:
-            scale_parts(s, work / "b", args.runs, args.nodes, args.rounds or 3)
+        sizes = sorted(int(n) for n in args.runs.split(","))
+        if args.s3:
+            with _s3():
+                stores = {n: _s3_store(n) for n in sizes}
+                scale_parts(stores, work / "b", args.nodes, args.rounds or 5, "S3 (moto)")
+        else:
+            stores = {n: LocalStore(work / "b" / f"store-{n}") for n in sizes}
+            scale_parts(stores, work / "b", args.nodes, args.rounds or 5, "a folder")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,7 +10,7 @@ flows.history.query builds (runs and nodes), under `<project>/<env>/history/`:
     current.json                                        which base, and from when parts count
 
 A run reads current.json, its base (two objects) and the parts after its watermark, and writes
-only its own part (two small objects, ~30 kB for 600 nodes): nothing it writes grows with the
+only its own part (two small objects, ~15 kB for 600 nodes): nothing it writes grows with the
 history, and nothing another run writes is overwritten, so two runs recording at once both stay.
 `<stamp>` is when the part is written (UTC, to the microsecond, so names sort by time).
 
@@ -62,7 +62,7 @@ COMPACT_AFTER = 50
 """A run compacts when it finds more parts than this after the watermark. Each run reads every
 such part (two small GETs each, fetched 16 at a time), while a compaction rewrites the whole base
 (11 MB at 2,000 runs x 600 nodes): 50 keeps a run's reads to ~100 small objects and spreads a
-compaction's bytes over 50 runs (~0.2 MB a run, for a part of ~30 kB)."""
+compaction's bytes over 50 runs (~0.23 MB a run, beside a part of ~15 kB)."""
 MARGIN = timedelta(minutes=5)
 """How far the watermark trails the compaction's listing: a part named before it was listed."""
 LATE = timedelta(minutes=1)
