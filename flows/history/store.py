@@ -336,13 +336,19 @@ def _merge(sources: list[Path], into: Path, *, keep_since: datetime | None) -> N
             [*(str(s / RUNS_TABLE) for s in sources), keep_since, keep_since],
         )
         con.execute(f"copy (select * exclude (_src) from kept) to '{runs}.tmp' (format parquet)")
+        every = con.execute(
+            f"select count(*) = (select count(*) from kept) from ({union()})",
+            [str(s / RUNS_TABLE) for s in sources],
+        ).fetchone()
+        # Mostly every run is kept, and the nodes are the sources' as they are: no join.
+        keep = (
+            ""
+            if every and every[0]
+            else "semi join kept as k on n.record = k.record and n._src = k._src"
+        )
         con.execute(
-            f"""
-            copy (
-                select n.* exclude (_src) from ({union()}) as n
-                semi join kept as k on n.record = k.record and n._src = k._src
-            ) to '{nodes}.tmp' (format parquet)
-            """,
+            f"copy (select n.* exclude (_src) from ({union()}) as n {keep}) "
+            f"to '{nodes}.tmp' (format parquet)",
             [str(s / NODES_TABLE) for s in sources],
         )
     finally:
