@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from flows.cli._common import classify, leaf
@@ -24,7 +25,12 @@ def add_parser(sub: Any) -> None:
         "make consumers read an earlier published version of the data again",
         "Makes consumers read the version published before the current one (or the one "
         "`--to` names) again, all relations in one transaction, rebuilding nothing. Refused "
-        "(exit 2, nothing changed) when that version is no longer kept (FERRY_KEEP_VERSIONS).",
+        "(exit 2, nothing changed) when that version is no longer kept (FERRY_KEEP_VERSIONS). "
+        "With a Prefect API configured (PREFECT_API_URL), it then emits the event "
+        'ferry.data.rolled-back (the alert "ferry - data rolled back"), waiting '
+        "FERRY_PREFECT_API_WAIT_S at most; if the API does not take it, the rollback stands "
+        "and a line on stderr says so. In AWS, run the rollback-<env> deployment instead: it "
+        "has the warehouse's credentials.",
     )
     verb.add_argument("--env", help="the environment (FERRY_ENV)")
     verb.add_argument(
@@ -43,22 +49,14 @@ def add_parser(sub: Any) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> ExitCode:
-    from dbt.exceptions import DbtConfigError, EnvVarMissingError
-    from dbt_common.exceptions import DbtBaseException
-
-    from flows.dbt.errors import InvalidDbtInput
-    from flows.dbt.warehouse import QueryFailed, WarehouseUnreachable
-    from flows.publish.environment import kept_publications, roll_back
-    from flows.publish.publisher import MissingRelation
-    from flows.publish.versions import NotKept, Publication
-    from flows.settings import FerrySettings, InvalidSettings
+    from flows.prefect.api import configured_url
+    from flows.publish.environment import kept_publications
+    from flows.rollback_flow import announce, failures, refusals, roll_back_environment
+    from flows.settings import FerrySettings
 
     # Settings, project, profile or target wrong, or no such version kept: bad input, nothing
     # changed. The warehouse unreachable or refusing the switch: a failure, nothing changed.
-    with classify(
-        invalid=(InvalidSettings, InvalidDbtInput, DbtConfigError, EnvVarMissingError, NotKept),
-        failed=(QueryFailed, WarehouseUnreachable, MissingRelation, DbtBaseException, OSError),
-    ):
+    with classify(invalid=refusals(), failed=failures()):
         settings = FerrySettings.from_env(
             env=args.env,
             target=args.target,
@@ -68,16 +66,23 @@ def _rollback(args: argparse.Namespace) -> ExitCode:
         env = settings.run.env
         if args.list:
             return _list(env, kept_publications(settings), as_json=args.json)
-        switched = roll_back(settings, args.to)
-    back: Publication = switched.publication
+        rolled_back = roll_back_environment(settings, args.to, _warn)
+    back = rolled_back.publication
     if args.json:
         print(json.dumps(_record(back, current=True)))
     else:
-        print(
-            f"rolled back {env}: consumers read {back.version} again "
-            f"({len(back.mapping)} relation(s), publication {back.seq})"
+        print(rolled_back.describe())
+    sys.stdout.flush()  # said before the event is waited for
+    if (api := configured_url()) and (not_sent := announce(rolled_back, settings)) is not None:
+        _warn(
+            f"rolled back, but the Prefect API at {api} did not get the rollback's event, so "
+            f"no alert was sent: {not_sent}"
         )
     return ExitCode.OK
+
+
+def _warn(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr)
 
 
 def _list(env: str, found: list[Any], *, as_json: bool) -> ExitCode:

@@ -10,11 +10,20 @@ call.
 Source freshness problems alert once per stale period: a freshness run that finds only sources
 already stale at the previous run ends with `ferry.dbt.freshness.still-stale`, which no
 automation listens to.
+
+A rollback of the data (the `rollback` flow, or `ferry rollback` with a Prefect API) emits
+`ferry.data.rolled-back` about the environment (`ferry.env.<env>`), the flow run related to it
+when there is one. It is sent at once and waited for a bounded time: the rollback is done
+whatever the API does, and a command-line process has no flow run's end to deliver it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prefect.events import emit_event
@@ -40,6 +49,7 @@ _FRESHNESS_NAMES = {
 STILL_STALE = "ferry.dbt.freshness.still-stale"
 REGRESSED = "ferry.dbt.timing.regressed"
 ANOMALOUS = "ferry.dbt.volume.anomalous"
+ROLLED_BACK = "ferry.data.rolled-back"
 
 
 def event_name(outcome: Outcome, command: str) -> str:
@@ -72,6 +82,97 @@ def emit_outcome(summary: RunSummary) -> None:
             **({"newly_stale": summary.newly_stale} if freshness else {}),
         },
     )
+
+
+def emit_rolled_back(
+    env: str,
+    *,
+    version: str,
+    before: str | None,
+    relations: int,
+    publication: int,
+    message: str,
+    timeout_s: float,
+) -> str | None:
+    """Consumers of `env` read an earlier version again: one `ferry.data.rolled-back` event,
+    sent now and waited for `timeout_s` at most; never raises.
+
+    Args:
+        version: The version consumers read now.
+        before: The version they read until the rollback (None: unknown).
+        relations: How many consumer relations the publication they read now has.
+        publication: That publication's sequence number in the ledger.
+        message: The rollback's one line, as the flow's final state and the CLI say it.
+
+    Returns:
+        None once the Prefect API has the event; else why not, for a warning.
+    """
+    from prefect.events import Event, Resource
+    from prefect.settings import get_current_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    if not get_current_settings().api.url:  # Prefect would start a throwaway server for it
+        return "no Prefect API configured (PREFECT_API_URL)"
+    in_a_run = flow_run.get_id() is not None
+    event = Event(
+        event=ROLLED_BACK,
+        resource=Resource(
+            {
+                "prefect.resource.id": f"ferry.env.{env}",
+                "prefect.resource.name": f"ferry {env}",
+                "ferry.env": env,
+            }
+        ),
+        payload={
+            "message": message,
+            "env": env,
+            "version": version,
+            "before": before,
+            "relations": relations,
+            "publication": publication,
+            "flow_run_url": flow_run.get_flow_run_ui_url() if in_a_run else None,
+            # Where `ferry rollback` ran, when no flow run did it.
+            "host": None if in_a_run else socket.gethostname(),
+        },
+    )
+    try:
+        with _quiet("prefect.events.clients"):  # its warning would repeat the returned reason
+            run_coro_as_sync(asyncio.wait_for(_send_now(event, related=in_a_run), timeout_s))
+    except TimeoutError:
+        return f"the Prefect API did not take it within {timeout_s:g} s (FERRY_PREFECT_API_WAIT_S)"
+    except Exception as exc:  # the API's trouble is not the rollback's
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
+async def _send_now(event: Any, *, related: bool) -> None:
+    """Sends one event on its own connection, confirmed by the server (a websocket ping after
+    it), instead of queueing it for a worker that drains at the process's exit."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.clients import get_events_client
+    from prefect.events.related import related_resources_from_run_context
+
+    if related:  # the run, its flow, deployment, work pool and tags, as emit_event adds them
+        async with get_client() as client:
+            found = await related_resources_from_run_context(client, exclude={event.resource.id})
+        event = event.model_copy(update={"related": [*event.related, *found]})
+    async with get_events_client(reconnection_attempts=0, checkpoint_every=1) as events:
+        await events.emit(event)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Drops a logger's records below ERROR for the duration."""
+
+    def below_error(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(below_error)
+    try:
+        yield
+    finally:
+        logger.removeFilter(below_error)
 
 
 def _only_stale_sources(summary: RunSummary) -> bool:

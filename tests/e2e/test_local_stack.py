@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -633,6 +634,176 @@ def test_a_server_that_cannot_start_is_a_failure(tmp_path):
     ), result.stderr
     assert "Traceback" not in result.stderr.split("did not start", 1)[0]
     local_stack.down(tmp_path / "demo")
+
+
+def _deploy(stack, name: str) -> None:
+    """One more deployment of prefect.yaml on the stack, as `prefect deploy` makes it (`ferry
+    stack up` deploys the dbt flow's)."""
+    prefect = str(FERRY.with_name("prefect"))
+    done = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", "--name", name],
+        cwd=REPO, env=stack.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def _run_and_settle(stack, flow_deployment: str, params: dict) -> dict:
+    """A run of `<flow>/<deployment>` in its final state, once its process has exited: every log
+    line is in, and the DuckDB file is free for the next one (or for the test to read)."""
+    api = prefect_server.api_client(stack.api_url)
+    deployment = api.get(f"/deployments/name/{flow_deployment}").raise_for_status().json()
+    run_id = (
+        api.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params})
+        .raise_for_status()
+        .json()["id"]
+    )
+    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+    assert _wait_until(lambda: _state_type(api, run_id) in final, 600), run_id
+    assert _wait_until(lambda: not _process_of_run_alive(run_id), 120), run_id
+    return api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+
+
+def _orders_read(stack) -> int:
+    """fct_orders' rows as its consumers read them (`main.fct_orders`, a view of a version)."""
+    import duckdb
+
+    con = duckdb.connect(str(stack.home / "shop.duckdb"), read_only=True)
+    try:
+        [(count,)] = con.execute("select count(*) from main.fct_orders").fetchall()
+        return int(count)
+    finally:
+        con.close()
+
+
+def _alert(stack, subject_containing: str, timeout: float = 60) -> dict | None:
+    """The first alert on the webhook channel whose subject holds `subject_containing`."""
+    found: list[dict] = []
+
+    def arrived() -> bool:
+        if stack.alerts_file.is_file():
+            for line in stack.alerts_file.read_text().splitlines():
+                alert = json.loads(line)
+                subject = str(alert["body"].get("subject", ""))
+                if alert["path"] == "/alerts" and subject_containing in subject:
+                    found.append(alert)
+                    return True
+        return False
+
+    return found[0] if _wait_until(arrived, timeout) else None
+
+
+_PUBLISHED = re.compile(r"published (r[0-9a-z]+): \d+ relation\(s\) switched at once$")
+_ROLLED_BACK = (
+    r"^rolled back local: consumers read {} again \(\d+ relation\(s\), publication \d+\)$"
+)
+
+
+def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(stack):
+    """build-local publishes (v1); new raw data and failing tests: the run fails, alerts that
+    nothing was published, and consumers read v1 still; a passing build publishes v2; then
+    rollback-local makes consumers read v1 again and alerts, a version not kept is refused
+    without a traceback, and `ferry rollback` with the API alerts the same way."""
+    laps = [("start", time.monotonic())]
+    api = prefect_server.api_client(stack.api_url)
+    _deploy(stack, "rollback-local")
+    laps.append(("deploy rollback-local", time.monotonic()))
+
+    first = _run_and_settle(stack, "dbt/build-local", {})
+    assert first["state_type"] == "COMPLETED", first["state"]["message"]
+    v1 = _PUBLISHED.search(first["state"]["message"])
+    assert v1 is not None, first["state"]["message"]
+    v1_orders = _orders_read(stack)
+    laps.append(("build v1", time.monotonic()))
+
+    generator = REPO / "dbt_project" / "scripts" / "generate_raw_data.py"
+    duckdb_path = str(stack.home / "shop.duckdb")
+    late = [sys.executable, str(generator), "--duckdb-path", duckdb_path, "--late-batch"]
+    subprocess.run(late, cwd=REPO, env=stack.env(), check=True, capture_output=True, timeout=120)
+    failed = _run_and_settle(stack, "dbt/build-local", {"vars": {"fail_tests": True}})
+    assert failed["state_type"] == "FAILED", failed["state"]["message"]
+    verdict = failed["state"]["message"]
+    assert "test.shop.assert_order_subtotals_match_items" in verdict, verdict
+    assert re.search(
+        r"nothing published: consumers read what they read before \(r\w+ kept\)$", verdict
+    )
+    alert = local_stack.wait_for_alert(stack, failed["id"], 60, subject_containing="build failed")
+    assert alert is not None, "no failure alert within 60 s"
+    assert "nothing published: consumers read what they read before" in alert["body"]["text"]
+    assert _orders_read(stack) == v1_orders  # its models built, consumers read v1 still
+    laps.append(("late batch, failing build, its alert", time.monotonic()))
+
+    second = _run_and_settle(stack, "dbt/build-local", {})
+    assert second["state_type"] == "COMPLETED", second["state"]["message"]
+    v2 = _PUBLISHED.search(second["state"]["message"])
+    assert v2 is not None and v2[1] != v1[1], second["state"]["message"]
+    v2_orders = _orders_read(stack)
+    assert v2_orders > v1_orders  # the late batch's orders
+    laps.append(("build v2", time.monotonic()))
+
+    back = _run_and_settle(stack, "rollback/rollback-local", {})
+    assert back["state_type"] == "COMPLETED", back["state"]["message"]
+    assert re.match(_ROLLED_BACK.format(v1[1]), back["state"]["message"]), back["state"]["message"]
+    assert _orders_read(stack) == v1_orders
+    alert = local_stack.wait_for_alert(stack, back["id"], 60, subject_containing="rolled back")
+    assert alert is not None, "no rollback alert within 60 s"
+    assert (
+        alert["body"]["subject"] == f"[ferry local] data rolled back: consumers read {v1[1]} again"
+    )
+    text = alert["body"]["text"]
+    assert f"Now read:    {v1[1]} (publication " in text and f"Read before: {v2[1]}\n" in text
+    assert "Rolled back: by rollback-local\n" in text
+    assert re.search(rf"^Run: +{re.escape(stack.ui_url)}/\S+/{back['id']}$", text, re.M), text
+    laps.append(("rollback-local, its alert", time.monotonic()))
+
+    not_kept = _run_and_settle(stack, "rollback/rollback-local", {"to": "r000000000000"})
+    said = not_kept["state"]["message"]
+    assert not_kept["state_type"] == "FAILED", said
+    assert said.startswith(
+        "rollback of local refused, nothing changed: no kept version is 'r000000000000'"
+    ), said
+    assert said.endswith(f"(kept: {min(v1[1], v2[1])}, {max(v1[1], v2[1])})"), said
+    assert _orders_read(stack) == v1_orders
+    laps.append(("rollback-local refused", time.monotonic()))
+
+    for run in (first, failed, second, back, not_kept):
+        text = "\n".join(log["message"] for log in _all_logs(api, run["id"]))
+        assert "Traceback" not in text and "Engine execution" not in text, text[-3000:]
+
+    # The CLI, with the stack's API: the same event and alert, naming where it ran.
+    rollback = [str(FERRY), "rollback", "--env", "local", "--project-dir", "dbt_project",
+                "--profiles-dir", "dbt_project"]  # fmt: skip
+    cli = subprocess.run(
+        rollback, cwd=REPO, env=stack.env(), capture_output=True, text=True, timeout=120
+    )
+    assert cli.returncode == ExitCode.OK, cli.stdout + cli.stderr
+    assert re.match(_ROLLED_BACK.format(v2[1]), cli.stdout.strip()), cli.stdout
+    assert cli.stderr == ""
+    assert _orders_read(stack) == v2_orders
+    alert = _alert(stack, f"consumers read {v2[1]} again")
+    assert alert is not None, "no alert of `ferry rollback` within 60 s"
+    assert f"Rolled back: by `ferry rollback` on {socket.gethostname()}\n" in alert["body"]["text"]
+    laps.append(("ferry rollback, its alert", time.monotonic()))
+
+    # An API that accepts and never answers: the rollback stands, the wait is bounded.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        env = {**stack.env(), "PREFECT_API_URL": url, "FERRY_PREFECT_API_WAIT_S": "2"}
+        cli = subprocess.run(
+            rollback, cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert cli.returncode == ExitCode.OK, cli.stdout + cli.stderr
+    assert re.match(_ROLLED_BACK.format(v1[1]), cli.stdout.strip()), cli.stdout
+    assert cli.stderr == (
+        f"ferry rollback: rolled back, but the Prefect API at {url} did not get the rollback's "
+        "event, so no alert was sent: the Prefect API did not take it within 2 s "
+        "(FERRY_PREFECT_API_WAIT_S)\n"
+    )
+    assert _orders_read(stack) == v1_orders
+    laps.append(("ferry rollback, a silent API", time.monotonic()))
+    took = ", ".join(f"{name} {at - laps[i][1]:.0f} s" for i, (name, at) in enumerate(laps[1:]))
+    print(f"\nblue-green and rollback: {laps[-1][1] - laps[0][1]:.0f} s ({took})")
 
 
 # Last of the tests on the stack: the killed run's writer slot stays taken until its lease expires.

@@ -20,6 +20,7 @@ import yaml
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
 from prefect.server.events.jinja_filters import all_filters
+from prefect.server.events.schemas.automations import EventTrigger as ServerEventTrigger
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.server.schemas.core import FlowRun
 from prefect.server.utilities.user_templates import (
@@ -43,6 +44,7 @@ CONTRACT_EVENTS = {
     "ferry.dbt.freshness.still-stale",
     "ferry.dbt.timing.regressed",
     "ferry.dbt.volume.anomalous",
+    "ferry.data.rolled-back",
 }
 SECRETS = {
     "FERRY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
@@ -80,6 +82,7 @@ def test_the_shipped_file_has_its_alerts(shipped):
         "ferry - source freshness warned",
         "ferry - dbt timing regression",
         "ferry - dbt volume anomaly",
+        "ferry - data rolled back",
     ]
     assert {c.type for c in shipped.channels} == {"slack", "email", "webhook"}
 
@@ -97,6 +100,7 @@ def test_each_outcome_of_a_run_alerts_at_most_once(shipped):
             "ferry.dbt.freshness.warned": ["ferry - source freshness warned"],
             "ferry.dbt.timing.regressed": ["ferry - dbt timing regression"],
             "ferry.dbt.volume.anomalous": ["ferry - dbt volume anomaly"],
+            "ferry.data.rolled-back": ["ferry - data rolled back"],
         }.get(event, [])  # still-stale: no alert, the period was alerted
         assert firing == expected, event
     crashed = by_name(shipped, "ferry - dbt run crashed or timed out").trigger
@@ -465,6 +469,95 @@ def test_the_missing_build_alert_states_its_window(shipped):
     assert "succeeded in the last 1 day and 2 hours." in body
 
 
+@pytest.fixture
+def rolled_back(monkeypatch) -> ReceivedEvent:
+    """The event `ferry rollback` emits, as the server receives it: sent by the real emitter
+    through Prefect's own recording events client instead of a websocket."""
+    from prefect.events import clients
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.prefect import events
+
+    monkeypatch.setattr(clients, "get_events_client", lambda **_: clients.AssertingEventsClient())
+    monkeypatch.setattr(events.socket, "gethostname", lambda: "ops-laptop")
+    clients.AssertingEventsClient.reset()
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # never contacted
+        not_sent = events.emit_rolled_back(
+            "prod",
+            version="r6f0c1a520000",
+            before="r9b1d2e3f4a5b",
+            relations=17,
+            publication=42,
+            message="rolled back prod: consumers read r6f0c1a520000 again (17 relation(s), "
+            "publication 42)",
+            timeout_s=5,
+        )
+    assert not_sent is None
+    [sent] = [e for client in clients.AssertingEventsClient.all for e in client.events]
+    return ReceivedEvent(**sent.model_dump(), received=sent.occurred)
+
+
+def test_a_rollback_from_the_command_line_names_the_versions_and_where_it_ran(shipped, rolled_back):
+    spec = by_name(shipped, "ferry - data rolled back")
+    assert rolled_back.event == "ferry.data.rolled-back"
+    assert rolled_back.resource.id == "ferry.env.prod"
+    assert server_trigger(spec).covers(rolled_back)
+    subject, body = notification(spec, event=rolled_back, flow_run=None)
+    assert subject == "[ferry prod] data rolled back: consumers read r6f0c1a520000 again"
+    assert body == (
+        "rolled back prod: consumers read r6f0c1a520000 again (17 relation(s), publication 42)\n"
+        "\n"
+        "Environment: prod\n"
+        "Now read:    r6f0c1a520000 (publication 42, 17 relation(s))\n"
+        "Read before: r9b1d2e3f4a5b\n"
+        "Rolled back: by `ferry rollback` on ops-laptop\n"
+        "Run:         none (run from the command line)\n"
+        "\n"
+        "The next build-prod or build-changed-prod publishes again from the current code and "
+        "data: pause them, or revert the code, if the bad data came from the code."
+    )
+
+
+def test_a_rollback_by_the_deployment_names_it_and_links_the_run(shipped, rolled_back):
+    """The flow's event: the same, with the run's link instead of a host, and the run, its
+    flow and deployment related to it (as the e2e test sees the server receive it)."""
+    related = [
+        {"prefect.resource.id": f"prefect.flow-run.{RUN_ID}", "prefect.resource.role": "flow-run",
+         "prefect.resource.name": "brisk-otter"},
+        {"prefect.resource.id": f"prefect.deployment.{uuid4()}",
+         "prefect.resource.role": "deployment", "prefect.resource.name": "rollback-prod"},
+        {"prefect.resource.id": "prefect.tag.env:prod", "prefect.resource.role": "tag"},
+    ]  # fmt: skip
+    payload = {**rolled_back.payload, "host": None, "before": None, "flow_run_url": None}
+    event = ReceivedEvent.model_validate(
+        {**rolled_back.model_dump(), "payload": payload, "related": related}
+    )
+    spec = by_name(shipped, "ferry - data rolled back")
+    assert server_trigger(spec).covers(event)
+    _, body = notification(spec, event=event)
+    assert "Read before: unknown (the ledger could not be read after the switch)\n" in body
+    assert "Rolled back: by rollback-prod\n" in body
+    assert f"Run:         https://prefect.example.com/runs/flow-run/{RUN_ID}\n" in body
+
+
+def server_trigger(spec: automations.AutomationSpec) -> ServerEventTrigger:
+    """The trigger as the server holds it: its `covers` is what decides an automation fires."""
+    return ServerEventTrigger.model_validate(spec.trigger.model_dump())
+
+
+def test_only_an_environments_rollback_fires_the_rollback_alert(shipped):
+    trigger = server_trigger(by_name(shipped, "ferry - data rolled back"))
+    about_a_run = ferry_event("ferry.data.rolled-back", {**FAILED_PAYLOAD})
+    assert not trigger.covers(about_a_run)  # about a flow run, not an environment
+    resource = {**about_a_run.resource.root, "prefect.resource.id": "ferry.env.prod"}
+    about_prod = ReceivedEvent.model_validate({**about_a_run.model_dump(), "resource": resource})
+    assert trigger.covers(about_prod)
+    failed = ReceivedEvent.model_validate(
+        {**about_prod.model_dump(), "event": "ferry.dbt.run.failed"}
+    )
+    assert not trigger.covers(failed)
+
+
 # --- diffing against the server ---------------------------------------------------------------
 
 
@@ -576,6 +669,7 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "created: ferry - source freshness warned",
         "created: ferry - dbt timing regression",
         "created: ferry - dbt volume anomaly",
+        "created: ferry - data rolled back",
         "deleted: ferry - retired alert (no longer in automations.yaml)",
     ]
     assert dry.writes == []
@@ -590,6 +684,7 @@ def test_apply_reports_every_automation_and_a_dry_run_writes_nothing(shipped):
         "create ferry - source freshness warned",
         "create ferry - dbt timing regression",
         "create ferry - dbt volume anomaly",
+        "create ferry - data rolled back",
         f"delete {retired.id}",
     ]
 

@@ -25,8 +25,13 @@ from flows.prefect.deployments import (
     resolve_env_placeholders,
 )
 
-KINDS = ("run", "build", "build-changed", "freshness", "retry", "docs")
+DBT_KINDS = ("run", "build", "build-changed", "freshness", "retry", "docs")
+KINDS = (*DBT_KINDS, "rollback")
 ENVS = ("local", "staging", "prod")
+ENTRYPOINTS = {
+    "flows/dbt_flow.py:dbt_flow": ("dbt", DBT_KINDS),
+    "flows/rollback_flow.py:rollback_flow": ("rollback", ("rollback",)),
+}
 ECS_POOLS = {"staging": "ferry-staging-ecs", "prod": "ferry-prod-ecs"}
 DIGEST = hashlib.sha256(b"ferry image").hexdigest()
 IMAGE = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/ferry@sha256:{DIGEST}"
@@ -62,9 +67,23 @@ def _env(name: str) -> str:
     return name.rsplit("-", 1)[1]
 
 
-def test_eighteen_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
+def test_twenty_one_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
     assert sorted(deployments) == sorted(f"{kind}-{env}" for kind in KINDS for env in ENVS)
-    assert len(load_deployments()) == 18, "no deployment name twice"
+    assert len(load_deployments()) == 21, "no deployment name twice"
+
+
+def test_each_kind_runs_its_flow(deployments: dict[str, dict[str, Any]]) -> None:
+    """The `dbt` flow for the dbt kinds, the `rollback` flow for rollback-<env>: each
+    entrypoint imports, and names the flow its kinds expect."""
+    import importlib
+
+    for entrypoint, (flow_name, kinds) in ENTRYPOINTS.items():
+        path, attribute = entrypoint.split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert getattr(module, attribute).name == flow_name, entrypoint
+        for kind in kinds:
+            for env in ENVS:
+                assert deployments[f"{kind}-{env}"]["entrypoint"] == entrypoint, (kind, env)
 
 
 def test_local_runs_on_the_process_pool_and_the_rest_on_ecs(
@@ -270,7 +289,7 @@ def test_ferry_writes_the_ecs_template_or_fails_saying_why(tmp_path: Path, capsy
     assert capsys.readouterr().err.startswith("ferry release ecs-template: ")
 
 
-def test_builds_publish_blue_green_and_every_deployment_is_a_valid_run_request(
+def test_builds_publish_blue_green_and_every_dbt_deployment_is_a_valid_run_request(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
     from flows.run.request import PublishMode, RunRequest
@@ -279,7 +298,27 @@ def test_builds_publish_blue_green_and_every_deployment_is_a_valid_run_request(
         for kind in ("build", "build-changed"):
             request = RunRequest.build(**deployments[f"{kind}-{env}"]["parameters"])
             assert request.publish is PublishMode.BLUE_GREEN, (kind, env)
-    for name, deployment in deployments.items():
-        RunRequest.build(**deployment["parameters"])  # refused here, refused in every run
+    dbt_deployments = [f"{kind}-{env}" for kind in DBT_KINDS for env in ENVS]
+    for name in dbt_deployments:
+        parameters = deployments[name]["parameters"]
+        RunRequest.build(**parameters)  # refused here, refused in every run
         if not name.startswith("build"):
-            assert "publish" not in deployment["parameters"], name
+            assert "publish" not in parameters, name
+
+
+def test_rollbacks_are_run_by_hand_one_at_a_time_with_the_flows_parameters(
+    deployments: dict[str, dict[str, Any]],
+) -> None:
+    """`to` is chosen per run; a default in the deployment would roll every run back to it."""
+    from flows.rollback_flow import rollback_flow
+
+    for env in ENVS:
+        deployment = deployments[f"rollback-{env}"]
+        assert not deployment.get("schedules"), env
+        assert deployment["parameters"] == {}, env
+        rollback_flow.validate_parameters(deployment["parameters"])  # as a run's would be
+        limit = ConcurrencyLimitConfig.model_validate(deployment["concurrency_limit"])
+        assert (limit.limit, limit.collision_strategy) == (1, ConcurrencyLimitStrategy.ENQUEUE)
+        assert deployment["tags"] == deployments[f"build-{env}"]["tags"], env
+        assert deployment["work_pool"]["name"] == deployments[f"build-{env}"]["work_pool"]["name"]
+    assert list(rollback_flow.parameters.properties) == ["to"]
