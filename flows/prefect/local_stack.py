@@ -28,6 +28,7 @@ LOCAL_DEPLOYMENTS = (
     "freshness-local",
     "retry-local",
     "docs-local",
+    "rollback-local",
 )
 POOL = "ferry-local"
 
@@ -159,7 +160,7 @@ def up(stack: Stack, say: Say = _silent) -> None:
     say(f"work pool {POOL}: its worker started (log: {stack.home / 'worker.log'})")
     names = [arg for name in LOCAL_DEPLOYMENTS for arg in ("--name", name)]
     _run(stack, _bin("prefect"), "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", *names)
-    say(f"deployments: {', '.join(f'dbt/{name}' for name in LOCAL_DEPLOYMENTS)}")
+    say(f"deployments: {', '.join(LOCAL_DEPLOYMENTS)}")
     channels = stack.channel_env()
     _run(stack, _bin("ferry"), "alerts", "channels", "apply", extra_env=channels)
     _run(stack, _bin("ferry"), "alerts", "automations", "apply", extra_env=channels)

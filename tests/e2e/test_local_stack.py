@@ -114,7 +114,7 @@ def test_the_demo_says_each_step_as_it_happens(demo):
     steps = [
         "Prefect server: up",
         "work pool ferry-local",
-        "deployments: dbt/run-local",
+        "deployments: run-local",
         "alerts:",
         "raw data:",
         "run-local --selector daily: started",
@@ -636,17 +636,6 @@ def test_a_server_that_cannot_start_is_a_failure(tmp_path):
     local_stack.down(tmp_path / "demo")
 
 
-def _deploy(stack, name: str) -> None:
-    """One more deployment of prefect.yaml on the stack, as `prefect deploy` makes it (`ferry
-    stack up` deploys the dbt flow's)."""
-    prefect = str(FERRY.with_name("prefect"))
-    done = subprocess.run(
-        [prefect, "--no-prompt", "deploy", "--prefect-file", "prefect.yaml", "--name", name],
-        cwd=REPO, env=stack.env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-
 def _run_and_settle(stack, flow_deployment: str, params: dict) -> dict:
     """A run of `<flow>/<deployment>` in its final state, once its process has exited: every log
     line is in, and the DuckDB file is free for the next one (or for the test to read)."""
@@ -705,8 +694,6 @@ def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(
     without a traceback, and `ferry rollback` with the API alerts the same way."""
     laps = [("start", time.monotonic())]
     api = prefect_server.api_client(stack.api_url)
-    _deploy(stack, "rollback-local")
-    laps.append(("deploy rollback-local", time.monotonic()))
 
     first = _run_and_settle(stack, "dbt/build-local", {})
     assert first["state_type"] == "COMPLETED", first["state"]["message"]

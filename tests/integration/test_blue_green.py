@@ -159,7 +159,7 @@ def versions_of(shop: Shop, env: str, schema_suffix: str = "") -> list[str]:
     )
 
 
-def test_blue_green_ends_where_direct_ends_incrementals_and_snapshot_included(shop):
+def test_blue_green_ends_where_direct_ends_incrementals_and_snapshot_included(shop, capsys):
     def step(change: Callable[[str], None], **given: object) -> RunSummary:
         for env in ("direct", "bg"):
             change(env)
@@ -183,8 +183,18 @@ def test_blue_green_ends_where_direct_ends_incrementals_and_snapshot_included(sh
 
     third = step(lambda env: shop.load(env, "--append", "payments"), only_changed=True)
     assert third.changes is not None and "model.shop.dim_products" not in third.changes.ran
-    assert third.published is not None and third.published.dropped  # beyond 2 kept: the first
-    assert len(versions_of(shop, "bg")) == 2
+    assert third.published is not None and third.published.dropped  # beyond 2 kept
+    # Kept: the publications of the 2 latest versions. A version's schemas stay while a kept
+    # publication reads them (what the later, partial runs did not rebuild), and no longer.
+    capsys.readouterr()
+    assert shop.rollback("bg", "--list", "--json") == ExitCode.OK
+    kept = json.loads(capsys.readouterr().out)
+    assert len({p["version"] for p in kept}) == 2
+    main = "main" if shop.warehouse == "duckdb" else shop.location("bg")
+    schemas_read = {source.split(".")[0] for p in kept for source in p["relations"].values()}
+    assert set(versions_of(shop, "bg")) == {
+        schema.rsplit("__", 1)[1] for schema in schemas_read if schema.startswith(f"{main}__r")
+    }
     # What the third run did not build, consumers still read from the version that built it.
     assert "main.dim_products" not in {n.split(".", 1)[1] for n in third.published.relations}
 

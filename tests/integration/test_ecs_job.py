@@ -107,7 +107,7 @@ ECS_DEPLOYMENTS = [d for d in load_deployments() if d["name"].endswith(("-stagin
 
 
 def test_every_staging_and_prod_deployment_is_covered() -> None:
-    assert len(ECS_DEPLOYMENTS) == 12
+    assert len(ECS_DEPLOYMENTS) == 14
 
 
 @pytest.fixture(autouse=True)
