@@ -108,8 +108,9 @@ def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_s
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
-    # S3 answers nothing for the first 25 s: the run's 15 s limit passes while it stores.
-    proxy = TcpProxy(("127.0.0.1", port), hold_until=time.monotonic() + 25)
+    # S3 answers nothing for the first 55 s: the run's 40 s limit passes while it stores (a
+    # limit well above the seed's time, even on a busy machine, so it never fires in dbt).
+    proxy = TcpProxy(("127.0.0.1", port), hold_until=time.monotonic() + 55)
     try:
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
         s3.create_bucket(Bucket="ferry-artifacts")
@@ -118,7 +119,7 @@ def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_s
             tmp_path,
             artifacts="s3://ferry-artifacts/dbt",
             s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
-            flow_timeout_s=15,
+            flow_timeout_s=40,
         )
         summary = run(
             RunRequest.build(command="seed", target="pg", select="keepers"), settings, run_id="r1"
