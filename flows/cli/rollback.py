@@ -50,8 +50,7 @@ def add_parser(sub: Any) -> None:
 
 def _rollback(args: argparse.Namespace) -> ExitCode:
     from flows.prefect.api import configured_url
-    from flows.publish.environment import kept_publications
-    from flows.rollback_flow import announce, failures, refusals, roll_back_environment
+    from flows.publish.environment import failures, kept_publications, refusals, roll_back
     from flows.settings import FerrySettings
 
     # Settings, project, profile or target wrong, or no such version kept: bad input, nothing
@@ -66,14 +65,18 @@ def _rollback(args: argparse.Namespace) -> ExitCode:
         env = settings.run.env
         if args.list:
             return _list(env, kept_publications(settings), as_json=args.json)
-        rolled_back = roll_back_environment(settings, args.to, _warn)
+        rolled_back = roll_back(settings, args.to)
     back = rolled_back.publication
     if args.json:
         print(json.dumps(_record(back, current=True)))
     else:
         print(rolled_back.describe())
     sys.stdout.flush()  # said before the event is waited for
-    if (api := configured_url()) and (not_sent := announce(rolled_back, settings)) is not None:
+    if not (api := configured_url()):
+        return ExitCode.OK
+    from flows.rollback_flow import announce  # Prefect's client: only with an API to tell
+
+    if (not_sent := announce(rolled_back, settings)) is not None:
         _warn(
             f"rolled back, but the Prefect API at {api} did not get the rollback's event, so "
             f"no alert was sent: {not_sent}"

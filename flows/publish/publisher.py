@@ -41,6 +41,8 @@ class Switched:
 
     publication: Publication
     statements: tuple[str, ...]
+    replaced: Publication | None = None
+    """The publication consumers read until this switch; None before the first publish."""
 
 
 def publications(warehouse: Warehouse, env: str, ledger_schema: str) -> list[Publication]:
@@ -209,7 +211,7 @@ def _switch(
     ]
     warehouse.run_in_transaction(statements)
     log.info("%s %s: %d consumer relation(s) switched", kind, version, len(repoints))
-    return Switched(publication=publication, statements=tuple(statements))
+    return Switched(publication=publication, statements=tuple(statements), replaced=current)
 
 
 def _ensure_ledger(

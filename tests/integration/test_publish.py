@@ -101,6 +101,7 @@ def test_publish_switches_all_together_and_rollback_restores_row_for_row(warehou
     customers, orders = f'"{base}".customers', f'"{base}".orders'
 
     first = publish(warehouse, env=ENV, version="v1", built=built, ledger_schema=ledger)
+    assert first.replaced is None  # nothing was published before
     assert f'drop table "{base}"."orders"' in first.statements  # the direct build's table...
     kinds = warehouse.query(
         "select table_name, table_type from information_schema.tables "
@@ -118,6 +119,7 @@ def test_publish_switches_all_together_and_rollback_restores_row_for_row(warehou
 
     back = rollback(warehouse, env=ENV, ledger_schema=ledger)
     assert back.publication.version == "v1" and back.publication.kind == "rollback"
+    assert back.replaced is not None and back.replaced.version == "v2"  # what the alert says
     assert rows(warehouse, customers) == rows(warehouse, f'"{base}__v1".customers')
     assert rows(warehouse, orders) == rows(warehouse, f'"{base}__v1".orders')
     assert [c for c in warehouse.columns(warehouse.database, base, "orders")][3].name == "legacy"
