@@ -236,28 +236,27 @@ def _executing(
     whole project's."""
     if run.changes is not None:
         return list(run.changes.ran)
-    if selected is not None:
-        return selected
-    wanted = set(command.resource_types)
-    return [
-        uid
-        for uid, node in manifest.nodes.items()
-        if str(getattr(node.resource_type, "value", node.resource_type)) in wanted
-    ]
+    return _selected_or_all(manifest, command, selected)
 
 
 def _universe(
     manifest: Any, command: DbtCommand, selected: list[str] | None, lineage: Lineage
 ) -> list[str]:
-    """The nodes the command would execute: the selection's, or the whole project's."""
-    if selected is None:
-        wanted = set(command.resource_types)
-        selected = [
-            uid
-            for uid, node in [*manifest.nodes.items(), *manifest.unit_tests.items()]
-            if str(getattr(node.resource_type, "value", node.resource_type)) in wanted
-        ]
+    """The nodes the command would execute, ephemeral models aside."""
+    selected = _selected_or_all(manifest, command, selected)
     return [n for n in selected if not lineage.is_ephemeral(n)]
+
+
+def _selected_or_all(manifest: Any, command: DbtCommand, selected: list[str] | None) -> list[str]:
+    """The selection's nodes, or every node (unit tests included) of the command's types."""
+    if selected is not None:
+        return selected
+    wanted = set(command.resource_types)
+    return [
+        uid
+        for uid, node in [*manifest.nodes.items(), *manifest.unit_tests.items()]
+        if str(getattr(node.resource_type, "value", node.resource_type)) in wanted
+    ]
 
 
 def _log_parse(parse: ParseReport, log: Log) -> None:
