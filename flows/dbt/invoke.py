@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,41 @@ logger = logging.getLogger(__name__)
 
 #: dbt's own name for the artifacts a run writes into its target path.
 ARTIFACT_FILES = ("manifest.json", "run_results.json", "sources.json", "catalog.json")
+
+
+def dbt_runner() -> Any:
+    """dbt's `dbtRunner`, imported on first use (dbt's import costs seconds), with dbt's
+    behavior-flag bookkeeping made cheap (`_name_flag_sources_cheaply`)."""
+    from dbt.cli.main import dbtRunner
+
+    _name_flag_sources_cheaply()
+    return dbtRunner
+
+
+@functools.cache
+def _name_flag_sources_cheaply() -> None:
+    """Every dbt invocation creates its adapter's behavior flags, and each names its source by
+    walking `inspect.stack()`, which reads the source lines of every frame on the stack: ~15 ms
+    a flag under `ferry run`, ~80 ms under a deeper stack (a Prefect engine, a test runner),
+    6 flags per invocation, several invocations per run. The same name (the first module on the
+    stack other than dbt's behavior_flags) is read from the frames' globals instead.
+    """
+    from dbt_common import behavior_flags
+
+    rendered = getattr(behavior_flags, "BehaviorFlagRendered", None)
+    if rendered is None or not hasattr(rendered, "_default_source"):
+        return  # another dbt-common: its own way stays
+
+    def _default_source() -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_globals.get("__name__")
+            if name and name != behavior_flags.__name__:
+                return str(name)
+            frame = frame.f_back  # type: ignore[assignment]
+        return "Unknown"
+
+    rendered._default_source = staticmethod(_default_source)
 
 
 class NodeListener(Protocol):
@@ -145,7 +181,7 @@ class DbtInvocation:
                 env var, a bad target): the caller's input, refused before any connection.
             DbtProjectError: the project itself does not parse.
         """
-        from dbt.cli.main import dbtRunner
+        dbtRunner = dbt_runner()
         from dbt.exceptions import DbtProfileError
         from dbt.exceptions import DbtProjectError as DbtProjectConfigError
 
@@ -172,7 +208,7 @@ class DbtInvocation:
             InvalidDbtInput: the selection is malformed, names an unknown selector, or
                 matches no node the command executes.
         """
-        from dbt.cli.main import dbtRunner
+        dbtRunner = dbt_runner()
 
         asked = self.args
         args = [
@@ -225,7 +261,7 @@ class DbtInvocation:
         A source whose query failed, or that has no freshness to check, maps to None (unknown).
         Its results go to a folder of their own: never the run's sources.json.
         """
-        from dbt.cli.main import dbtRunner
+        dbtRunner = dbt_runner()
 
         found: dict[str, str | None] = dict.fromkeys(sources)
         checked = [s for s in sources if _has_freshness(manifest.sources.get(s))]
@@ -254,7 +290,7 @@ class DbtInvocation:
 
     def execute(self, manifest: Any | None, listener: NodeListener) -> DbtOutcome:
         """Runs the command, telling `listener` about every node; never raises for dbt errors."""
-        from dbt.cli.main import dbtRunner
+        dbtRunner = dbt_runner()
 
         callback = _NodeEventCallback(listener)
         runner = dbtRunner(manifest=manifest, callbacks=[callback])

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from flows.dbt.errors import InvalidDbtInput
-from flows.dbt.invoke import dbt_version
+from flows.dbt.invoke import dbt_runner, dbt_version
 
 #: dbt's file names: where packages are declared, and the lock `dbt deps` writes.
 DECLARATION_FILES = ("packages.yml", "dependencies.yml")
@@ -189,7 +189,7 @@ def _install(
     frozen: bool,
     upgrade: bool,
 ) -> Installed:
-    from dbt.cli.main import dbtRunner
+    dbtRunner = dbt_runner()
 
     declaration = packages.declaration.name if packages.declaration else "packages.yml"
     if frozen and not packages.lock.is_file():

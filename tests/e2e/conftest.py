@@ -1,4 +1,8 @@
-"""One real Prefect server for the whole e2e session (starting one costs 20-30 s here)."""
+"""One real Prefect server for a worker's e2e tests (starting one costs 20-30 s here).
+
+Package-scoped: it stops when the worker moves on to the tests after e2e (pytest runs e2e
+first, see pyproject.toml), rather than idling beside them at ~5% of a core.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def _fresh_events_worker() -> Iterator[None]:
     EventsWorker.drain_all(timeout=5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = prefect_server.start(tmp_path_factory.mktemp("prefect-home"))
     try:
@@ -108,6 +112,6 @@ class Api:
         return self.client.post("/artifacts/filter", json=body).raise_for_status().json()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(prefect_api: str) -> Api:
     return Api(prefect_api)
