@@ -46,6 +46,8 @@ _NOT_RUN = {
     "and only-changed, side by side)",
     "make bench-diff": "a benchmark of minutes (tables of 1M and 10M rows on DuckDB and "
     "PostgreSQL, diffed three times each)",
+    "make bench-publish": "a benchmark of minutes (blue-green vs direct builds of two projects "
+    "on DuckDB and PostgreSQL)",
     "make infra-synth": "synthesizes the CDK app in node for about a minute; tests/infra "
     "synthesize the same app",
 }
