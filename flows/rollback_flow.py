@@ -17,23 +17,8 @@ from prefect.states import Completed, Failed, State
 
 from flows.dbt_flow import DbtRunFailed
 from flows.prefect.events import emit_rolled_back
-from flows.publish.environment import RolledBack, failures, refusals, roll_back
+from flows.publish.environment import failures, refusals, roll_back
 from flows.settings import FerrySettings
-
-
-def announce(rolled_back: RolledBack, settings: FerrySettings) -> str | None:
-    """Emits the rollback's `ferry.data.rolled-back` event, waiting FERRY_PREFECT_API_WAIT_S at
-    most; returns why it was not sent, or None."""
-    now = rolled_back.publication
-    return emit_rolled_back(
-        rolled_back.env,
-        version=now.version,
-        before=rolled_back.before,
-        relations=len(now.mapping),
-        publication=now.seq,
-        message=rolled_back.describe(),
-        timeout_s=settings.prefect.api_wait_s,
-    )
 
 
 @flow(name="rollback", log_prints=False, validate_parameters=True)
@@ -60,7 +45,9 @@ def rollback_flow(to: str = "") -> State[Any]:
         )
     message = rolled_back.describe()
     logger.info("%s; before, they read %s", message, rolled_back.before or "nothing published")
-    if (not_sent := announce(rolled_back, settings)) is not None:
+    if (
+        not_sent := emit_rolled_back(rolled_back, timeout_s=settings.prefect.api_wait_s)
+    ) is not None:
         logger.warning("the rollback's alert event was not sent: %s", not_sent)
     return Completed(message=message, data=message)
 

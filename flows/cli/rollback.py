@@ -74,18 +74,17 @@ def _rollback(args: argparse.Namespace) -> ExitCode:
     sys.stdout.flush()  # said before the event is waited for
     if not (api := configured_url()):
         return ExitCode.OK
-    from flows.rollback_flow import announce  # Prefect's client: only with an API to tell
+    from flows.prefect.events import emit_rolled_back  # Prefect: only with an API to tell
 
-    if (not_sent := announce(rolled_back, settings)) is not None:
-        _warn(
-            f"rolled back, but the Prefect API at {api} did not get the rollback's event, so "
-            f"no alert was sent: {not_sent}"
+    if (
+        not_sent := emit_rolled_back(rolled_back, timeout_s=settings.prefect.api_wait_s)
+    ) is not None:
+        print(
+            f"{PROG}: rolled back, but the Prefect API at {api} did not get the rollback's "
+            f"event, so no alert was sent: {not_sent}",
+            file=sys.stderr,
         )
     return ExitCode.OK
-
-
-def _warn(line: str) -> None:
-    print(f"{PROG}: {line}", file=sys.stderr)
 
 
 def _list(env: str, found: list[Any], *, as_json: bool) -> ExitCode:

@@ -44,11 +44,11 @@ def dbt_runner() -> Any:
 
 @functools.cache
 def _name_flag_sources_cheaply() -> None:
-    """Every dbt invocation creates its adapter's behavior flags, and each names its source by
-    walking `inspect.stack()`, which reads the source lines of every frame on the stack: ~15 ms
-    a flag under `ferry run`, ~80 ms under a deeper stack (a Prefect engine, a test runner),
-    6 flags per invocation, several invocations per run. The same name (the first module on the
-    stack other than dbt's behavior_flags) is read from the frames' globals instead.
+    """dbt creates its adapter's behavior flags, and each names its source by walking
+    `inspect.stack()`, which reads the source lines of every frame on the stack: 6 lookups per
+    `ferry run`, ~15 ms each there and ~80 ms under a deeper stack (a test runner). The same
+    name (the first module on the stack other than dbt's behavior_flags) is read from the
+    frames' globals instead (docs/architecture.md, "Where we go around dbt-core").
     """
     from dbt_common import behavior_flags
 

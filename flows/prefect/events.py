@@ -24,7 +24,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -33,6 +33,9 @@ from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history.signals import Regression, VolumeAnomaly
 from flows.run.summary import RunSummary
 from flows.run.verdict import Outcome
+
+if TYPE_CHECKING:
+    from flows.publish.environment import RolledBack
 
 _LISTED = 20
 
@@ -84,25 +87,9 @@ def emit_outcome(summary: RunSummary) -> None:
     )
 
 
-def emit_rolled_back(
-    env: str,
-    *,
-    version: str,
-    before: str | None,
-    relations: int,
-    publication: int,
-    message: str,
-    timeout_s: float,
-) -> str | None:
-    """Consumers of `env` read an earlier version again: one `ferry.data.rolled-back` event,
-    sent now and waited for `timeout_s` at most; never raises.
-
-    Args:
-        version: The version consumers read now.
-        before: The version they read until the rollback (None: unknown).
-        relations: How many consumer relations the publication they read now has.
-        publication: That publication's sequence number in the ledger.
-        message: The rollback's one line, as the flow's final state and the CLI say it.
+def emit_rolled_back(rolled_back: RolledBack, *, timeout_s: float) -> str | None:
+    """Consumers of an environment read an earlier version again: one `ferry.data.rolled-back`
+    event, sent now and waited for `timeout_s` at most (FERRY_PREFECT_API_WAIT_S); never raises.
 
     Returns:
         None once the Prefect API has the event; else why not, for a warning.
@@ -113,6 +100,7 @@ def emit_rolled_back(
 
     if not get_current_settings().api.url:  # Prefect would start a throwaway server for it
         return "no Prefect API configured (PREFECT_API_URL)"
+    env, now = rolled_back.env, rolled_back.publication
     in_a_run = flow_run.get_id() is not None
     event = Event(
         event=ROLLED_BACK,
@@ -124,12 +112,12 @@ def emit_rolled_back(
             }
         ),
         payload={
-            "message": message,
+            "message": rolled_back.describe(),
             "env": env,
-            "version": version,
-            "before": before,
-            "relations": relations,
-            "publication": publication,
+            "version": now.version,
+            "before": rolled_back.before,
+            "relations": len(now.mapping),
+            "publication": now.seq,
             "flow_run_url": flow_run.get_flow_run_ui_url() if in_a_run else None,
             # Where `ferry rollback` ran, when no flow run did it.
             "host": None if in_a_run else socket.gethostname(),

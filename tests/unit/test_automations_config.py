@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +31,9 @@ from prefect.settings import PREFECT_UI_URL, temporary_settings
 
 from flows.notify import automations, channels
 from flows.notify.changes import ChangeKind, NotifyConfigError
+from flows.publish.environment import RolledBack
+from flows.publish.statements import Relation
+from flows.publish.versions import Publication
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "automations.yaml"
@@ -469,6 +472,22 @@ def test_the_missing_build_alert_states_its_window(shipped):
     assert "succeeded in the last 1 day and 2 hours." in body
 
 
+_ROLLED_BACK_PROD = RolledBack(
+    "prod",
+    Publication(
+        seq=42,
+        version="r6f0c1a520000",
+        kind="rollback",
+        published_at=datetime(2026, 12, 6, 9, 30, tzinfo=UTC),
+        mapping=tuple(
+            (Relation("analytics", f"m{i:02}"), Relation("analytics__r6f0c1a520000", f"m{i:02}"))
+            for i in range(17)
+        ),
+    ),
+    before="r9b1d2e3f4a5b",
+)
+
+
 @pytest.fixture
 def rolled_back(monkeypatch) -> ReceivedEvent:
     """The event `ferry rollback` emits, as the server receives it: sent by the real emitter
@@ -482,16 +501,7 @@ def rolled_back(monkeypatch) -> ReceivedEvent:
     monkeypatch.setattr(events.socket, "gethostname", lambda: "ops-laptop")
     clients.AssertingEventsClient.reset()
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # never contacted
-        not_sent = events.emit_rolled_back(
-            "prod",
-            version="r6f0c1a520000",
-            before="r9b1d2e3f4a5b",
-            relations=17,
-            publication=42,
-            message="rolled back prod: consumers read r6f0c1a520000 again (17 relation(s), "
-            "publication 42)",
-            timeout_s=5,
-        )
+        not_sent = events.emit_rolled_back(_ROLLED_BACK_PROD, timeout_s=5)
     assert not_sent is None
     [sent] = [e for client in clients.AssertingEventsClient.all for e in client.events]
     return ReceivedEvent(**sent.model_dump(), received=sent.occurred)
@@ -535,7 +545,7 @@ def test_a_rollback_by_the_deployment_names_it_and_links_the_run(shipped, rolled
     spec = by_name(shipped, "ferry - data rolled back")
     assert server_trigger(spec).covers(event)
     _, body = notification(spec, event=event)
-    assert "Read before: unknown (the ledger could not be read after the switch)\n" in body
+    assert "Read before: unknown\n" in body
     assert "Rolled back: by rollback-prod\n" in body
     assert f"Run:         https://prefect.example.com/runs/flow-run/{RUN_ID}\n" in body
 
