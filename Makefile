@@ -79,8 +79,18 @@ dbt-parse: setup
 settings-doc: setup
 	$(BIN)/python -m flows.settings_doc
 
-test: setup lint infra-check
-	$(BIN)/pytest
+# lint and infra-check run beside the tests, not before them: the tests wait on servers, workers
+# and alerts for a third of their time, which the checks' ~70 s of mostly one core fill. The
+# checks' output is kept and printed whole after the tests'; make test fails if either part did.
+# Plain `make`, not $(MAKE): `make -n test` (a dry run) must not run the checks and the tests.
+test: setup
+	@mkdir -p .ferry
+	@make --no-print-directory --jobs=2 --output-sync=target lint infra-check >.ferry/checks.log 2>&1 & checks=$$!; \
+	$(BIN)/pytest; tests=$$?; \
+	wait $$checks; checks=$$?; \
+	cat .ferry/checks.log; \
+	[ $$checks -eq 0 ] || echo "make test: lint or infra-check failed (their output is above)"; \
+	[ $$tests -eq 0 ] && [ $$checks -eq 0 ]
 
 unit: setup
 	$(BIN)/pytest tests/unit

@@ -125,13 +125,22 @@ def pg_schema(monkeypatch: pytest.MonkeyPatch):
     Never skipped: PostgreSQL runs here and in CI. If it is down, start it with
     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`.
     """
+    schema = new_pg_schema()
+    monkeypatch.setenv("FERRY_PG_SCHEMA", schema)
+    yield schema
+    drop_pg_schemas(schema)
+
+
+def new_pg_schema() -> str:
+    """A schema name no other test uses (dbt creates it, `drop_pg_schemas` drops it)."""
+    return f"ferry_t_{uuid.uuid4().hex[:10]}"
+
+
+def drop_pg_schemas(schema: str) -> None:
+    """Drops `schema` and every schema named after it (dbt's `<schema>_<custom>`)."""
     import psycopg2
 
-    schema = f"ferry_t_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("FERRY_PG_SCHEMA", schema)
-    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-    yield schema
-    conn = psycopg2.connect(dsn)
+    conn = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=test")
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(

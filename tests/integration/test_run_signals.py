@@ -159,7 +159,7 @@ def test_a_model_slowed_on_purpose_is_the_one_timing_regression_each_fresh_conta
     stored = RunSummary.read(
         s3.get_object(Bucket="ferry-artifacts", Key=f"{prefix}/summary.json")["Body"].read()
     )
-    assert stored.regressions[0].unique_id == "model.shop.dim_customers"
+    assert stored.regressions == slowed.regressions  # as the run found them, in its order
     assert stored.report == slowed.report and stored.deployment == "ad-hoc"
 
     out = tmp_path / "report.html"

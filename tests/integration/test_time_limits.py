@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -27,7 +29,7 @@ from flows.prefect.server import free_port
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
-from tests.conftest import make_settings
+from tests.conftest import drop_pg_schemas, make_settings, new_pg_schema
 from tests.integration.faults import TcpProxy, lighthouse_on
 
 pytestmark = pytest.mark.integration
@@ -39,24 +41,72 @@ def lighthouse(tmp_path: Path, *, port: int = 5432, slow: bool = False) -> Path:
     return lighthouse_on(port, tmp_path, slow=slow)
 
 
+@dataclass
+class FerryRun:
+    """`ferry run --no-prefect --json` on PostgreSQL under FERRY_FLOW_TIMEOUT_S, started now."""
+
+    proc: subprocess.Popen[str]
+    began: float
+
+    @classmethod
+    def start(cls, project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
+        proc = subprocess.Popen(
+            [str(FERRY), "run", "--no-prefect", "--json", "--target", "pg", *args],
+            env={
+                **os.environ,
+                "FERRY_PROJECT_DIR": str(project),
+                "FERRY_PROFILES_DIR": str(project),
+                "FERRY_ARTIFACTS": str(tmp_path / "artifacts"),
+                "FERRY_WORK_DIR": str(tmp_path / "runs"),
+                "FERRY_FLOW_TIMEOUT_S": str(timeout_s),
+                **env,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return cls(proc, time.monotonic())
+
+    def ended(self) -> tuple[subprocess.CompletedProcess[str], float]:
+        """The run's exit, output and seconds from its start to its end."""
+        stdout, stderr = self.proc.communicate(timeout=300)
+        took = time.monotonic() - self.began
+        return subprocess.CompletedProcess(
+            self.proc.args, self.proc.returncode, stdout, stderr
+        ), took
+
+
 def ferry_run(project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(FERRY), "run", "--no-prefect", "--json", "--target", "pg", *args],
-        env={
-            **os.environ,
-            "FERRY_PROJECT_DIR": str(project),
-            "FERRY_PROFILES_DIR": str(project),
-            "FERRY_ARTIFACTS": str(tmp_path / "artifacts"),
-            "FERRY_WORK_DIR": str(tmp_path / "runs"),
-            "FERRY_FLOW_TIMEOUT_S": str(timeout_s),
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return proc, time.monotonic() - started
+    return FerryRun.start(project, tmp_path, timeout_s, *args, **env).ended()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def waiting_runs(tmp_path_factory) -> Iterator[dict[str, FerryRun]]:
+    """The two runs that wait out a 30 s limit start together as the module starts, so they wait
+    side by side (and beside the module's other tests), not one after the other."""
+    with socket.socket() as sock:  # a port nobody listens on: the warehouse refuses
+        sock.bind(("127.0.0.1", 0))
+        refusing = sock.getsockname()[1]
+    schemas: list[str] = []
+
+    def start(name: str, timeout_s: float, *args: str, port: int = 5432, slow: bool = False, **env):
+        tmp = tmp_path_factory.mktemp(name)
+        schemas.append(new_pg_schema())
+        project = lighthouse_on(port, tmp, slow=slow)
+        return FerryRun.start(project, tmp, timeout_s, *args, FERRY_PG_SCHEMA=schemas[-1], **env)
+
+    runs = {
+        # 30 s: room for a parse from scratch on a loaded machine before the first attempt fails
+        "back-off": start("back_off", 30, port=refusing, FERRY_TRANSIENT_RETRY_DELAY_S="600"),
+        "dbt": start("dbt", 30, "--command", "run", "--select", "slow_beam", slow=True),
+    }
+    yield runs
+    for waiting in runs.values():
+        if waiting.proc.poll() is None:
+            waiting.proc.kill()
+            waiting.proc.communicate()
+    for schema in schemas:
+        drop_pg_schemas(schema)
 
 
 def assert_timed_out_cleanly(
@@ -76,32 +126,6 @@ def assert_timed_out_cleanly(
 def test_a_limit_during_the_parse_ends_timed_out(tmp_path, pg_schema):
     proc, _ = ferry_run(lighthouse(tmp_path), tmp_path, 0.5)
     assert_timed_out_cleanly(proc, "dbt parse", stored={"summary.json"})  # dbt had no log yet
-
-
-def test_a_limit_during_the_back_off_between_retries_ends_timed_out(tmp_path, pg_schema):
-    with socket.socket() as sock:  # a port nobody listens on: the warehouse refuses
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # 30 s: room for a parse from scratch on a loaded machine before the first attempt fails
-    proc, elapsed = ferry_run(
-        lighthouse(tmp_path, port=port),
-        tmp_path,
-        30,
-        FERRY_TRANSIENT_RETRY_DELAY_S="600",
-    )
-    summary = assert_timed_out_cleanly(proc, "the back-off between transient retries")
-    assert "onnection refused" in summary["verdict"]  # what dbt saw before the limit
-    assert elapsed < 120, elapsed  # the limit, not the 600 s back-off
-
-
-def test_a_limit_while_dbt_runs_cancels_the_query(tmp_path, pg_schema):
-    project = lighthouse(tmp_path, slow=True)
-    proc, elapsed = ferry_run(project, tmp_path, 30, "--command", "run", "--select", "slow_beam")
-    summary = assert_timed_out_cleanly(
-        proc, "dbt run", stored={"summary.json", "dbt.log", "manifest.json", "run_results.json"}
-    )
-    assert "dbt cancelled its queries" in summary["verdict"]
-    assert elapsed < 90, elapsed  # the query was cancelled, not waited for (120 s)
 
 
 def test_a_limit_while_the_artifacts_are_stored_still_stores_them(tmp_path, pg_schema):
@@ -150,3 +174,20 @@ def test_a_limit_off_the_main_thread_says_it_cannot_interrupt_dbt(tmp_path, pg_s
     [summary] = reports
     # checked between steps: the parse finishes, then nothing more starts
     assert summary.timed_out and summary.nodes_total == 0, summary.verdict
+
+
+# The module's waiting runs have been running since it started: by now they have ended.
+def test_a_limit_during_the_back_off_between_retries_ends_timed_out(waiting_runs):
+    proc, elapsed = waiting_runs["back-off"].ended()
+    summary = assert_timed_out_cleanly(proc, "the back-off between transient retries")
+    assert "onnection refused" in summary["verdict"]  # what dbt saw before the limit
+    assert elapsed < 120, elapsed  # the limit, not the 600 s back-off
+
+
+def test_a_limit_while_dbt_runs_cancels_the_query(waiting_runs):
+    proc, elapsed = waiting_runs["dbt"].ended()
+    summary = assert_timed_out_cleanly(
+        proc, "dbt run", stored={"summary.json", "dbt.log", "manifest.json", "run_results.json"}
+    )
+    assert "dbt cancelled its queries" in summary["verdict"]
+    assert elapsed < 90, elapsed  # the query was cancelled, not waited for (120 s)
