@@ -1,6 +1,10 @@
-"""ferry's local Prefect server (demo, tests, benches) records what a build reports in batches."""
+"""ferry's local Prefect server (demo, tests, benches): it records what a build reports in
+batches, and a new one starts from a migrated database."""
 
 from __future__ import annotations
+
+import contextlib
+import sqlite3
 
 import httpx
 import pytest
@@ -23,3 +27,45 @@ def test_the_local_server_batches_task_runs_and_events_unless_told_otherwise(tmp
     assert (persister["batch_size"], persister["read_batch_size"]) == (200, 200)
     assert recorder["flush_interval"] == 1
     assert persister["flush_interval"] == 2  # the environment's value wins
+
+
+def test_a_new_server_starts_from_the_first_ones_migrated_database(tmp_path, monkeypatch):
+    """The first server keeps its migrated database in the cache; the next starts from a copy
+    of it (a mark put into the kept copy is what the next server's API reads) and the kept copy
+    is left as it was."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = prefect_server.migrated_template()
+    assert template.parent == tmp_path / "cache" / "ferry"
+
+    first = prefect_server.start(tmp_path / "first")
+    prefect_server.stop(first.pid)
+    with contextlib.closing(sqlite3.connect(template)) as kept:
+        assert kept.execute("select count(*) from alembic_version").fetchone() == (1,)
+        with kept:
+            kept.execute("insert into variable (name, value) values ('mark', '\"kept\"')")
+    before = template.read_bytes()
+
+    second = prefect_server.start(tmp_path / "second")
+    try:
+        mark = httpx.get(f"{second.api_url}/variables/name/mark", timeout=10)
+    finally:
+        prefect_server.stop(second.pid)
+    assert mark.status_code == 200 and mark.json()["value"] == "kept"
+    assert template.read_bytes() == before
+
+
+def test_a_cache_that_cannot_be_read_or_written_is_passed_over(tmp_path):
+    """Best effort both ways: no template, no copy (the server migrates its own database); a
+    cache that cannot be written keeps nothing and leaves nothing behind."""
+    database = tmp_path / "home" / "prefect.db"
+    database.parent.mkdir()
+    assert not prefect_server.copy_migrated(tmp_path / "missing.db", database)
+    assert not database.exists()
+
+    with contextlib.closing(sqlite3.connect(database)) as made:
+        made.execute("create table alembic_version (version_num text)")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder would be")
+    prefect_server.keep_migrated(database, blocker / "ferry" / "prefect.db")
+    assert blocker.read_text() == "a file where the cache folder would be"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache", "home", "prefect.db"]
