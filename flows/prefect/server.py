@@ -136,14 +136,18 @@ def start(home: Path, port: int | None = None, *, ui: bool = False) -> LocalServ
     server = LocalServer(pid=proc.pid, port=port, home=home)
     (home / "server.pid").write_text(f"{proc.pid} {port}\n")
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        if healthy(server.api_url):
-            if new and not copied:
-                keep_migrated(database, template)
-            return server
-        time.sleep(0.5)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if healthy(server.api_url):
+                if new and not copied:
+                    keep_migrated(database, template)
+                return server
+            time.sleep(0.5)
+    except BaseException:  # interrupted: the caller never got the server to stop it
+        stop(server.pid)
+        raise
     stop(server.pid)
     tail = (home / "server.log").read_text(errors="replace")[-2000:]
     raise RuntimeError(f"Prefect server on port {port} did not start:\n{tail}")
