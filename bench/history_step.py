@@ -281,7 +281,7 @@ def step_parts(
         seconds[part] = now - mark
         mark = now
 
-    read = history_store.download(store, PROJECT, ENV, folder)
+    read = history_store.download(store, PROJECT, ENV, folder, window=Rules().window)
     if not read.found:
         raise RuntimeError("the store holds no history")
     lap("download")
@@ -290,7 +290,7 @@ def step_parts(
     written = history_store.add_run(store, PROJECT, ENV, folder, record, keep_since=keep_since)
     lap("record")
     # render() is report().html; report() also says how many runs the page shows.
-    made = report(folder, env=ENV, project=PROJECT, store_url=store.url)
+    made = report(folder, env=ENV, project=PROJECT, store_url=store.url, since=read.since)
     store.put_bytes(history_store.report_key(PROJECT, ENV), made.html.encode())
     lap("report")
     return seconds, written.bytes, made.runs, read.compaction_due

@@ -7,12 +7,20 @@ flows.history.query builds (runs and nodes), under `<project>/<env>/history/`:
     parts/<YYYY-MM-DD>/<stamp>-<run_id>.nodes.parquet   one run, written by that run: nodes
     parts/<YYYY-MM-DD>/<stamp>-<run_id>.runs.parquet    first, then runs (the commit marker)
     base/<gen>.runs.parquet, base/<gen>.nodes.parquet   a compaction: every run up to a moment
+    base/<gen>.recent.runs.parquet, ...nodes.parquet    the same compaction's recent runs
     current.json                                        which base, and from when parts count
 
 A run reads current.json, its base (two objects) and the parts after its watermark, and writes
 only its own part (two small objects, ~15 kB for 600 nodes): nothing it writes grows with the
 history, and nothing another run writes is overwritten, so two runs recording at once both stay.
 `<stamp>` is when the part is written (UTC, to the microsecond, so names sort by time).
+
+A run reads the recent base, not the whole one, so its step costs the same at 200 stored runs
+and at 2,000: the newest RECENT_RUNS runs whole (the report each run refreshes draws them and
+the parts since), and each node's newest RECENT_PER_NODE successful results however old they
+are (a node that runs once a week is still judged against its own last runs). Its signals are
+exactly the whole base's whenever FERRY_HISTORY_WINDOW is at most RECENT_PER_NODE; a larger
+window reads the whole base. `ferry history` and `ferry report` read the run index, as before.
 
 A compaction at time T lists the parts after the previous watermark and writes a new base (the
 previous one and those parts, a run kept once, runs older than `history_days` dropped) under a
@@ -63,6 +71,12 @@ COMPACT_AFTER = 50
 such part (two small GETs each, fetched 16 at a time), while a compaction rewrites the whole base
 (11 MB at 2,000 runs x 600 nodes): 50 keeps a run's reads to ~100 small objects and spreads a
 compaction's bytes over 50 runs (~0.23 MB a run, beside a part of ~15 kB)."""
+RECENT_RUNS = 200
+"""The recent base's newest runs, kept whole: what the report a run refreshes draws."""
+RECENT_PER_NODE = 50
+"""Each node's newest successful results the recent base keeps (flows.history.signals reads a
+node's last FERRY_HISTORY_WINDOW of them, 20 by default)."""
+_SUCCESSFUL = "('success', 'pass', 'warn')"  # the statuses flows.history.signals judges against
 MARGIN = timedelta(minutes=5)
 """How far the watermark trails the compaction's listing: a part named before it was listed."""
 LATE = timedelta(minutes=1)
@@ -72,6 +86,7 @@ LEGACY = "0"
 _STAMP = "%Y%m%dT%H%M%S%fZ"  # 20261206T201200123456Z: fixed width, sorts as time does
 _STAMP_LEN = 22
 _RUNS, _NODES = ".runs.parquet", ".nodes.parquet"
+_RECENT = ".recent"
 _FETCHERS = 16
 
 
@@ -105,6 +120,10 @@ class Current(BaseModel):
     """A stamp: parts named from it on are read besides the base; "" reads every part."""
     included_after_watermark: list[str] = []
     """Parts (`<day>/<stamp>-<run_id>`) named from the watermark on that the base already holds."""
+    recent_since: datetime | None = None
+    """When the recent base's newest runs begin; None: the base has no recent tables."""
+    recent_per_node: int = 0
+    """How many successful results of each node the recent base keeps."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,9 @@ class Snapshot:
     """The parts read besides the base, oldest first."""
     listed_at: datetime
     """When the parts were listed (after current.json was read)."""
+    since: datetime | None = None
+    """The tables hold every run from this moment on, and older ones only in part (the recent
+    base was read); None: every run kept."""
 
     @property
     def compaction_due(self) -> bool:
@@ -132,15 +154,21 @@ class Written:
     bytes: int
 
 
-def download(store: ArtifactStore, project: str, env: str, folder: Path) -> Snapshot:
+def download(
+    store: ArtifactStore, project: str, env: str, folder: Path, *, window: int | None = None
+) -> Snapshot:
     """The environment's tables (its base and every part after the watermark) into `folder`.
+
+    Args:
+        window: the successful results of each node the caller reads (its signals' window):
+            the recent base is read instead of the whole one when it keeps that many.
 
     Raises:
         flows.artifacts.ArtifactStoreError (or OSError): the store could not be read, or
             current.json names a base that is not there; a caller must then not compact, or
             the new base would lack runs.
     """
-    return _read(store, project, env, folder, keep_since=None)
+    return _read(store, project, env, folder, keep_since=None, window=window)
 
 
 def add_run(
@@ -176,7 +204,14 @@ def add_run(
 
 
 def compact(
-    store: ArtifactStore, project: str, env: str, work: Path, *, keep_since: datetime
+    store: ArtifactStore,
+    project: str,
+    env: str,
+    work: Path,
+    *,
+    keep_since: datetime,
+    recent_runs: int = RECENT_RUNS,
+    recent_per_node: int = RECENT_PER_NODE,
 ) -> Written | None:
     """Folds the parts after the watermark into a new base and points current.json at it; None
     when there is nothing to fold. Deletes nothing. Safe beside runs and other compactions (see
@@ -194,16 +229,24 @@ def compact(
     included = {p for p in read.parts if _stamp_of(p) >= watermark}
     # parts the previous base held past its watermark were not listed, and are held still
     included |= {p for p in previous.included_after_watermark if _stamp_of(p) >= watermark}
+    recent = work / "recent"
+    since = _recent(work, recent, runs=recent_runs, per_node=recent_per_node)
     gen = f"{stamp(datetime.now(UTC))}-{uuid.uuid4().hex[:8]}"
     base = f"{history_prefix(project, env)}/base/{gen}"
-    keys = [base + _NODES, base + _RUNS]
-    store.put_file(keys[0], work / NODES_TABLE)
-    store.put_file(keys[1], work / RUNS_TABLE)
-    pointer = Current(base=gen, watermark=watermark, included_after_watermark=sorted(included))
+    keys = [base + _NODES, base + _RUNS, base + _RECENT + _NODES, base + _RECENT + _RUNS]
+    for key, table in zip(keys, [work, work, recent, recent], strict=True):
+        store.put_file(key, table / (NODES_TABLE if key.endswith(_NODES) else RUNS_TABLE))
+    pointer = Current(
+        base=gen,
+        watermark=watermark,
+        included_after_watermark=sorted(included),
+        recent_since=since,
+        recent_per_node=recent_per_node,
+    )
     body = pointer.model_dump_json(indent=2).encode()
     store.put_bytes(current_key(project, env), body)  # last: readers move to the new base
     keys.append(current_key(project, env))
-    size = sum((work / t).stat().st_size for t in _TABLES) + len(body)
+    size = sum((d / t).stat().st_size for d in (work, recent) for t in _TABLES) + len(body)
     return Written(keys=keys, bytes=size)
 
 
@@ -264,7 +307,13 @@ def _fold(folder: Path, new: Path, *, keep_since: datetime) -> None:
 
 
 def _read(
-    store: ArtifactStore, project: str, env: str, folder: Path, *, keep_since: datetime | None
+    store: ArtifactStore,
+    project: str,
+    env: str,
+    folder: Path,
+    *,
+    keep_since: datetime | None,
+    window: int | None = None,
 ) -> Snapshot:
     folder.mkdir(parents=True, exist_ok=True)
     for table in _TABLES:
@@ -273,10 +322,16 @@ def _read(
     shutil.rmtree(fetched, ignore_errors=True)
     prefix = history_prefix(project, env)
     current = read_current(store, project, env)
+    recent = (
+        window is not None
+        and current.recent_since is not None
+        and window <= current.recent_per_node
+    )
     if current.base == LEGACY:
         base_keys = [f"{prefix}/{t}" for t in _TABLES]
     else:
-        base_keys = [f"{prefix}/base/{current.base}{s}" for s in (_RUNS, _NODES)]
+        which = _RECENT if recent else ""
+        base_keys = [f"{prefix}/base/{current.base}{which}{s}" for s in (_RUNS, _NODES)]
     listed_at = datetime.now(UTC)  # before the listing: every part named before it - MARGIN
     parts = list_parts(store, project, env, current)
     part_keys = [f"{prefix}/parts/{p}{s}" for p in parts for s in (_RUNS, _NODES)]
@@ -300,7 +355,51 @@ def _read(
     elif sources:
         _merge(sources, folder, keep_since=keep_since)
     shutil.rmtree(fetched, ignore_errors=True)
-    return Snapshot(found=bool(sources), current=current, parts=parts, listed_at=listed_at)
+    since = current.recent_since if recent else None
+    return Snapshot(
+        found=bool(sources), current=current, parts=parts, listed_at=listed_at, since=since
+    )
+
+
+def _recent(folder: Path, into: Path, *, runs: int, per_node: int) -> datetime | None:
+    """The recent tables of `folder`'s in `into`: its newest `runs` runs whole, and each node's
+    newest `per_node` successful results; the start of the oldest of those runs (None: no runs)."""
+    import duckdb
+
+    into.mkdir(parents=True, exist_ok=True)
+    all_runs, all_nodes = (str(folder / t) for t in _TABLES)
+    con = duckdb.connect()
+    try:
+        con.execute("set timezone = 'UTC'")
+        con.execute(
+            "create temp table newest as select record, started_at from read_parquet(?) "
+            "order by started_at desc, record limit ?",
+            [all_runs, runs],
+        )
+        con.execute(
+            f"""
+            create temp table kept as
+            select n.* exclude (k) from (
+                select n.*, case when n.status in {_SUCCESSFUL} then row_number() over (
+                    partition by n.id, n.status in {_SUCCESSFUL}
+                    order by r.started_at desc, n.record) end as k
+                from read_parquet(?) as n
+                inner join read_parquet(?) as r on n.record = r.record
+            ) as n
+            where k <= ? or n.record in (select record from newest)
+            """,
+            [all_nodes, all_runs, per_node],
+        )
+        con.execute(f"copy kept to '{into / NODES_TABLE}' (format parquet)")
+        con.execute(
+            f"copy (select * from read_parquet(?) where record in (select record from newest) "
+            f"or record in (select record from kept)) to '{into / RUNS_TABLE}' (format parquet)",
+            [all_runs],
+        )
+        row = con.execute("select min(started_at) from newest").fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
 
 
 def _written(into: Path, blobs: Iterable[bytes | None]) -> Path:

@@ -52,6 +52,8 @@ class Comparison:
     seconds: float = 0.0
     compaction_due: bool = False
     """The history read had enough parts to fold (flows.history.store.COMPACT_AFTER)."""
+    since: datetime | None = None
+    """The tables hold every run from then on (the recent base): the report draws those."""
 
     def summary_fields(self) -> dict[str, Any]:
         return {
@@ -73,9 +75,9 @@ def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
     comparison = Comparison(report=f"{planned.store.url}/{store.report_key(project, env)}")
     folder = planned.run_dir / "history"
     try:
-        read = store.download(planned.store, project, env, folder)
+        read = store.download(planned.store, project, env, folder, window=settings.history.window)
         had, comparison.compaction_due = read.found, read.compaction_due
-        comparison.tables = folder
+        comparison.tables, comparison.since = folder, read.since
         rules = Rules(
             min_runs=settings.history.min_runs,
             window=settings.history.window,
@@ -132,7 +134,13 @@ def record(
         from flows.report.render import report
         from flows.report.site import publish
 
-        page = report(comparison.tables, env=env, project=project, store_url=planned.store.url).html
+        page = report(
+            comparison.tables,
+            env=env,
+            project=project,
+            store_url=planned.store.url,
+            since=comparison.since,
+        ).html
         wrote = publish(planned.store, store.report_key(project, env), page)
         log.info("report refreshed: %s (wrote %s)", comparison.report, wrote.describe())
     except Exception as exc:

@@ -22,12 +22,14 @@ from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.exit_codes import ExitCode
 from flows.history import store
 from flows.history.query import NODES_TABLE, RUNS_TABLE
+from flows.history.signals import Rules, find
+from flows.report.render import report
 from flows.run import history
 from flows.run.plan import plan
 from flows.run.request import RunRequest
 from tests.conftest import make_settings
 from tests.stored_runs import stored_run
-from tests.unit.test_history_signals import T0, record
+from tests.unit.test_history_signals import T0, record, result
 
 SINCE = T0 - timedelta(days=1)
 PREFIX = store.history_prefix("shop", "prod")
@@ -131,6 +133,51 @@ def test_compaction_folds_the_parts_and_keeps_every_run(remote, tmp_path):
     snapshot, last = read(remote, tmp_path, "last")
     assert [p[-7:] for p in snapshot.parts] == ["run-006"]
     assert run_ids(last)[-1] == "run-006" and len(run_ids(last)) == 6
+
+
+def test_a_run_reads_the_recent_base_and_judges_as_the_whole_base_would(remote, tmp_path):
+    """The recent base: the newest runs whole and each node's newest successful results, so a
+    node that ran only long ago is still judged; a window larger than it keeps reads it all."""
+    every, rare = "model.shop.every", "model.shop.rare"
+    for n in range(1, 13):
+        nodes = {every: 1.0 + n / 100}
+        if n <= 3:
+            nodes[rare] = 1.0 + n / 100
+        elif n == 4:
+            nodes[rare] = ("error", 0.1, None)  # not a result it is judged against
+        folder = tmp_path / f"run-{n}"
+        store.download(remote, "shop", "prod", folder)
+        store.add_run(remote, "shop", "prod", folder, record(n, nodes), keep_since=SINCE)
+    done = store.compact(
+        remote, "shop", "prod", tmp_path / "compact", keep_since=SINCE,
+        recent_runs=4, recent_per_node=2,
+    )  # fmt: skip
+    assert done is not None and f"{PREFIX}/base/" in done.keys[2] and ".recent." in done.keys[2]
+
+    recent = store.download(remote, "shop", "prod", tmp_path / "recent", window=2)
+    assert recent.since == T0 + timedelta(hours=9)  # the oldest of the newest 4 runs
+    assert run_ids(tmp_path / "recent") == ["run-002", "run-003"] + [
+        f"run-{n:03d}" for n in range(9, 13)
+    ]
+    for window in (3, None):  # more than the recent base keeps, or a reader of every run
+        whole = store.download(remote, "shop", "prod", tmp_path / f"whole-{window}", window=window)
+        assert whole.since is None and len(run_ids(tmp_path / f"whole-{window}")) == 12
+
+    slow = [result(every, 30.0), result(rare, 30.0)]
+    rules = Rules(min_runs=2, window=2, regression_floor_s=1.0)
+    found = {
+        name: find(tmp_path / name, slow, project="shop", env="prod", rules=rules)
+        for name in ("recent", "whole-None")
+    }
+    assert found["recent"] == found["whole-None"]
+    assert sorted((r.unique_id, r.usual_s) for r in found["recent"].regressions) == [
+        (every, 1.115),  # runs 11 and 12
+        (rare, 1.025),  # runs 2 and 3, ten runs back
+    ]
+    page = report(
+        tmp_path / "recent", env="prod", project="shop", store_url="s", since=recent.since
+    )
+    assert page.runs == 4
 
 
 def test_parts_named_before_the_watermark_are_held_by_the_base_and_not_read_again(remote, tmp_path):
