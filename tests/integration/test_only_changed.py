@@ -120,44 +120,39 @@ def test_only_changed_ends_where_a_full_build_ends(
     assert changed.changes.ran["model.shop.dim_products"] == "code changed"
     assert set(changed.changes.ran) == {"model.shop.dim_products"}
 
-    # What a node's code reads (vars, env vars) and what in it is code (not comments): decided
-    # from the manifest alone, the same on either warehouse, so proven on DuckDB only.
-    if warehouse == "duckdb":
+    # What a node's code reads (vars, env vars) and what in it is code (not comments).
+    def edit(path: str, old: str, new: str) -> None:
+        file = project / path
+        assert old in file.read_text()
+        file.write_text(file.read_text().replace(old, new))
 
-        def edit(path: str, old: str, new: str) -> None:
-            file = project / path
-            assert old in file.read_text()
-            file.write_text(file.read_text().replace(old, new))
+    # A var read by one model (the incremental's lookback): it and what reads it run.
+    _, changed = step(lambda: given.update(vars={"lookback_days": 5}))
+    assert changed.changes.ran["model.shop.fct_order_items"] == "var changed: lookback_days"
+    assert "model.shop.dim_products" not in changed.changes.ran
 
-        # A var read by one model (the incremental's lookback): it and what reads it run.
-        _, changed = step(lambda: given.update(vars={"lookback_days": 5}))
-        assert changed.changes.ran["model.shop.fct_order_items"] == "var changed: lookback_days"
-        assert "model.shop.dim_products" not in changed.changes.ran
+    # An env var a macro reads: the models calling the macro run, nothing else.
+    macro = "macros/cents_to_dollars.sql"
+    _, changed = step(lambda: edit(macro, "/ 100.0", "/ {{ env_var('SHOP_CENTS', '100.0') }}"))
+    callers = set(changed.changes.ran)
+    reasons = set(changed.changes.ran.values())
+    assert "code changed" in reasons and all(
+        r == "code changed" or r.startswith("upstream") for r in reasons
+    ), reasons
+    _, changed = step(lambda: monkeypatch.setenv("SHOP_CENTS", "100.00"))
+    assert "env var changed: SHOP_CENTS" in changed.changes.ran.values()
+    assert set(changed.changes.ran) <= callers
 
-        # An env var a macro reads: the models calling the macro run, nothing else.
-        macro = "macros/cents_to_dollars.sql"
-        _, changed = step(lambda: edit(macro, "/ 100.0", "/ {{ env_var('SHOP_CENTS', '100.0') }}"))
-        callers = set(changed.changes.ran)
-        reasons = set(changed.changes.ran.values())
-        assert "code changed" in reasons and all(
-            r == "code changed" or r.startswith("upstream") for r in reasons
-        ), reasons
-        _, changed = step(lambda: monkeypatch.setenv("SHOP_CENTS", "100.00"))
-        assert "env var changed: SHOP_CENTS" in changed.changes.ran.values()
-        assert set(changed.changes.ran) <= callers
-
-        # Comments and whitespace change nothing dbt runs: nothing runs (A needs no rebuild).
-        edit(
-            "models/marts/core/dim_customers.sql", "from customers\n", "from customers  -- all\n\n"
-        )
-        nothing = build(b, only_changed=True)
-        assert nothing.changes is not None and nothing.changes.ran == {}, nothing.changes
-        assert differences(warehouse, a.location, b.location) == []
-        # A string literal is code: it runs.
-        _, changed = step(
-            lambda: edit("models/marts/core/dim_customers.sql", "'returning'", "'repeat'")
-        )
-        assert changed.changes.ran["model.shop.dim_customers"] == "code changed"
+    # Comments and whitespace change nothing dbt runs: nothing runs (A needs no rebuild).
+    edit("models/marts/core/dim_customers.sql", "from customers\n", "from customers  -- all\n\n")
+    nothing = build(b, only_changed=True)
+    assert nothing.changes is not None and nothing.changes.ran == {}, nothing.changes
+    assert differences(warehouse, a.location, b.location) == []
+    # A string literal is code: it runs.
+    _, changed = step(
+        lambda: edit("models/marts/core/dim_customers.sql", "'returning'", "'repeat'")
+    )
+    assert changed.changes.ran["model.shop.dim_customers"] == "code changed"
 
     # A was only ever built in full: its marks came from those builds, so an only-changed run
     # right after the last one has nothing to do (the hourly follows the nightly).
