@@ -83,9 +83,12 @@ settings-doc: setup
 # and alerts for a third of their time, which the checks' ~70 s of mostly one core fill. The
 # checks' output is kept and printed whole after the tests'; make test fails if either part did.
 # Plain `make`, not $(MAKE): `make -n test` (a dry run) must not run the checks and the tests.
+# The checks run in a process group of their own (set -m), stopped whole if the tests are
+# interrupted (Ctrl-C reaches the tests, as it would without them).
 test: setup
 	@mkdir -p .ferry
-	@make --no-print-directory --jobs=2 --output-sync=target lint infra-check >.ferry/checks.log 2>&1 & checks=$$!; \
+	@set -m; make --no-print-directory --jobs=2 --output-sync=target lint infra-check >.ferry/checks.log 2>&1 & checks=$$!; set +m; \
+	trap 'kill -- -$$checks 2>/dev/null; wait $$checks; exit 130' INT TERM; \
 	$(BIN)/pytest; tests=$$?; \
 	wait $$checks; checks=$$?; \
 	cat .ferry/checks.log; \
