@@ -12,9 +12,9 @@ dbt (dbt-core, dbt-common, the adapter, DuckDB, Jinja, agate, mashumaro) or anot
 by name; a stack of the standard library only goes to its outermost owner.
 
 It prints, per owner, the active samples of each side (the medians over rounds) and what ferry
-adds as a share of raw dbt's active samples; then the functions ferry's side spends its
-extra samples in; wall time, CPU (user + system, from wait4) and the server's CPU during the
-ferry runs. Results go to bench/results/profile-<UTC timestamp>.json.
+adds as a share of raw dbt's active samples; then the innermost frames ferry adds the most
+samples to; the wall times and the server's CPU during the ferry runs. Results go to
+bench/results/profile-<UTC timestamp>.json.
 
 py-spy is a benchmark's tool, never ferry's dependency: install it where you like, e.g.
 `python3 -m pip install --target .ferry/tools py-spy`, then pass `--py-spy

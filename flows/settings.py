@@ -350,7 +350,8 @@ class HistorySettings(_Concern):
         default=20,
         ge=1,
         validation_alias=AliasChoices("FERRY_HISTORY_WINDOW"),
-        description="A node's usual time and rows: the median of its last this-many runs.",
+        description="A node's usual time and rows: the median of its last this-many runs. "
+        "Up to 50, a run reads only the store's recent history; more, all of it.",
     )
 
     regression_factor: float = Field(

@@ -26,6 +26,8 @@ from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.history.query import NODES_TABLE, RUNS_TABLE
 
 _JUDGED = (NodeStatus.SUCCESS, NodeStatus.PASS, NodeStatus.WARN)
+JUDGED_SQL = "(" + ", ".join(f"'{status.value}'" for status in _JUDGED) + ")"
+"""The statuses a node's earlier results are judged against, as an SQL list."""
 _COUNTED = {"model", "snapshot"}
 _MAD_TO_SD = 1.4826
 _RELATIVE_SPREAD = 0.05
@@ -159,14 +161,14 @@ def _usual(tables: Path, ids: set[str], project: str, env: str, window: int) -> 
     con = duckdb.connect()
     try:
         rows = con.execute(
-            """
+            f"""
             with prior as (
                 select n.id, n.s, n.rows,
                     row_number() over (partition by n.id order by r.started_at desc) as k
                 from read_parquet(?) as n
                 inner join read_parquet(?) as r on n.record = r.record
                 where n.id in (select unnest(?::varchar[]))
-                    and n.status in ('success', 'pass', 'warn')
+                    and n.status in {JUDGED_SQL}
                     and r.project = ? and r.env = ?
             )
             select id, count(*), median(s), list(rows) filter (where rows is not null)

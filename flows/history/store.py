@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flows.artifacts import ArtifactStore, ArtifactStoreError
 from flows.history.query import NODES_TABLE, RUNS_TABLE, build_tables
+from flows.history.signals import JUDGED_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,6 @@ RECENT_RUNS = 200
 RECENT_PER_NODE = 50
 """Each node's newest successful results the recent base keeps (flows.history.signals reads a
 node's last FERRY_HISTORY_WINDOW of them, 20 by default)."""
-_SUCCESSFUL = "('success', 'pass', 'warn')"  # the statuses flows.history.signals judges against
 MARGIN = timedelta(minutes=5)
 """How far the watermark trails the compaction's listing: a part named before it was listed."""
 LATE = timedelta(minutes=1)
@@ -210,8 +210,6 @@ def compact(
     work: Path,
     *,
     keep_since: datetime,
-    recent_runs: int = RECENT_RUNS,
-    recent_per_node: int = RECENT_PER_NODE,
 ) -> Written | None:
     """Folds the parts after the watermark into a new base and points current.json at it; None
     when there is nothing to fold. Deletes nothing. Safe beside runs and other compactions (see
@@ -230,7 +228,7 @@ def compact(
     # parts the previous base held past its watermark were not listed, and are held still
     included |= {p for p in previous.included_after_watermark if _stamp_of(p) >= watermark}
     recent = work / "recent"
-    since = _recent(work, recent, runs=recent_runs, per_node=recent_per_node)
+    since = _recent(work, recent, runs=RECENT_RUNS, per_node=RECENT_PER_NODE)
     gen = f"{stamp(datetime.now(UTC))}-{uuid.uuid4().hex[:8]}"
     base = f"{history_prefix(project, env)}/base/{gen}"
     keys = [base + _NODES, base + _RUNS, base + _RECENT + _NODES, base + _RECENT + _RUNS]
@@ -241,7 +239,7 @@ def compact(
         watermark=watermark,
         included_after_watermark=sorted(included),
         recent_since=since,
-        recent_per_node=recent_per_node,
+        recent_per_node=RECENT_PER_NODE,
     )
     body = pointer.model_dump_json(indent=2).encode()
     store.put_bytes(current_key(project, env), body)  # last: readers move to the new base
@@ -380,8 +378,8 @@ def _recent(folder: Path, into: Path, *, runs: int, per_node: int) -> datetime |
             f"""
             create temp table kept as
             select n.* exclude (k) from (
-                select n.*, case when n.status in {_SUCCESSFUL} then row_number() over (
-                    partition by n.id, n.status in {_SUCCESSFUL}
+                select n.*, case when n.status in {JUDGED_SQL} then row_number() over (
+                    partition by n.id, n.status in {JUDGED_SQL}
                     order by r.started_at desc, n.record) end as k
                 from read_parquet(?) as n
                 inner join read_parquet(?) as r on n.record = r.record

@@ -3,7 +3,7 @@
 Started on 127.0.0.1 with its own PREFECT_HOME and SQLite file, recorded in a pid file, and
 stopped by that pid only - never by process name, so nothing else on the machine is touched.
 
-A new SQLite file starts as a copy of a migrated one when there is one: Prefect's ~150 database
+A new SQLite file starts as a copy of a migrated one when there is one: Prefect's 114 SQLite
 migrations are half of a fresh server's start (about 8 s of a core of 16). The first server of a
 Prefect version keeps its database, as it is once the server is ready and before anyone used
 it, in the user's cache (`$XDG_CACHE_HOME/ferry`, else `~/.cache/ferry`); later servers of that

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -41,43 +40,49 @@ def lighthouse(tmp_path: Path, *, port: int = 5432, slow: bool = False) -> Path:
     return lighthouse_on(port, tmp_path, slow=slow)
 
 
-@dataclass
 class FerryRun:
-    """`ferry run --no-prefect --json` on PostgreSQL under FERRY_FLOW_TIMEOUT_S, started now."""
+    """`ferry run --no-prefect --json` on PostgreSQL under FERRY_FLOW_TIMEOUT_S, started now;
+    a thread waits for it, so its time is its own, whenever a test asks for its end."""
 
-    proc: subprocess.Popen[str]
-    began: float
-
-    @classmethod
-    def start(cls, project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
-        proc = subprocess.Popen(
-            [str(FERRY), "run", "--no-prefect", "--json", "--target", "pg", *args],
-            env={
-                **os.environ,
-                "FERRY_PROJECT_DIR": str(project),
-                "FERRY_PROFILES_DIR": str(project),
-                "FERRY_ARTIFACTS": str(tmp_path / "artifacts"),
-                "FERRY_WORK_DIR": str(tmp_path / "runs"),
-                "FERRY_FLOW_TIMEOUT_S": str(timeout_s),
-                **env,
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    def __init__(self, project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
+        command = [str(FERRY), "run", "--no-prefect", "--json", "--target", "pg", *args]
+        environment = {
+            **os.environ,
+            "FERRY_PROJECT_DIR": str(project),
+            "FERRY_PROFILES_DIR": str(project),
+            "FERRY_ARTIFACTS": str(tmp_path / "artifacts"),
+            "FERRY_WORK_DIR": str(tmp_path / "runs"),
+            "FERRY_FLOW_TIMEOUT_S": str(timeout_s),
+            **env,
+        }
+        began = time.monotonic()
+        self.proc = subprocess.Popen(
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        return cls(proc, time.monotonic())
+        self._result: tuple[subprocess.CompletedProcess[str], float] | None = None
+
+        def wait() -> None:
+            stdout, stderr = self.proc.communicate(timeout=300)
+            done = subprocess.CompletedProcess(command, self.proc.returncode, stdout, stderr)
+            self._result = done, time.monotonic() - began
+
+        self._waiter = threading.Thread(target=wait, daemon=True)
+        self._waiter.start()
 
     def ended(self) -> tuple[subprocess.CompletedProcess[str], float]:
-        """The run's exit, output and seconds from its start to its end."""
-        stdout, stderr = self.proc.communicate(timeout=300)
-        took = time.monotonic() - self.began
-        return subprocess.CompletedProcess(
-            self.proc.args, self.proc.returncode, stdout, stderr
-        ), took
+        """The run's exit and output, and the seconds from its start to its end."""
+        self._waiter.join(timeout=310)
+        assert self._result is not None, "the run did not end within 300 s"
+        return self._result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._waiter.join(timeout=30)
 
 
 def ferry_run(project: Path, tmp_path: Path, timeout_s: float, *args: str, **env: str):
-    return FerryRun.start(project, tmp_path, timeout_s, *args, **env).ended()
+    return FerryRun(project, tmp_path, timeout_s, *args, **env).ended()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,8 +97,8 @@ def waiting_runs(tmp_path_factory) -> Iterator[dict[str, FerryRun]]:
     def start(name: str, timeout_s: float, *args: str, port: int = 5432, slow: bool = False, **env):
         tmp = tmp_path_factory.mktemp(name)
         schemas.append(new_pg_schema())
-        project = lighthouse_on(port, tmp, slow=slow)
-        return FerryRun.start(project, tmp, timeout_s, *args, FERRY_PG_SCHEMA=schemas[-1], **env)
+        project = lighthouse(tmp, port=port, slow=slow)
+        return FerryRun(project, tmp, timeout_s, *args, FERRY_PG_SCHEMA=schemas[-1], **env)
 
     runs = {
         # 30 s: room for a parse from scratch on a loaded machine before the first attempt fails
@@ -102,9 +107,7 @@ def waiting_runs(tmp_path_factory) -> Iterator[dict[str, FerryRun]]:
     }
     yield runs
     for waiting in runs.values():
-        if waiting.proc.poll() is None:
-            waiting.proc.kill()
-            waiting.proc.communicate()
+        waiting.stop()
     for schema in schemas:
         drop_pg_schemas(schema)
 

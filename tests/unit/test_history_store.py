@@ -5,6 +5,7 @@ Real stores (a folder, S3 on moto), real DuckDB, real records made by `record_of
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +136,9 @@ def test_compaction_folds_the_parts_and_keeps_every_run(remote, tmp_path):
     assert run_ids(last)[-1] == "run-006" and len(run_ids(last)) == 6
 
 
-def test_a_run_reads_the_recent_base_and_judges_as_the_whole_base_would(remote, tmp_path):
+def test_a_run_reads_the_recent_base_and_judges_as_the_whole_base_would(
+    remote, tmp_path, monkeypatch
+):
     """The recent base: the newest runs whole and each node's newest successful results, so a
     node that ran only long ago is still judged; a window larger than it keeps reads it all."""
     every, rare = "model.shop.every", "model.shop.rare"
@@ -148,10 +151,9 @@ def test_a_run_reads_the_recent_base_and_judges_as_the_whole_base_would(remote, 
         folder = tmp_path / f"run-{n}"
         store.download(remote, "shop", "prod", folder)
         store.add_run(remote, "shop", "prod", folder, record(n, nodes), keep_since=SINCE)
-    done = store.compact(
-        remote, "shop", "prod", tmp_path / "compact", keep_since=SINCE,
-        recent_runs=4, recent_per_node=2,
-    )  # fmt: skip
+    monkeypatch.setattr(store, "RECENT_RUNS", 4)
+    monkeypatch.setattr(store, "RECENT_PER_NODE", 2)
+    done = store.compact(remote, "shop", "prod", tmp_path / "compact", keep_since=SINCE)
     assert done is not None and f"{PREFIX}/base/" in done.keys[2] and ".recent." in done.keys[2]
 
     recent = store.download(remote, "shop", "prod", tmp_path / "recent", window=2)
@@ -341,6 +343,7 @@ def test_a_run_compacts_once_it_finds_more_parts_than_the_limit(
     shop_project, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(store, "COMPACT_AFTER", 2)
+    monkeypatch.setattr(store, "RECENT_RUNS", 2)
     settings = make_settings(shop_project, tmp_path, env="prod")
     remote = open_store(settings.store.artifacts)
     once = threading.Barrier(1)
@@ -353,6 +356,14 @@ def test_a_run_compacts_once_it_finds_more_parts_than_the_limit(
     snapshot, folder = read(remote, tmp_path)
     assert snapshot.current.base != store.LEGACY and snapshot.parts == []
     assert run_ids(folder) == ["run-0", "run-1", "run-2", "run-3"]
+
+    # The next run reads the recent base: its report draws the runs since its newest 2 began.
+    history_step(settings, "run-4", 1.0, once)
+    since = snapshot.current.recent_since
+    assert since is not None
+    page = (remote.get_bytes(store.report_key("shop", "prod")) or b"").decode()
+    assert f"<dt>since</dt><dd>{since:%Y-%m-%d %H:%M} UTC</dd>" in page
+    assert re.search(r"<dt>runs</dt><dd>3 \(", page), page[:2000]  # run-2, run-3, run-4
 
 
 # --- ferry history compact --------------------------------------------------------------------
