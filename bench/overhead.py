@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from synthetic_project import DUCKDB_FILE_NAME, generate
+from synthetic_project import DUCKDB_FILE_NAME, TARGET, generate
 
 from flows.prefect import server as local_prefect
 
@@ -308,6 +308,8 @@ def _command(variant: Variant, ctx: _Context, artifacts: Path) -> list[str]:
             project,
             "--profiles-dir",
             project,
+            "--target",
+            TARGET,
         ]
     return [
         str(ctx.bin_dir / "ferry"),
@@ -324,7 +326,7 @@ def _command(variant: Variant, ctx: _Context, artifacts: Path) -> list[str]:
 def _command_template(variant: Variant) -> str:
     """The command with placeholders, fit for the results file (no paths of this machine)."""
     if variant.kind == "raw":
-        return "dbt build --project-dir <project> --profiles-dir <project>"
+        return f"dbt build --project-dir <project> --profiles-dir <project> --target {TARGET}"
     return "ferry run --project-dir <project> --profiles-dir <project> --artifacts <tmp>"
 
 
@@ -400,7 +402,16 @@ def warm_parse(ctx: _Context) -> dict[str, int]:
     warm_dir.mkdir(parents=True)
     project = str(ctx.project)
     completed = subprocess.run(
-        [str(ctx.bin_dir / "dbt"), "parse", "--project-dir", project, "--profiles-dir", project],
+        [
+            str(ctx.bin_dir / "dbt"),
+            "parse",
+            "--project-dir",
+            project,
+            "--profiles-dir",
+            project,
+            "--target",
+            TARGET,
+        ],
         cwd=warm_dir,
         env=_clean_env({"SYNTH_DUCKDB_PATH": str(ctx.fresh_db())}),
         capture_output=True,
@@ -621,43 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     _warn_if_busy(load["start"])
     work_dir = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     try:
-        if any(v.kind == "ferry" for v in variants):
-            check_ferry(args.bin_dir)
-        project = generate(work_dir / "project", models=args.models, seed=args.seed)
-        client_home = work_dir / "prefect-client"
-        client_home.mkdir()
-        with prefect_server(work_dir) as server:
-            ctx = _Context(
-                args.bin_dir,
-                project,
-                work_dir / "runs",
-                server.api_url,
-                client_home,
-                work_dir / "db",
-                server.pid,
-            )
-            node_counts = warm_parse(ctx)
-            print(f"project: {args.models} models, nodes {node_counts} (warm parse done)")
-            order = run_order([v.name for v in variants], args.rounds)
-            by_name = {v.name: v for v in variants}
-            results: list[RunResult] = []
-            for sequence, name in enumerate(order, start=1):
-                result = run_once(by_name[name], ctx, sequence)
-                results.append(result)
-                print(
-                    f"[{sequence}/{len(order)}] {name}: {result.wall_s:.2f} s, "
-                    f"{result.peak_mb:.0f} MB (maxrss {result.maxrss_mb:.0f}, "
-                    f"tree {result.tree_rss_mb:.0f})"
-                    + (" [parsed from scratch]" if result.full_parse else ""),
-                    flush=True,
-                )
-        load["end"] = _load_average()
-        summaries = summarize(variants, results)
-        print_table(summaries)
-        path = write_results(
-            args.results_dir, started, args, variants, order, node_counts, summaries, load
-        )
-        print(f"results: {os.path.relpath(path)}")
+        with harness.terminated_as_exit():  # a SIGTERM still stops the server and the run
+            return _bench(args, variants, started, load, work_dir)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -666,6 +642,53 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept: {work_dir}")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _bench(
+    args: argparse.Namespace,
+    variants: list[Variant],
+    started: datetime,
+    load: dict[str, list[float]],
+    work_dir: Path,
+) -> int:
+    """The benchmark itself, in `work_dir`; `main` cleans up however it ends."""
+    if any(v.kind == "ferry" for v in variants):
+        check_ferry(args.bin_dir)
+    project = generate(work_dir / "project", models=args.models, seed=args.seed)
+    client_home = work_dir / "prefect-client"
+    client_home.mkdir()
+    with prefect_server(work_dir) as server:
+        ctx = _Context(
+            args.bin_dir,
+            project,
+            work_dir / "runs",
+            server.api_url,
+            client_home,
+            work_dir / "db",
+            server.pid,
+        )
+        node_counts = warm_parse(ctx)
+        print(f"project: {args.models} models, nodes {node_counts} (warm parse done)")
+        order = run_order([v.name for v in variants], args.rounds)
+        by_name = {v.name: v for v in variants}
+        results: list[RunResult] = []
+        for sequence, name in enumerate(order, start=1):
+            result = run_once(by_name[name], ctx, sequence)
+            results.append(result)
+            print(
+                f"[{sequence}/{len(order)}] {name}: {result.wall_s:.2f} s, "
+                f"{result.peak_mb:.0f} MB (maxrss {result.maxrss_mb:.0f}, "
+                f"tree {result.tree_rss_mb:.0f})"
+                + (" [parsed from scratch]" if result.full_parse else ""),
+                flush=True,
+            )
+    load["end"] = _load_average()
+    summaries = summarize(variants, results)
+    print_table(summaries)
+    path = write_results(
+        args.results_dir, started, args, variants, order, node_counts, summaries, load
+    )
+    print(f"results: {os.path.relpath(path)}")
     return 0
 
 

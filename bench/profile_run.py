@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 from overhead import settle_server
-from synthetic_project import DUCKDB_FILE_NAME, generate
+from synthetic_project import DUCKDB_FILE_NAME, TARGET, generate
 
 from flows.prefect import server as local_prefect
 
@@ -175,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             base |= _QUIET_ENV | {"PREFECT_HOME": str(work / "client")}
             where = ["--project-dir", str(project), "--profiles-dir", str(project)]
             commands = {
-                "raw": [str(bin_dir / "dbt"), "build", *where],
+                "raw": [str(bin_dir / "dbt"), "build", *where, "--target", TARGET],
                 "ferry": [str(bin_dir / "ferry"), "run", *where, "--artifacts", str(work / "a")],
             }
-            parse = [str(bin_dir / "dbt"), "parse", *where, "--quiet"]
+            parse = [str(bin_dir / "dbt"), "parse", *where, "--target", TARGET, "--quiet"]
             subprocess.run(parse, env=base, check=True, stdout=subprocess.DEVNULL)
             sides = {name: Side(name) for name in commands}
             order = [n for _ in range(args.rounds) for n in ("raw", "ferry", "ferry", "raw")]
