@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from flows.cli import alerts, ci, packages, release, rollback, stack
 from flows.cli import history as history_cli
@@ -35,7 +36,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return _dispatch(_parser().parse_args(argv))
+
+
+def script() -> NoReturn:
+    """The `ferry` command. A run's process ends as soon as its verdict and Prefect's last
+    updates are out (flows.prefect.process_end.end_process), not after Python has freed dbt's
+    objects one by one; `main` is the same without ending the process (tests call it)."""
+    args = _parser().parse_args()
+    code = _dispatch(args)
+    if args.action == "run":
+        from flows.prefect.process_end import end_process
+
+        end_process(code)
+    sys.exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         code = run_cli.main(args) if args.action == "run" else int(args.leaf(args))
         sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be handled
@@ -49,4 +66,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()
