@@ -11,6 +11,7 @@ from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
+from flows.prefect import node_runs
 from flows.prefect.node_runs import PrefectNodeReporter
 from flows.settings import NodeReporting
 
@@ -62,7 +63,6 @@ def test_live_mode_shows_slow_nodes_running_and_fast_nodes_only_final(
             rep.node_started(started("model.p.slow"))
             rep.node_started(started("model.p.fast"))
             rep.node_finished(finished("model.p.fast", "error", "Database Error\n  boom"))
-            EventsWorker.drain_all()
             runs = wait_for(
                 api,
                 flow_run_id,
@@ -73,7 +73,6 @@ def test_live_mode_shows_slow_nodes_running_and_fast_nodes_only_final(
             assert runs["model.p.fast"]["state_type"] == "FAILED"
             assert "boom" in runs["model.p.fast"]["state"]["message"]
             rep.node_finished(finished("model.p.slow", "success"))
-            EventsWorker.drain_all()
         assert rep.emitted == 3  # slow: Running + Completed; fast: only Failed
     runs = wait_for(api, flow_run_id, lambda r: r["model.p.slow"]["state_type"] == "COMPLETED")
     slow = runs["model.p.slow"]
@@ -87,7 +86,6 @@ def test_final_and_off_modes(prefect_api, api, flow_run_id, mode, events):
         with PrefectNodeReporter(flow_run_id, mode) as rep:
             rep.node_started(started("model.p.one"))
             rep.node_finished(finished("model.p.one", "warn", "Got 3 results"))
-            EventsWorker.drain_all()
         assert rep.emitted == events
     if events:
         runs = wait_for(api, flow_run_id, lambda r: "model.p.one" in r)
@@ -100,6 +98,53 @@ def test_final_and_off_modes(prefect_api, api, flow_run_id, mode, events):
             PrefectNodeReporter(flow_run_id, NodeReporting.FINAL) as marker,
         ):
             marker.node_finished(finished("model.p.marker", "success"))
-            EventsWorker.drain_all()
         runs = wait_for(api, flow_run_id, lambda r: "model.p.marker" in r)
         assert set(runs) == {"model.p.marker"}
+
+
+def test_nodes_go_in_batches_related_as_prefect_relates_its_own_task_runs(
+    prefect_api, api, flow_run_id
+):
+    nodes = [f"model.p.m{i:03d}" for i in range(150)]  # the filter reads up to 200
+    with (
+        temporary_settings(updates={PREFECT_API_URL: prefect_api}),
+        PrefectNodeReporter(flow_run_id, NodeReporting.FINAL) as rep,
+    ):
+        for uid in nodes:
+            rep.node_finished(finished(uid, "success"))
+    assert rep.emitted == 150 and 1 <= rep.batches <= 3  # one request per half second or so
+    runs = wait_for(api, flow_run_id, lambda r: len(r) == 150)
+    assert all(r["state_name"] == "Completed" for r in runs.values())
+    [event] = (
+        api.client.post(
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"name": ["prefect.task-run.Completed"]},
+                    "resource": {"labels": {"prefect.resource.name": ["model.p.m000"]}},
+                    "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                }
+            },
+        )
+        .raise_for_status()
+        .json()["events"]
+    )
+    related = {r["prefect.resource.id"]: r for r in event["related"]}
+    assert related[f"prefect.flow-run.{flow_run_id}"]["prefect.resource.role"] == "flow-run"
+    assert "prefect.tag.dbt" in related
+
+
+def test_an_api_that_refuses_batches_still_gets_every_node(
+    prefect_api, api, flow_run_id, monkeypatch, caplog
+):
+    monkeypatch.setattr(node_runs, "_EVENTS_ROUTE", "/events/not-a-route")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        with PrefectNodeReporter(flow_run_id, NodeReporting.FINAL) as rep:
+            for i in range(20):
+                rep.node_finished(finished(f"model.p.m{i:02d}", "success"))
+        EventsWorker.drain_all()  # the events worker's queue, as the process's end drains it
+    assert rep.batches == 0
+    runs = wait_for(api, flow_run_id, lambda r: len(r) == 20)
+    assert {r["state_name"] for r in runs.values()} == {"Completed"}
+    [warning] = [r for r in caplog.records if "did not take a batch" in r.getMessage()]
+    assert "one by one" in warning.getMessage()
