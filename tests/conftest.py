@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -181,3 +183,22 @@ def add_git_package(project: Path, url: str, revision: str) -> None:
     (project / "models" / "package_release.sql").write_text(
         "select {{ shop_dates.release() }} as release\n"
     )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless chromium: the system's (Debian's package); playwright downloads none."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail(
+            "chromium is not installed: apt-get install -y --no-install-recommends chromium "
+            "(.ci/run installs it before make test)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()

@@ -116,6 +116,8 @@ def start(home: Path, port: int | None = None, *, ui: bool = False) -> LocalServ
     copied = new and copy_migrated(template, database)
     env = {
         **BATCHING,
+        # The UI's pages call the API at this address (Prefect's default is port 4200's).
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database}",

@@ -1,9 +1,8 @@
-"""Fixtures of the integration tests: a GitHub API on 127.0.0.1, a headless browser."""
+"""Fixtures of the integration tests: a GitHub API on 127.0.0.1, a page that loads files only."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,25 +74,6 @@ def github(monkeypatch) -> Iterator[type[FakeGitHub]]:
     monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
     yield FakeGitHub
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless chromium: the system's (Debian's package); playwright downloads none."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: apt-get install -y --no-install-recommends chromium "
-            "(.ci/run installs it before make test)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
 
 
 def offline_page(browser: Any) -> tuple[Any, list[str], list[str]]:
