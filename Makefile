@@ -14,7 +14,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || command -v $(PYTHON)) -c
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-pinned bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -24,6 +24,7 @@ help:
 	@echo "make down   stop what demo started"
 	@echo "make settings-doc  regenerate docs/settings.md (every FERRY_* name) from the settings"
 	@echo "make bench  per-node visibility overhead vs raw dbt (300-model synthetic project)"
+	@echo "make bench-pinned  the same with the Prefect server on its own CPU (an ECS task's view)"
 	@echo "make bench-startup  the image's start-up: baked vs cold parse, runtime closure size"
 	@echo "make bench-slim-ci  Slim CI (state:modified+ --defer) vs a full build, one leaf changed"
 	@echo "make bench-history  ferry history over 2,000 runs x 600 nodes: cold cache vs warm"
@@ -105,7 +106,11 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 bench: setup
-	$(BIN)/python bench/overhead.py --models 300 --variants raw,ferry,ferry-final,ferry-off
+	$(BIN)/python bench/overhead.py --models 300 --variants raw,ferry,ferry-off --rounds 2
+
+# The same with the server on its own CPU: what an ECS task sees (the server is elsewhere).
+bench-pinned: setup
+	$(BIN)/python bench/overhead.py --models 300 --variants raw,ferry,ferry-off --rounds 2 --pin-server
 
 # Slim CI (state:modified+ --defer) vs a full build after one leaf model changed.
 bench-slim-ci: setup

@@ -13,6 +13,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import os
@@ -179,6 +180,25 @@ def tree_cpu_s(pid: int) -> float:
     return total / _CLOCK_TICKS
 
 
+def writer_limit(api_url: str) -> None:
+    """The environment's writer limit, as `ferry release deploy` leaves it: each ferry run
+    takes and gives back its slot, as it does in production (without it, it only warns)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.prefect.writer_slot import apply_limits
+    from flows.settings import RunSettings
+
+    async def apply() -> None:
+        async with get_client() as client:
+            await apply_limits(
+                [RunSettings.model_fields["env"].default], client
+            )  # runs: no FERRY_ENV
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        asyncio.run(apply())
+
+
 def pin_tree(pid: int, cpus: set[int]) -> None:
     """Every thread of `pid` and of its descendants on `cpus` (threads started later inherit
     it from the thread that starts them)."""
@@ -283,6 +303,7 @@ def prefect_server(work_dir: Path, cpus: set[int] | None) -> Iterator[local_pref
         pin_tree(server.pid, cpus)
         where = f", pinned to CPU {','.join(map(str, sorted(cpus)))}"
     print(f"prefect server: pid {server.pid}, {server.api_url}{where}")
+    writer_limit(server.api_url)
     try:
         yield server
     finally:
@@ -322,19 +343,16 @@ class _Context:
         return self.db_path
 
 
+def _dbt(ctx: _Context, command: str) -> list[str]:
+    """A raw dbt command on the project, naming its target as ferry does."""
+    where = ["--project-dir", str(ctx.project), "--profiles-dir", str(ctx.project)]
+    return [str(ctx.bin_dir / "dbt"), command, *where, "--target", TARGET]
+
+
 def _command(variant: Variant, ctx: _Context, artifacts: Path) -> list[str]:
     project = str(ctx.project)
     if variant.kind == "raw":
-        return [
-            str(ctx.bin_dir / "dbt"),
-            "build",
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target",
-            TARGET,
-        ]
+        return _dbt(ctx, "build")
     return [
         str(ctx.bin_dir / "ferry"),
         "run",
@@ -428,18 +446,8 @@ def warm_parse(ctx: _Context) -> dict[str, int]:
     """Parse once, untimed, so every timed run starts from the same partial-parse state."""
     warm_dir = ctx.runs_dir / "00-warm-parse"
     warm_dir.mkdir(parents=True)
-    project = str(ctx.project)
     completed = subprocess.run(
-        [
-            str(ctx.bin_dir / "dbt"),
-            "parse",
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target",
-            TARGET,
-        ],
+        _dbt(ctx, "parse"),
         cwd=warm_dir,
         env=_clean_env({"SYNTH_DUCKDB_PATH": str(ctx.fresh_db())}),
         capture_output=True,

@@ -122,8 +122,10 @@ def profiled(py_spy: str, rate: int, command: list[str], env: dict[str, str], ou
     with log.open("wb") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [py_spy, "record", "--rate", str(rate), "--format", "raw", "--output", str(out),
-             "--", *command],
+            # --nonblocking: py-spy does not pause the process for each sample; pausing slows a
+            # process by how many threads it has, ferry's more than raw dbt's.
+            [py_spy, "record", "--nonblocking", "--rate", str(rate), "--format", "raw",
+             "--output", str(out), "--", *command],
             env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
         proc.wait()
