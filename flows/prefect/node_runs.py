@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -286,17 +287,30 @@ class EventBatches:
         from prefect.client.orchestration import get_client
 
         self._related = self._with_run_context(self._related)
-        with get_client(sync_client=True) as client:
-            while True:
-                closing = self._closing.wait(self._interval_s)
-                while batch := self._take(_BATCH_MAX):
-                    self._send(client, batch)
-                if closing:
-                    return
+        try:
+            with get_client(sync_client=True) as client:
+                self._pump(lambda batch: self._send(client, batch))
+        except Exception as exc:  # no client: the events go on through Prefect's worker
+            self._refused = True
+            logger.warning(
+                "could not send task-run events to the Prefect API (%s): sending them one by "
+                "one through Prefect's events worker",
+                exc,
+            )
+            self._pump(self._through_events_worker)
+
+    def _pump(self, send: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Every `_interval_s`, what has gathered goes to `send`; at close, the rest."""
+        while True:
+            closing = self._closing.wait(self._interval_s)
+            while batch := self._take(_BATCH_MAX):
+                for event in batch:
+                    event["related"] = self._related
+                send(batch)
+            if closing:
+                return
 
     def _send(self, client: Any, batch: list[dict[str, Any]]) -> None:
-        for event in batch:
-            event["related"] = self._related
         if not self._refused:
             try:
                 client.request("POST", _EVENTS_ROUTE, json=batch).raise_for_status()

@@ -148,3 +148,20 @@ def test_an_api_that_refuses_batches_still_gets_every_node(
     assert {r["state_name"] for r in runs.values()} == {"Completed"}
     [warning] = [r for r in caplog.records if "did not take a batch" in r.getMessage()]
     assert "one by one" in warning.getMessage()
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_api_that_is_gone_costs_the_run_at_most_the_last_send_wait(caplog):
+    from flows.prefect.server import free_port
+
+    gone = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    began = time.monotonic()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: gone}),
+        PrefectNodeReporter(str(uuid.uuid4()), NodeReporting.FINAL) as rep,
+    ):
+        for i in range(5):
+            rep.node_finished(finished(f"model.p.m{i}", "success"))
+    assert time.monotonic() - began < node_runs._LAST_SEND_S + 2
+    assert rep.batches == 0
+    assert any("Prefect API" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
