@@ -36,7 +36,8 @@ _NOT_RUN = {
     "tests/e2e/test_local_stack.py runs the same `ferry stack demo` on a free port",
     "make setup": "syncs .venv, which the copy borrows from the repository: its editable "
     "install would point at the copy (every command here runs after it)",
-    "make bench": "a benchmark of minutes (300-model project, four variants)",
+    "make bench": "a benchmark of minutes (300-model project, three variants, two rounds)",
+    "make bench-pinned": "the same benchmark with the server on a CPU of its own",
     "make bench-startup": "a benchmark of minutes (the image's recipe, then timed starts)",
     "make bench-slim-ci": "a benchmark of minutes (two 300-model builds)",
     "make bench-history": "a benchmark of about a minute (2,000 synthetic runs, cold and warm)",
