@@ -267,16 +267,15 @@ class EventBatches:
     def close(self) -> None:
         """Sends what is left; waits for it at most `_LAST_SEND_S`."""
         self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=_LAST_SEND_S)
-            if self._thread.is_alive():
-                logger.warning(
-                    "the Prefect API did not take the last task-run events within %g s: "
-                    "they are left to Prefect's events worker",
-                    _LAST_SEND_S,
-                )
-        else:
-            self._through_events_worker(self._take(len(self._events)))
+        if self._thread is None:  # never started: nothing was reported (mode `off`)
+            return
+        self._thread.join(timeout=_LAST_SEND_S)
+        if self._thread.is_alive():
+            logger.warning(
+                "the Prefect API did not take the last task-run events within %g s: "
+                "they are left to Prefect's events worker",
+                _LAST_SEND_S,
+            )
 
     def _take(self, most: int) -> list[dict[str, Any]]:
         with self._lock:
