@@ -186,7 +186,7 @@ def writer_limit(api_url: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.prefect.writer_slot import apply_limits
+    from flows.prefect.holds import apply_limits
     from flows.settings import RunSettings
 
     async def apply() -> None:

@@ -20,9 +20,9 @@ from prefect.states import Completed, Failed, State
 
 from flows.dbt.commands import DbtCommand
 from flows.prefect.events import emit_crash, emit_findings, emit_invalid, emit_outcome
+from flows.prefect.holds import holds
 from flows.prefect.node_runs import PrefectNodeReporter
 from flows.prefect.process_end import ProcessEnd
-from flows.prefect.writer_slot import writer_slot
 from flows.run import metrics
 from flows.run.owner import RunReport, run
 from flows.run.request import IndirectSelection, InvalidRunRequest, PublishMode, RunRequest
@@ -137,7 +137,12 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
                 flow_run_id=flow_run_id,
                 listener=reporter,
                 log=logger,
-                writer_slot=functools.partial(writer_slot, settings.run.env),
+                holds=functools.partial(
+                    holds,
+                    settings.run.env,
+                    wait_s=settings.run.wait_s,
+                    lease_s=settings.run.hold_lease_s,
+                ),
                 deployment=session.deployment,
             )
     except InvalidRunRequest as exc:

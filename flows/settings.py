@@ -173,7 +173,11 @@ class RunSettings(_Concern):
 
     target_path: Path | None = Field(
         default=None,
-        description="dbt's target directory. Default: <project_dir>/target, as dbt's own.",
+        description=(
+            "Where dbt's parse state is kept from one run to the next, so dbt parses only what "
+            "changed. Each run's own dbt target directory is <work_dir>/<run id>/target: two "
+            "runs at once never share one. Default: <project_dir>/target, as dbt's own."
+        ),
     )
 
     baked_dir: Path | None = Field(
@@ -191,6 +195,27 @@ class RunSettings(_Concern):
         default=None,
         gt=0,
         description="Fail a run as TimedOut after this many seconds (None: no limit).",
+    )
+
+    wait_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "The longest a run waits for the models it writes while other runs of its "
+            "environment write them (or, on DuckDB, for the environment). Past it the run "
+            "ends failed, nothing run, its verdict naming what it waited for and who held it."
+        ),
+    )
+
+    hold_lease_s: float = Field(
+        default=300.0,
+        ge=60,
+        le=86400,
+        description=(
+            "Lease of a run's holds on the Prefect server: a run killed while writing keeps its "
+            "models this long. A run that cannot renew its holds for 80 % of it stops its dbt, "
+            "so a lapsed hold never lets a second run write the same models at once."
+        ),
     )
 
     transient_retries: int = Field(

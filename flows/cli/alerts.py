@@ -44,7 +44,7 @@ def _apply(args: argparse.Namespace) -> ExitCode:
 
     from flows.notify import automations, channels
     from flows.notify.changes import Change, NotifyConfigError
-    from flows.prefect import writer_slot
+    from flows.prefect import holds
     from flows.prefect.deployments import DeploymentConfigError, environments
 
     api_url = prefect_api_url("to change")
@@ -57,12 +57,12 @@ def _apply(args: argparse.Namespace) -> ExitCode:
                 return await channels.apply_channels(
                     spec.channels, client, os.environ, dry_run=args.dry_run
                 )
-            # One writer at a time per environment the deployments beside this file run in
-            # (flows/prefect/writer_slot.py): their global concurrency limits go with the
+            # The writers' queue of each environment the deployments beside this file run in
+            # (flows/prefect/holds.py): their global concurrency limits go with the
             # automations.
             envs = environments(path.resolve().with_name("prefect.yaml"))
             changes = await automations.apply(spec, client, dry_run=args.dry_run)
-            return changes + await writer_slot.apply_limits(envs, client, dry_run=args.dry_run)
+            return changes + await holds.apply_limits(envs, client, dry_run=args.dry_run)
 
     # A file that is missing or wrong, a channel's secret unset, a channel without its block on
     # the server: bad input. The API failing or unreachable: a failure.

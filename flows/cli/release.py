@@ -196,7 +196,7 @@ def _deploy(args: argparse.Namespace) -> ExitCode:
     import httpx
     from prefect.client.orchestration import get_client
 
-    from flows.prefect import writer_slot
+    from flows.prefect import holds
     from flows.prefect.deployments import (
         DeploymentConfigError,
         check_deployable,
@@ -214,7 +214,7 @@ def _deploy(args: argparse.Namespace) -> ExitCode:
     async def apply_limits() -> list[Any]:
         # Before the deployments: their first run finds its environment's writer limit.
         async with get_client() as client:
-            return await writer_slot.apply_limits(environments(path, names), client)
+            return await holds.apply_limits(environments(path, names), client)
 
     try:
         changes = asyncio.run(apply_limits())

@@ -251,6 +251,37 @@ def seed(baked_dir: Path | None, env: str, target: str | None, target_path: Path
     return Seeded(name, f"starting from the baked parse state {name}")
 
 
+def reuse(cache: Path, target_path: Path) -> bool:
+    """Starts a run's own target path from the parse state the runs before it left in `cache`
+    (each run has a target path of its own: two runs at once never share dbt's files). Never
+    raises: without it, the baked state or a full parse follows."""
+    source = cache / PARSE_STATE_FILE
+    if not source.is_file() or (target_path / PARSE_STATE_FILE).exists():
+        return False
+    try:
+        target_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target_path / PARSE_STATE_FILE)
+    except OSError:
+        return False
+    return True
+
+
+def keep(target_path: Path, cache: Path) -> None:
+    """Leaves a run's parse state in `cache` for the next run, replacing the file at once so a
+    run starting meanwhile reads a whole one. Never raises: the next run parses more, that is
+    all."""
+    source = target_path / PARSE_STATE_FILE
+    if not source.is_file():
+        return
+    partial = cache / f".{PARSE_STATE_FILE}.{os.getpid()}"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, partial)
+        os.replace(partial, cache / PARSE_STATE_FILE)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
 def baked_names(baked_dir: Path) -> list[str]:
     """The `<env>/<target>` states under `baked_dir`."""
     return sorted(

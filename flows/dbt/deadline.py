@@ -1,4 +1,5 @@
-"""A run's time limit (FERRY_FLOW_TIMEOUT_S): dbt is stopped as Ctrl-C stops it; ferry never is.
+"""A run's time limit (FERRY_FLOW_TIMEOUT_S), and the run stopped early when its holds lapse
+(`stop`): dbt is stopped as Ctrl-C stops it; ferry never is.
 
 dbt answers SIGINT by cancelling its open warehouse queries and returning its partial results,
 so a timed-out run leaves nothing running in the warehouse and still stores its artifacts.
@@ -50,19 +51,27 @@ class Deadline:
         self.fired_in: str | None = None
         """The step the limit fired in, e.g. 'dbt parse' or 'the back-off between retries'."""
         self.can_interrupt = False
+        self.stopped_for: str | None = None
+        """Why the run was stopped before its time (`stop`); None when it was not."""
 
     @property
     def expired(self) -> bool:
+        """The run must end: its time is up, or it was stopped."""
         return self._expired.is_set()
 
+    @property
+    def timed_out(self) -> bool:
+        """The run's time limit, not a stop, ended it."""
+        return self.expired and self.stopped_for is None
+
     def __enter__(self) -> Deadline:
-        if self.seconds is None:
-            return self
         logging.getLogger(_DBT_CONSOLE).addFilter(self._quiet_interrupt)
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
             self.can_interrupt = True
-        else:
+        if self.seconds is None:
+            return self
+        if not self.can_interrupt:
             self._log.warning(
                 "FERRY_FLOW_TIMEOUT_S=%g cannot interrupt dbt: this run is not on its process's "
                 "main thread, and only the main thread receives signals; the limit is checked "
@@ -94,6 +103,15 @@ class Deadline:
             return True
         text = record.getMessage()
         return not any(marker in text for marker in _INTERRUPT_MARKERS)
+
+    def stop(self, why: str) -> None:
+        """Ends the run now, as its time limit would, for `why` (its holds lapsed): dbt cancels
+        its queries; the verdict gives `why`. From any thread."""
+        with self._lock:
+            if self.expired:
+                return
+            self.stopped_for = why
+        self._expire()
 
     def _expire(self) -> None:
         with self._lock:

@@ -227,7 +227,8 @@ def ledger_ddl(ledger_schema: str, *, create_schema: bool) -> list[str]:
     """The ledger's table (and schema, when missing), created before the first publication.
 
     The key makes a second publisher of the same environment fail, and change nothing, where
-    the warehouse enforces keys (PostgreSQL, DuckDB); ferry's writer slot is what prevents it.
+    the warehouse enforces keys (PostgreSQL, DuckDB); the run's holds (flows/run/holds.py) are
+    what prevent it.
     """
     table = Relation(ledger_schema, LEDGER_TABLE)
     key = ",\n    primary key (env, seq, consumer_schema, consumer_name)"

@@ -162,11 +162,20 @@ def advance(
     nodes: list[NodeResult],
     sources: dict[str, str | None],
     run_id: str,
+    *,
+    onto: Marks | None = None,
 ) -> Marks:
-    """The marks after a run: each node it built gets a new mark; the others keep theirs."""
+    """The marks after a run: each node it built gets a new mark; the others keep theirs.
+
+    Args:
+        marks: The marks the run decided from: its inputs are the versions it read.
+        onto: The marks as they are now, when other runs may have advanced theirs since (runs
+            of other nodes write at once); default: `marks`.
+    """
     before = marks or Marks()
     built = {n.unique_id for n in nodes if n.status in _BUILT}
-    after = Marks(nodes=dict(before.nodes), failed=set(before.failed))
+    now_marks = onto if onto is not None else before
+    after = Marks(nodes=dict(now_marks.nodes), failed=set(now_marks.failed))
     now = datetime.now(UTC).isoformat()
     for unique_id in sorted(built):
         inputs: dict[str, str | None] = {}

@@ -2,14 +2,15 @@
 
 Installing packages, parsing and checking the selection open no warehouse connection, so
 packages that cannot be installed and a selection dbt refuses are still refused before the
-warehouse is touched. The environment's writer slot is held from dbt's execution on (a
-blue-green run's caller keeps it until it has published), and
-waiting for it is not counted against the run's time limit.
+warehouse is touched. The run's holds (flows/run/holds.py) are taken from dbt's execution on,
+on what it is about to write (a blue-green run's caller keeps them until it has published);
+waiting for them is not counted against the run's time limit, and a hold that lapses stops dbt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -19,8 +20,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flows.dbt import packages
+from flows.dbt.bake import keep as keep_parse_state
+from flows.dbt.bake import reuse as reuse_parse_state
 from flows.dbt.bake import seed as seed_parse_state
 from flows.dbt.commands import DbtCommand
+from flows.dbt.connections import close_local_databases, local_database
 from flows.dbt.deadline import Deadline, TimeUp
 from flows.dbt.docs import STATIC_PAGE, Documented
 from flows.dbt.invoke import (
@@ -36,11 +40,19 @@ from flows.dbt.transient import execute_with_retries
 from flows.publish.build import restore_consumer_names
 from flows.run import changes
 from flows.run.blue_green import BlueGreen, PrepareFailed, prepare
+from flows.run.file_hold import file_hold
+from flows.run.holds import NotStarted, Writes
 from flows.run.plan import Log, RunPlan
 from flows.run.request import PublishMode, refused_as_request
 
-WriterSlot = Callable[[DbtCommand, str | None], AbstractContextManager[Any]]
-"""Given the command and the warehouse's adapter type, what to hold while dbt executes."""
+Holds = Callable[[Writes, Callable[[str], None]], AbstractContextManager[Any]]
+"""Given what the run is about to write, and what to call (with why) if the holds lapse while
+dbt writes, what to hold while dbt executes (flows/prefect/holds.py)."""
+
+_HOLD_ATTEMPTS = 3
+"""An only-changed run decides what changed, holds that, and decides again under its holds:
+when another writer changed what it reads meanwhile, it lets go and holds the new set, at most
+this many times before it holds its whole selection."""
 
 
 @dataclass
@@ -77,7 +89,7 @@ def execute(
     deadline: Deadline,
     listener: NodeListener,
     log: Log,
-    writer_slot: WriterSlot | None = None,
+    holds: Holds | None = None,
     holding: contextlib.ExitStack | None = None,
 ) -> Execution:
     """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
@@ -90,6 +102,7 @@ def execute(
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     for name in (*ARTIFACT_FILES, STATIC_PAGE):  # never ship a previous run's as this run's
         (plan.target_path / name).unlink(missing_ok=True)
+    reuse_parse_state(plan.parse_cache, plan.target_path)
     seeded = seed_parse_state(
         settings.run.baked_dir, settings.run.env, plan.target, plan.target_path
     )
@@ -130,6 +143,7 @@ def execute(
             if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
                 with deadline.dbt("dbt parse"):
                     parsed = invocation.parse()
+                keep_parse_state(plan.target_path, plan.parse_cache)
                 manifest = parsed.manifest
                 run.parse = replace(parsed.report, baked=seeded.name)
                 _log_parse(run.parse, log)
@@ -140,15 +154,13 @@ def execute(
             if selected == []:  # a state: selection with nothing modified: success, nothing run
                 run.dbt_ok = True
                 return run
-            adapter_type = getattr(getattr(manifest, "metadata", None), "adapter_type", None)
+            adapter_type = _adapter_type(plan, manifest)
             with contextlib.ExitStack() as own:
-                held = holding if holding is not None else own  # whose exit releases the slot
-                if writer_slot is not None:  # waiting in line is not the run's own time
-                    with deadline.paused():
-                        held.enter_context(writer_slot(request.command, adapter_type))
-                # Decided once the slot is held: the marks are those the previous writer left.
-                with deadline.dbt("deciding what changed"):
-                    narrowed = _what_changed(plan, invocation, manifest, selected, run, log)
+                held = holding if holding is not None else own  # whose exit releases the holds
+                narrowed = _hold_and_decide(
+                    plan, invocation, manifest, selected, run, adapter_type,
+                    holds=holds, held=held, deadline=deadline, log=log,
+                )  # fmt: skip
                 if narrowed is None:  # nothing changed: success, nothing run
                     run.dbt_ok = True
                     return run
@@ -170,13 +182,111 @@ def execute(
             run.nodes, run.error, run.dbt_ok = outcome.nodes, outcome.error, outcome.success
             run.documented = outcome.documented
             if deadline.expired and run.error == "KeyboardInterrupt":
-                run.error = None  # the limit's own interrupt: the verdict says so in words
+                run.error = deadline.stopped_for  # the limit's own interrupt: said in words
             run.dbt_elapsed_s = round(outcome.elapsed, 3)
         except (DbtProjectError, PrepareFailed) as exc:
             run.error = str(exc)
         except TimeUp:
-            run.error = None  # the verdict says where the time ran out
+            run.error = deadline.stopped_for  # else the verdict says where the time ran out
+        except NotStarted as exc:
+            run.error = str(exc)
     return run
+
+
+def _hold_and_decide(
+    plan: RunPlan,
+    invocation: DbtInvocation,
+    manifest: Any,
+    selected: list[str] | None,
+    run: Execution,
+    adapter_type: str | None,
+    *,
+    holds: Holds | None,
+    held: contextlib.ExitStack,
+    deadline: Deadline,
+    log: Log,
+) -> DbtInvocation | None:
+    """Takes the run's holds on what it will write, then decides what changed under them (the
+    marks are those the previous writer of those nodes left); the invocation to execute, None
+    when nothing changed.
+
+    Raises:
+        NotStarted: the holds were not given in time; nothing was written.
+    """
+    request = plan.request
+    whole = request.publish is PublishMode.BLUE_GREEN  # one version of the whole environment
+    known = _nodes_it_writes(plan, manifest, selected)
+    if holds is None or whole or known is None or not request.only_changed:
+        writes = Writes(request.command, adapter_type, known, whole)
+        _take(plan, writes, holds, held, deadline, log)
+        with deadline.dbt("deciding what changed"):
+            return _what_changed(plan, invocation, manifest, selected, run, log)
+    # Only what changed is written: hold that, not the whole selection.
+    with deadline.dbt("deciding what changed"):
+        narrowed = _what_changed(plan, invocation, manifest, selected, run, log)
+    for _ in range(_HOLD_ATTEMPTS):
+        wanted = tuple(run.changes.ran) if run.changes is not None else known
+        attempt = contextlib.ExitStack()
+        _take(plan, Writes(request.command, adapter_type, wanted), holds, attempt, deadline, log)
+        with deadline.dbt("deciding what changed"):
+            narrowed = _what_changed(plan, invocation, manifest, selected, run, log)
+        now = set(run.changes.ran) if run.changes is not None else set(known)
+        if now <= set(wanted):
+            held.enter_context(attempt.pop_all())
+            return narrowed
+        log.info("what changed grew while this run waited: holding %d node(s) again", len(now))
+        attempt.close()
+    _take(plan, Writes(request.command, adapter_type, known), holds, held, deadline, log)
+    with deadline.dbt("deciding what changed"):
+        return _what_changed(plan, invocation, manifest, selected, run, log)
+
+
+def _take(
+    plan: RunPlan,
+    writes: Writes,
+    holds: Holds | None,
+    held: contextlib.ExitStack,
+    deadline: Deadline,
+    log: Log,
+) -> None:
+    """Enters the run's holds into `held`: Prefect's, then, on DuckDB, the database file's.
+    Waiting in line for them is not the run's own time."""
+    database = local_database() if writes.adapter_type == "duckdb" else None
+    with deadline.paused():
+        if holds is not None:
+            held.enter_context(holds(writes, deadline.stop))
+        # Before the holds go: dbt-duckdb keeps its file open, and locked, until it is closed.
+        held.callback(close_local_databases)
+        if database is not None:
+            held.enter_context(file_hold(database, wait_s=plan.settings.run.wait_s, log=log))
+
+
+def _nodes_it_writes(
+    plan: RunPlan, manifest: Any, selected: list[str] | None
+) -> tuple[str, ...] | None:
+    """The nodes dbt will execute (before only-changed narrows them); None when unknown."""
+    if plan.failed_run is not None:
+        results = json.loads(plan.failed_run.files.get("run_results.json") or b"{}")
+        # What `dbt retry` runs again: every node that did not pass in the failed run.
+        return tuple(
+            r["unique_id"] for r in results.get("results", []) if r.get("status") not in _PASSED
+        )
+    if manifest is None:
+        return None
+    return tuple(_selected_or_all(manifest, plan.request.command, selected))
+
+
+_PASSED = frozenset({"success", "pass", "warn"})
+
+
+def _adapter_type(plan: RunPlan, manifest: Any) -> str | None:
+    """The warehouse's adapter: the parsed manifest's, or for a retry the failed run's."""
+    if manifest is not None:
+        return getattr(getattr(manifest, "metadata", None), "adapter_type", None)
+    if plan.failed_run is not None and "manifest.json" in plan.failed_run.files:
+        metadata = json.loads(plan.failed_run.files["manifest.json"]).get("metadata") or {}
+        return metadata.get("adapter_type")
+    return None
 
 
 _TRACKED = (DbtCommand.BUILD, DbtCommand.RUN)

@@ -7,7 +7,7 @@ and the tests share.
               │       │         │        └ flows/run/store.py: local copy, store, pointers
               │       │         └ flows/run/verdict.py: the only writer of the verdict; a
               │       │           blue-green run is published here (flows/run/blue_green.py)
-              │       └ flows/run/execute.py: parse, selection, writer slot, dbt, retries
+              │       └ flows/run/execute.py: parse, selection, holds, dbt, retries
               └ flows/run/plan.py: every refusal, nothing changed
 
 One time limit (FERRY_FLOW_TIMEOUT_S, flows/dbt/deadline.py) covers the steps after planning;
@@ -27,7 +27,7 @@ from flows.dbt.invoke import NodeListener, dbt_version
 from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.run import changes, history
 from flows.run.blue_green import PublishReport, publish_version
-from flows.run.execute import Execution, WriterSlot, execute
+from flows.run.execute import Execution, Holds, execute
 from flows.run.plan import Log, RunPlan, plan
 from flows.run.request import RunRequest
 from flows.run.store import rewrite_summary, store
@@ -63,17 +63,17 @@ def run(
     flow_run_id: str | None = None,
     listener: NodeListener | None = None,
     log: Log | None = None,
-    writer_slot: WriterSlot | None = None,
+    holds: Holds | None = None,
     deployment: str = AD_HOC,
 ) -> RunReport:
     """Runs dbt once as `request` asks and stores its artifacts. Raises only for bad input.
 
     Args:
         run_id: names the run in the artifact store; the flow run id when there is one.
-        writer_slot: held from dbt's execution (not its parse) until a blue-green run has
-            published, so one invocation at a time writes to the environment's warehouse and
-            the next one continues from what this one published (flows.prefect.writer_slot);
-            none without Prefect.
+        holds: held from dbt's execution (not its parse) until a blue-green run has published,
+            on what the run writes, so no two runs write the same nodes at once and the next
+            one continues from what this one published (flows.prefect.holds); none without
+            Prefect (a DuckDB file is still held: flows/run/file_hold.py).
         deployment: the Prefect deployment that started the run, for its record.
 
     Raises:
@@ -88,8 +88,8 @@ def run(
             deadline=deadline,
             listener=listener or NullListener(),
             log=log,
-            writer_slot=writer_slot,
-            holding=holding,  # the writer slot, held until what consumers read is settled
+            holds=holds,
+            holding=holding,  # the holds, kept until what consumers read is settled
         )
         time_limit = _time_limit(settings, deadline)
         verdict = judge(
@@ -113,7 +113,7 @@ def run(
                     log=log,
                 )
             verdict = with_publication(verdict, published)
-        holding.close()  # the writer slot: the next writer may start, and copy what we published
+        holding.close()  # the holds: the next writer may start, and copy what we published
         summary = summarize(
             run_id=planned.run_id,
             flow_run_id=flow_run_id,
@@ -170,19 +170,22 @@ def _advance_marks(
     nodes = done.nodes
     if published is not None and not published.published:
         nodes = [n for n in nodes if n.failed or n.status is NodeStatus.SKIPPED]
+    project, env = planned.project.name, planned.settings.run.env
+    try:  # as they are now: runs of other nodes may have advanced theirs since this one read
+        current = changes.load(planned.store, project, env)
+    except Exception:
+        current = tracking.marks
     marks = changes.advance(
-        tracking.marks, tracking.lineage, nodes, tracking.sources, planned.run_id
+        tracking.marks, tracking.lineage, nodes, tracking.sources, planned.run_id, onto=current
     )
     try:
-        planned.store.put_bytes(
-            changes.marks_key(planned.project.name, planned.settings.run.env), marks.dumps()
-        )
+        planned.store.put_bytes(changes.marks_key(project, env), marks.dumps())
     except Exception as exc:  # the next run decides from the older marks: it runs more
         log.warning("could not store the environment's marks: %s", exc)
 
 
 def _time_limit(settings: FerrySettings, deadline: Deadline) -> TimeLimit | None:
-    if not deadline.expired or settings.run.flow_timeout_s is None:
+    if not deadline.timed_out or settings.run.flow_timeout_s is None:
         return None
     return TimeLimit(settings.run.flow_timeout_s, deadline.fired_in)
 

@@ -58,6 +58,12 @@ class RunPlan:
 
     @property
     def target_path(self) -> Path:
+        """dbt's target directory for this run alone: two runs at once never share one."""
+        return self.run_dir / "target"
+
+    @property
+    def parse_cache(self) -> Path:
+        """Where dbt's parse state is kept from one run to the next (FERRY_TARGET_PATH)."""
         return (self.settings.run.target_path or self.project.project_dir / "target").resolve()
 
     @property

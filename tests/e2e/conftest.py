@@ -37,7 +37,11 @@ def _fresh_events_worker() -> Iterator[None]:
 
 @pytest.fixture(scope="package")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = prefect_server.start(tmp_path_factory.mktemp("prefect-home"))
+    # Expired leases are swept every second, not every 15: a killed holder's test waits for
+    # its lease, not for the sweep.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "1")
+        server = prefect_server.start(tmp_path_factory.mktemp("prefect-home"))
     try:
         yield server.api_url
     finally:

@@ -30,7 +30,7 @@ from prefect.states import Failed
 from flows.exit_codes import ExitCode
 from flows.notify import automations, channels
 from flows.notify.changes import Change
-from flows.prefect import writer_slot
+from flows.prefect import holds
 from flows.prefect.server import free_port
 from tests.e2e.conftest import run_ferry
 
@@ -46,7 +46,7 @@ SECRETS = {
 }
 NAMES = [a.name for a in automations.load(SHIPPED).automations]
 ENVS = ("local", "staging", "prod")  # the environments of prefect.yaml's deployments
-LIMITS = [writer_slot.WriterLimit(env).change_name for env in ENVS]
+LIMITS = [holds.WriterLimit(env).change_name for env in ENVS]
 QUIET_S = 5.0  # after the first notification, how long a second one would have had to arrive
 
 
@@ -219,8 +219,8 @@ def test_applying_twice_leaves_exactly_one_of_each(
     ]
     on_server = ferry_automations(api)
     assert sorted(a["name"] for a in on_server) == sorted(NAMES)
-    # One writer at a time per environment: exactly one limit each, one active slot.
-    assert writer_limits(api) == {f"ferry-writer-{env}": [(1, True)] for env in ENVS}
+    # One writers' queue per environment: exactly one limit each, WRITERS active slots.
+    assert writer_limits(api) == {f"ferry-writer-{env}": [(holds.WRITERS, True)] for env in ENVS}
 
     # A writer limit raised and switched off by hand: put back, as the automations are.
     api.client.patch(
@@ -233,7 +233,7 @@ def test_applying_twice_leaves_exactly_one_of_each(
     ]
     assert writer_limits(api)["ferry-writer-prod"] == [(3, False)]
     assert lines(ferry("alerts", "automations", "apply"))[-1] == f"updated: {LIMITS[2]}"
-    assert writer_limits(api) == {f"ferry-writer-{env}": [(1, True)] for env in ENVS}
+    assert writer_limits(api) == {f"ferry-writer-{env}": [(holds.WRITERS, True)] for env in ENVS}
 
     # Edited or paused by hand: put back as the file says.
     warned = next(a for a in on_server if a["name"] == "ferry - dbt run warned")

@@ -14,6 +14,7 @@ import pytest
 
 from flows.exit_codes import ExitCode
 from flows.prefect import server as prefect_server
+from flows.prefect.holds import WRITERS
 from flows.prefect.server import free_port
 from tests.conftest import REPO
 from tests.e2e.conftest import run_ferry
@@ -112,7 +113,7 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     assert result.returncode == ExitCode.OK, result.stdout[-2000:] + result.stderr[-2000:]
     # staging's writers queue on their environment's limit, there before the first run
     assert "created: concurrency limit ferry-writer-staging" in result.stdout
-    assert writer_limits(api) == {"ferry-writer-staging": 1}
+    assert writer_limits(api) == {"ferry-writer-staging": WRITERS}
     for name in ("run-staging", "build-staging", "freshness-staging", "retry-staging"):
         found = deployment(api, name)
         assert found is not None, name
@@ -129,7 +130,7 @@ def test_staging_deploys_pinned_to_the_digest_or_not_at_all(ecs_pool):
     )
     assert again.returncode == ExitCode.OK, again.stdout[-2000:] + again.stderr[-2000:]
     assert "unchanged: concurrency limit ferry-writer-staging" in again.stdout
-    assert writer_limits(api) == {"ferry-writer-staging": 1}
+    assert writer_limits(api) == {"ferry-writer-staging": WRITERS}
 
 
 def test_a_failing_prefect_deploy_ends_with_exit_1_and_no_traceback(prefect_api):

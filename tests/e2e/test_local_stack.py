@@ -27,8 +27,9 @@ from flows.dbt.commands import DbtCommand
 from flows.exit_codes import ExitCode
 from flows.prefect import local_stack
 from flows.prefect import server as prefect_server
+from flows.prefect.holds import WRITERS, holds
 from flows.prefect.server import free_port
-from flows.prefect.writer_slot import writer_slot
+from flows.run.holds import Writes
 from flows.run.summary import RunSummary
 from tests.conftest import REPO
 from tests.e2e.conftest import FERRY, Api
@@ -472,7 +473,7 @@ def test_two_deployments_of_one_environment_never_write_at_once(stack):
     }
     with (
         temporary_settings(updates={PREFECT_API_URL: stack.api_url}),
-        writer_slot("local", DbtCommand.BUILD, "duckdb"),
+        holds("local", Writes(DbtCommand.BUILD, "duckdb", None), print, wait_s=600),
     ):
         runs = {  # back to back: the worker picks both up in the same poll
             api.post(
@@ -484,7 +485,7 @@ def test_two_deployments_of_one_environment_never_write_at_once(stack):
         }
         for run in runs:
             waiting = _wait_for_log(api, run, "waiting for ferry-writer-local, held by", 300)
-            assert waiting is not None, f"{runs[run]} never waited for the writer slot"
+            assert waiting is not None, f"{runs[run]} never waited for the environment"
     # let go: one run writes, the other waits on
 
     deadline = time.monotonic() + 600
@@ -513,7 +514,7 @@ def test_the_writer_limits_exist_once_the_stack_is_up(stack):
     api = prefect_server.api_client(stack.api_url)
     for env in ("local", "staging", "prod"):
         limit = api.get(f"/v2/concurrency_limits/ferry-writer-{env}").raise_for_status().json()
-        assert (limit["limit"], limit["active"]) == (1, True)
+        assert (limit["limit"], limit["active"]) == (WRITERS, True)
 
 
 def test_the_smoke_command_waits_for_the_deployments_verdict(stack):
@@ -793,7 +794,7 @@ def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(
     print(f"\nblue-green and rollback: {laps[-1][1] - laps[0][1]:.0f} s ({took})")
 
 
-# Last of the tests on the stack: the killed run's writer slot stays taken until its lease expires.
+# Last of the tests on the stack: the killed run's holds stay taken until their lease expires.
 def test_a_run_killed_mid_build_ends_crashed_and_alerts(stack):
     api = prefect_server.api_client(stack.api_url)
     deployment = api.get("/deployments/name/dbt/build-local").raise_for_status().json()

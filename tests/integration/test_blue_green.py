@@ -18,7 +18,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -49,6 +49,7 @@ class Shop:
     tmp_path: Path
     monkeypatch: pytest.MonkeyPatch
     base: str  # the PostgreSQL schema of this test (every side is `<base>...`)
+    manifests: dict[str, Path] = field(default_factory=dict)  # each side's latest run's
 
     def location(self, env: str) -> str:
         if self.warehouse == "duckdb":
@@ -78,6 +79,7 @@ class Shop:
         )
         request = RunRequest.build(command="build", target=self.warehouse, **given)
         done = run(request, settings).summary
+        self.manifests[env] = Path(done.artifacts, "manifest.json")  # the stored run's
         if expect is None:
             assert done.outcome in (Outcome.SUCCESS, Outcome.WARNINGS), done.verdict
         else:
@@ -91,7 +93,7 @@ class Shop:
         """What consumers read of the models built as tables (tables, incrementals, seeds,
         the snapshot). A view model reads its inputs as they are now, in either mode: a view
         over raw data shows new raw rows at once, whatever was published."""
-        manifest = json.loads((self.tmp_path / env / "target" / "manifest.json").read_text())
+        manifest = json.loads(self.manifests[env].read_text())
         tables = {
             node["alias"]
             for node in manifest["nodes"].values()

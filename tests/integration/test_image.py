@@ -225,7 +225,9 @@ def test_a_run_starts_from_the_baked_parse_and_writes_only_under_tmp(image):
     # a read-only root filesystem would have held: nothing new or changed in /app, no home
     assert files_of(image.app) == before
     assert not image.home.exists()
-    assert (image.tmp / "ferry" / "target" / "manifest.json").is_file()
+    # dbt's parse state kept for the next run of this container; the run's files in its folder
+    assert (image.tmp / "ferry" / "target" / "partial_parse.msgpack").is_file()
+    assert (Path(summary["artifacts"]) / "manifest.json").is_file()
 
 
 def test_a_changed_connection_value_parses_in_full_and_ferry_says_why(image):

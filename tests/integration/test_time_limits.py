@@ -8,6 +8,7 @@ holds every connection for a while plays a slow S3.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -25,6 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from flows.exit_codes import ExitCode
 from flows.prefect.server import free_port
+from flows.run.holds import Writes
 from flows.run.owner import run
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome
@@ -194,3 +196,34 @@ def test_a_limit_while_dbt_runs_cancels_the_query(waiting_runs):
     )
     assert "dbt cancelled its queries" in summary["verdict"]
     assert elapsed < 90, elapsed  # the query was cancelled, not waited for (120 s)
+
+
+def test_holds_that_lapse_stop_dbt_with_a_verdict_that_says_why(tmp_path, pg_schema):
+    """The run's holds call `on_lost` (as flows/prefect/holds.py does when it cannot renew its
+    lease in time) while a 120 s query runs: dbt cancels it, the run fails saying why."""
+    why = "its hold on 1 node(s) of ferry-writer-test could not be renewed for 48 s (test)"
+    given: list[Writes] = []
+
+    @contextlib.contextmanager
+    def lapsing(writes: Writes, on_lost: Callable[[str], None]) -> Iterator[None]:
+        given.append(writes)
+        timer = threading.Timer(3.0, on_lost, args=(why,))
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    project = lighthouse(tmp_path, slow=True)
+    started = time.monotonic()
+    report = run(
+        RunRequest.build(command="run", target="pg", select="slow_beam"),
+        make_settings(project, tmp_path),
+        holds=lapsing,
+    )
+    summary = report.summary
+    assert time.monotonic() - started < 60  # the query was cancelled, not waited for (120 s)
+    assert [w.nodes for w in given] == [("model.lighthouse.slow_beam",)]
+    assert summary.outcome is Outcome.FAILED and not summary.timed_out
+    assert summary.verdict.endswith(why), summary.verdict
+    assert Path(summary.artifacts, "run_results.json").is_file()
