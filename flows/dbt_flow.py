@@ -22,6 +22,7 @@ from flows.dbt.commands import DbtCommand
 from flows.prefect.events import emit_crash, emit_findings, emit_invalid, emit_outcome
 from flows.prefect.holds import holds
 from flows.prefect.node_runs import PrefectNodeReporter
+from flows.prefect.parts import PART_FLOW, run_parts
 from flows.prefect.process_end import ProcessEnd
 from flows.run import metrics
 from flows.run.owner import RunReport, run
@@ -68,13 +69,14 @@ def _parameters_of_a_run_request(fn: F) -> F:
     return fn
 
 
-def _dbt_flow(given: RunSession | None) -> Flow[..., State[Any]]:
-    """The `dbt` flow, finishing the session its caller made, or one of its own."""
+def _dbt_flow(given: RunSession | None, name: str = "dbt") -> Flow[..., State[Any]]:
+    """The `dbt` flow, finishing the session its caller made, or one of its own; `dbt-part`
+    is the same flow, for the parts of a fanned-out run (flows/prefect/parts.py)."""
 
     # The run's time limit is FERRY_FLOW_TIMEOUT_S, enforced by ferry itself (see
     # flows.dbt.deadline): Prefect's flow timeout cannot interrupt dbt. Text parameters are
     # plain strings, empty meaning "not given", so the UI's run form takes typing straight away.
-    @flow(name="dbt", log_prints=False, validate_parameters=True)
+    @flow(name=name, log_prints=False, validate_parameters=True)
     @_parameters_of_a_run_request
     def dbt_flow(
         command: DbtCommand = DbtCommand.BUILD,
@@ -91,6 +93,8 @@ def _dbt_flow(given: RunSession | None) -> Flow[..., State[Any]]:
         defer: bool = False,
         only_changed: bool = False,
         publish: PublishMode = PublishMode.DIRECT,
+        fan_out: int | None = None,
+        part_of: str = "",
     ) -> State[Any]:
         """Runs one dbt command and stores its artifacts; the final state names what failed."""
         parameters = {k: v for k, v in locals().items() if k in RunRequest.model_fields}
@@ -101,6 +105,9 @@ def _dbt_flow(given: RunSession | None) -> Flow[..., State[Any]]:
 
 dbt_flow = _dbt_flow(None)
 """The deployments' entrypoint (prefect.yaml): each run makes its session from the environment."""
+
+dbt_part_flow = _dbt_flow(None, name=PART_FLOW)
+"""The `part-<env>` deployments' entrypoint: a part of a fanned-out run."""
 
 
 def dbt_flow_for(session: RunSession) -> Flow[..., State[Any]]:
@@ -143,6 +150,9 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
                     wait_s=settings.run.wait_s,
                     lease_s=settings.run.hold_lease_s,
                 ),
+                parts_runner=functools.partial(
+                    run_parts, env=settings.run.env, parent_run_id=flow_run_id, log=logger
+                ),
                 deployment=session.deployment,
             )
     except InvalidRunRequest as exc:
@@ -154,7 +164,8 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
     summary = report.summary
     session.finish(summary)
     _publish_report(report)
-    if settings.run.metrics:
+    part = summary.request.part_of is not None  # its parent alerts, and counts its nodes
+    if settings.run.metrics and not part:
         metrics.write(metrics.emf_lines(summary, report.nodes))
     for line in summary.failed:
         logger.error("%s %s: %s", line.status.value, line.unique_id, line.first_error_line)
@@ -166,8 +177,9 @@ def _run(given: RunSession | None, parameters: dict[str, Any]) -> State[Any]:
         # alert (no ferry event too), so the message carries where the artifacts went.
         message = f"{summary.verdict}; artifacts: {summary.artifacts}"
         return Failed(name="TimedOut", message=message, data=DbtRunFailed(message))
-    emit_outcome(summary)
-    emit_findings(summary)
+    if not part:
+        emit_outcome(summary)
+        emit_findings(summary)
     if summary.outcome is Outcome.FAILED:
         return Failed(message=summary.verdict, data=DbtRunFailed(summary.verdict))
     return Completed(message=summary.verdict, data=summary)

@@ -7,8 +7,9 @@ artifact code never needs to import either.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 
 class NodeStatus(StrEnum):
@@ -121,3 +122,48 @@ def in_report_order(nodes: list[NodeResult]) -> list[NodeResult]:
     """The order of every report: failures first (broken models before the tests that failed
     around them), then warnings, skips and the rest, slowest first within each."""
     return sorted(nodes, key=lambda n: (n.status.rank, n.is_test, -n.execution_time))
+
+
+def results_of_json(
+    document: dict[str, Any], names: dict[str, str] | None = None
+) -> list[NodeResult]:
+    """The nodes of a run_results.json read back (a part of a fanned-out run, stored).
+
+    Args:
+        names: Each node's name, from the manifest; else the last part of its unique id.
+    """
+    found: list[NodeResult] = []
+    for r in document.get("results") or []:
+        unique_id = str(r.get("unique_id"))
+        timing = r.get("timing") or []
+        starts = [w for t in timing if (w := _when(t.get("started_at")))]
+        ends = [w for t in timing if (w := _when(t.get("completed_at")))]
+        started, finished = min(starts, default=None), max(ends, default=None)
+        response = r.get("adapter_response")
+        rows = response.get("rows_affected") if isinstance(response, dict) else None
+        found.append(
+            NodeResult(
+                unique_id=unique_id,
+                resource_type=unique_id.split(".", 1)[0],
+                name=(names or {}).get(unique_id) or unique_id.rsplit(".", 1)[-1],
+                status=NodeStatus.parse(r.get("status") or "error"),
+                message=r.get("message"),
+                started_at=started,
+                finished_at=finished,
+                execution_time=float(r.get("execution_time") or 0.0),
+                failures=r.get("failures") or None,
+                relation=r.get("relation_name"),
+                rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+            )
+        )
+    return found
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -154,6 +154,14 @@ def _volume(unique_id: str, rows: int, before: list[int], rules: Rules) -> Volum
     )
 
 
+def usual_seconds(
+    tables: Path, ids: set[str], project: str, env: str, window: int
+) -> dict[str, float]:
+    """Each node's usual time (the median of its last `window` successful runs), for those
+    that have one: what a fanned-out run balances its parts by."""
+    return {n: u.s for n, u in _usual(tables, ids, project, env, window).items() if u.s is not None}
+
+
 def _usual(tables: Path, ids: set[str], project: str, env: str, window: int) -> dict[str, _Usual]:
     """Each node's last `window` successful runs of this project and environment."""
     import duckdb

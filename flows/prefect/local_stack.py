@@ -29,6 +29,7 @@ LOCAL_DEPLOYMENTS = (
     "retry-local",
     "docs-local",
     "rollback-local",
+    "part-local",
 )
 POOL = "ferry-local"
 

@@ -38,12 +38,13 @@ from flows.dbt.lineage import Lineage, effective_vars, sources_read
 from flows.dbt.nodes import NodeResult
 from flows.dbt.transient import execute_with_retries
 from flows.publish.build import restore_consumer_names
-from flows.run import changes
+from flows.run import changes, history, parts
 from flows.run.blue_green import BlueGreen, PrepareFailed, prepare
 from flows.run.file_hold import file_hold
 from flows.run.holds import NotStarted, Writes
+from flows.run.parts import PartRecord, PartsRunner
 from flows.run.plan import Log, RunPlan
-from flows.run.request import PublishMode, refused_as_request
+from flows.run.request import InvalidRunRequest, PublishMode, RunRequest, refused_as_request
 
 Holds = Callable[[Writes, Callable[[str], None]], AbstractContextManager[Any]]
 """Given what the run is about to write, and what to call (with why) if the holds lapse while
@@ -73,6 +74,10 @@ class Execution:
     """`docs generate`: what its catalog and page hold."""
     blue_green: BlueGreen | None = None
     """A blue-green run's version, prepared before dbt built it (flows/run/blue_green.py)."""
+    parts: list[PartRecord] | None = None
+    """A fanned-out run: its parts, each a flow run of its own (flows/run/parts.py)."""
+    lost_parts: list[str] = field(default_factory=list)
+    """Parts that ended without a verdict of their own (crashed, cancelled), described."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ def execute(
     log: Log,
     holds: Holds | None = None,
     holding: contextlib.ExitStack | None = None,
+    parts_runner: PartsRunner | None = None,
 ) -> Execution:
     """Parses, checks the selection and executes; ends early, keeping what it has, at the limit.
 
@@ -140,7 +146,15 @@ def execute(
                 )
             if line := installed.describe():
                 log.info("%s", line)
-            if request.command is not DbtCommand.RETRY:  # retry parses with the old run's flags
+            fans_out = request.fan_out > 1 and parts_runner is not None
+            if request.fan_out > 1 and parts_runner is None:
+                log.warning(
+                    "fan_out %d starts its parts as Prefect flow runs, and this run has no "
+                    "Prefect API: it runs as one task",
+                    request.fan_out,
+                )
+            # retry parses with the old run's flags - unless it fans out: its parts build
+            if request.command is not DbtCommand.RETRY or fans_out:
                 with deadline.dbt("dbt parse"):
                     parsed = invocation.parse()
                 keep_parse_state(plan.target_path, plan.parse_cache)
@@ -153,6 +167,13 @@ def execute(
                     log.info("selection matches %d node(s)", len(selected))
             if selected == []:  # a state: selection with nothing modified: success, nothing run
                 run.dbt_ok = True
+                return run
+            if (
+                fans_out
+                and parts_runner is not None
+                and manifest is not None
+                and _fan_out(plan, manifest, selected, parts_runner, run, deadline, log)
+            ):
                 return run
             adapter_type = _adapter_type(plan, manifest)
             with contextlib.ExitStack() as own:
@@ -191,6 +212,89 @@ def execute(
         except NotStarted as exc:
             run.error = str(exc)
     return run
+
+
+def _fan_out(
+    plan: RunPlan,
+    manifest: Any,
+    selected: list[str] | None,
+    parts_runner: PartsRunner,
+    run: Execution,
+    deadline: Deadline,
+    log: Log,
+) -> bool:
+    """Runs the selection as parts, each its own flow run, and gathers them as this run's
+    nodes; False when it is one connected part, which then runs here as usual."""
+    request = plan.request
+    nodes = [n for n in _nodes_it_writes(plan, manifest, selected) or () if n in _all(manifest)]
+    lineage = Lineage(manifest)
+    usual = history.usual_seconds(plan, nodes, log)
+    split = parts.split(nodes, lineage.inputs, usual, request.fan_out)
+    if len(split) < 2 and plan.failed_run is None:  # a retry reruns in parts, even one
+        log.info(
+            "fan_out %d: the selection is one connected part (%d node(s)): it runs here, as "
+            "one task",
+            request.fan_out,
+            len(nodes),
+        )
+        return False
+    log.info(
+        "fan_out %d: %d node(s) in %d parts that build independently (about %s s each)",
+        request.fan_out,
+        len(nodes),
+        len(split),
+        ", ".join(f"{p.expected_s:.0f}" for p in split),
+    )
+    command = _command_of_parts(plan)
+
+    def request_of(part: parts.Part) -> RunRequest:
+        return request.model_copy(
+            update={
+                "command": command,
+                "select": tuple(lineage.fqn_selector(n) for n in part.nodes),
+                "exclude": (),
+                "selector": None,
+                "retry_of": None,
+                "fan_out": 0,
+                "part_of": plan.run_id,
+            }
+        )
+
+    started = time.monotonic()
+    try:
+        ran = parts_runner(split, request_of, deadline.wait)
+    except LookupError as exc:  # no deployment to start the parts on: nothing was started
+        raise InvalidRunRequest(str(exc)) from None
+    names = {n: lineage.node(n).name for n in nodes}
+    gathered = parts.gather(plan.store, plan.project.name, plan.settings.run.env, ran, names)
+    document = parts.merged_run_results(
+        gathered,
+        command=command.value,
+        started_at=plan.started_at,
+        elapsed_s=time.monotonic() - started,
+    )
+    (plan.target_path / "run_results.json").write_text(json.dumps(document, indent=1))
+    run.nodes, run.parts, run.lost_parts = gathered.nodes, gathered.parts, gathered.lost
+    run.dbt_ok = not gathered.lost and all(r.state_type == "COMPLETED" for r in ran)
+    run.dbt_elapsed_s = round(time.monotonic() - started, 3)
+    return True
+
+
+def _command_of_parts(plan: RunPlan) -> DbtCommand:
+    """What each part runs: the request's command; for a retry, the failed run's own command
+    on what did not pass (each part is a fresh run of it, not a `dbt retry`)."""
+    if plan.failed_run is None:
+        return plan.request.command
+    results = json.loads(plan.failed_run.files.get("run_results.json") or b"{}")
+    which = str((results.get("args") or {}).get("which") or "build")
+    try:
+        return DbtCommand(which)
+    except ValueError:
+        return DbtCommand.BUILD
+
+
+def _all(manifest: Any) -> set[str]:
+    return {*manifest.nodes, *manifest.unit_tests}
 
 
 def _hold_and_decide(

@@ -22,7 +22,7 @@ from typing import Any
 from flows.artifacts import StoredRun
 from flows.dbt.commands import DbtCommand
 from flows.dbt.nodes import NodeResult
-from flows.history import staleness, store
+from flows.history import signals, staleness, store
 from flows.history.fetch import RECORD_VERSION
 from flows.history.signals import Rules, Signals, find
 from flows.run.plan import Log, RunPlan
@@ -102,6 +102,24 @@ def compare(planned: RunPlan, nodes: list[NodeResult], log: Log) -> Comparison:
     for anomaly in comparison.signals.anomalies:
         log.warning("volume anomaly: %s", anomaly.describe())
     return comparison
+
+
+def usual_seconds(planned: RunPlan, nodes: list[str], log: Log) -> dict[str, float]:
+    """Each node's usual time in this environment, from its history; empty when there is none
+    (a fanned-out run then counts every node the same). Never raises."""
+    settings = planned.settings
+    if not settings.history.enabled or not nodes:
+        return {}
+    project, env = planned.project.name, settings.run.env
+    folder = planned.run_dir / "history"
+    try:
+        read = store.download(planned.store, project, env, folder, window=settings.history.window)
+        if not read.found:
+            return {}
+        return signals.usual_seconds(folder, set(nodes), project, env, settings.history.window)
+    except Exception as exc:
+        log.warning("could not read the nodes' usual times (parts balanced by count): %s", exc)
+        return {}
 
 
 def record(

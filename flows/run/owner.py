@@ -28,11 +28,19 @@ from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
 from flows.run import changes, history
 from flows.run.blue_green import PublishReport, publish_version
 from flows.run.execute import Execution, Holds, execute
+from flows.run.parts import PartsRunner
 from flows.run.plan import Log, RunPlan, plan
 from flows.run.request import RunRequest
 from flows.run.store import rewrite_summary, store
 from flows.run.summary import AD_HOC, RunSummary, summarize
-from flows.run.verdict import Outcome, TimeLimit, judge, judge_late, with_publication
+from flows.run.verdict import (
+    Outcome,
+    TimeLimit,
+    judge,
+    judge_late,
+    with_lost_parts,
+    with_publication,
+)
 from flows.settings import FerrySettings
 
 
@@ -64,6 +72,7 @@ def run(
     listener: NodeListener | None = None,
     log: Log | None = None,
     holds: Holds | None = None,
+    parts_runner: PartsRunner | None = None,
     deployment: str = AD_HOC,
 ) -> RunReport:
     """Runs dbt once as `request` asks and stores its artifacts. Raises only for bad input.
@@ -74,6 +83,8 @@ def run(
             on what the run writes, so no two runs write the same nodes at once and the next
             one continues from what this one published (flows.prefect.holds); none without
             Prefect (a DuckDB file is still held: flows/run/file_hold.py).
+        parts_runner: starts a fanned-out run's parts and waits for them
+            (flows.prefect.parts); none: a `fan_out` run runs as one task.
         deployment: the Prefect deployment that started the run, for its record.
 
     Raises:
@@ -90,6 +101,7 @@ def run(
             log=log,
             holds=holds,
             holding=holding,  # the holds, kept until what consumers read is settled
+            parts_runner=parts_runner,
         )
         time_limit = _time_limit(settings, deadline)
         verdict = judge(
@@ -102,6 +114,7 @@ def run(
             unchanged=len(done.changes.unchanged) if done.changes else None,
             documented=done.documented,
         )
+        verdict = with_lost_parts(verdict, done.lost_parts)
         published = None
         if done.blue_green is not None:
             with deadline.shielded("publishing the data"):  # one transaction: all or nothing
@@ -138,9 +151,12 @@ def run(
             docs=f"{planned.store.url}/{docs_key(planned.project.name, settings.run.env)}",
             documented=done.documented,
             published=published,
+            parts=done.parts,
         )
         with deadline.shielded("storing the artifacts"):  # never lost to the time limit
-            comparison = history.compare(planned, done.nodes, log)
+            # A part of a fanned-out run is compared and recorded as a node set of its parent.
+            part = planned.request.part_of is not None
+            comparison = history.Comparison() if part else history.compare(planned, done.nodes, log)
             summary = summary.model_copy(update=comparison.summary_fields())
             summary, stored = store(summary, planned, log)
             late = _time_limit(settings, deadline)
@@ -148,7 +164,8 @@ def run(
                 verdict = judge_late(verdict, late, done.nodes)
                 summary = summary.model_copy(update=verdict.summary_fields())
                 rewrite_summary(summary, planned, log)
-            history.record(summary, planned, done.nodes, comparison, stored, log)
+            if not part:
+                history.record(summary, planned, done.nodes, comparison, stored, log)
             _advance_marks(planned, done, stored, published, log)
     return RunReport(summary=summary, nodes=done.nodes, stored=stored)
 

@@ -118,6 +118,7 @@ class PublishMode(StrEnum):
 
 
 _PUBLISHES = (DbtCommand.BUILD, DbtCommand.RUN, DbtCommand.SEED, DbtCommand.SNAPSHOT)
+_FANS_OUT = (*_PUBLISHES, DbtCommand.TEST, DbtCommand.RETRY)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,18 @@ class RunRequest(BaseModel):
         "version beside it, and every model it built switches at once only if the whole run "
         "passed; `ferry rollback` returns to the previous version).",
     )
+    fan_out: int = Field(
+        default=0,
+        description="Split the selection into at most this many parts that build independently "
+        "(no part reads another's models), each its own flow run - its own ECS task - of the "
+        "same deployment, with one verdict for them all; 0 or 1: one task. Pays only for "
+        "selections with independent parts (domains), not for one long chain.",
+    )
+    part_of: str | None = Field(
+        default=None,
+        description="Set by a fanned-out run on each of its parts: the run it is a part of "
+        "(its parts report to it; they alert and record nothing of their own). Leave empty.",
+    )
 
     @classmethod
     def build(cls, **given: Any) -> RunRequest:
@@ -264,7 +277,25 @@ class RunRequest(BaseModel):
             raise InvalidRunRequest(
                 "retry runs with the failed run's own state; it cannot defer to production"
             )
+        fan_out = given.get("fan_out") or 0
+        if isinstance(fan_out, bool) or not isinstance(fan_out, int) or not 0 <= fan_out <= 64:
+            raise InvalidRunRequest(f"fan_out must be a whole number from 0 to 64, got {fan_out!r}")
+        part_of = _given(given.get("part_of"))
+        if part_of and not _RUN_ID.match(part_of):
+            raise InvalidRunRequest(f"part_of {part_of!r} is not a run id")
+        if fan_out > 1 and part_of:
+            raise InvalidRunRequest("a part of a fanned-out run is not fanned out again")
+        if fan_out > 1 and cmd not in _FANS_OUT:
+            raise InvalidRunRequest(
+                f"fan_out applies to what builds nodes (build, run, seed, snapshot, test, retry), "
+                f"not to {cmd.value!r}"
+            )
         publish = _given(given.get("publish"))
+        if fan_out > 1 and publish == PublishMode.BLUE_GREEN:
+            raise InvalidRunRequest(
+                "a blue-green run publishes one version of the whole environment, built by one "
+                "task: drop fan_out, or publish direct"
+            )
         if publish == PublishMode.BLUE_GREEN and cmd is DbtCommand.RETRY:
             raise InvalidRunRequest(
                 "a blue-green run is not retried: run it again (it builds a new version; the "
@@ -283,6 +314,8 @@ class RunRequest(BaseModel):
             "vars": parse_vars(given.get("vars")),
             "target": _given(given.get("target")),
             "retry_of": retry_of,
+            "fan_out": fan_out,
+            "part_of": part_of,
         }
         fields = {name: value for name, value in given.items() if value is not None}
         try:
@@ -357,6 +390,8 @@ class RunRequest(BaseModel):
             parts.append("--only-changed")
         if self.publish is not PublishMode.DIRECT:
             parts.append(f"--publish {self.publish.value}")
+        if self.fan_out > 1:
+            parts.append(f"--fan-out {self.fan_out}")
         if self.retry_of:
             parts.append(f"(of run {self.retry_of})")
         return " ".join(parts)

@@ -26,6 +26,7 @@ from flows.exit_codes import ExitCode
 from flows.history.signals import Regression, VolumeAnomaly
 from flows.run.blue_green import PublishReport
 from flows.run.changes import ChangeReport
+from flows.run.parts import PartRecord
 from flows.run.request import RunRequest
 from flows.run.verdict import Outcome, Verdict
 
@@ -94,6 +95,8 @@ class RunSummary(BaseModel):
     """`docs generate`: the nodes it documented and the relations its catalog found."""
     published: PublishReport | None = None
     """A blue-green run: the version it built, and whether consumers read it now."""
+    parts: list[PartRecord] | None = None
+    """A fanned-out run: its parts, each a flow run with artifacts of its own."""
 
     @property
     def exit_code(self) -> ExitCode:

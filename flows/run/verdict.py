@@ -149,6 +149,14 @@ def with_publication(verdict: Verdict, published: PublishReport) -> Verdict:
     return Verdict(verdict.outcome, sentence, timed_out=verdict.timed_out)
 
 
+def with_lost_parts(verdict: Verdict, lost: list[str]) -> Verdict:
+    """The verdict of a fanned-out run some of whose parts ended without one (crashed,
+    cancelled): failed, naming them first; their nodes were not run."""
+    if not lost:
+        return verdict
+    return Verdict(Outcome.FAILED, f"{'; '.join(lost)}; {verdict.sentence}", verdict.timed_out)
+
+
 def judge_late(verdict: Verdict, time_limit: TimeLimit, nodes: list[NodeResult]) -> Verdict:
     """The verdict of a run whose time limit passed while its artifacts were being stored:
     failed, timed out, with what the run had said before."""

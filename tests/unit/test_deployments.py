@@ -26,11 +26,12 @@ from flows.prefect.deployments import (
 )
 
 DBT_KINDS = ("run", "build", "build-changed", "freshness", "retry", "docs")
-KINDS = (*DBT_KINDS, "rollback")
+KINDS = (*DBT_KINDS, "rollback", "part")
 ENVS = ("local", "staging", "prod")
 ENTRYPOINTS = {
     "flows/dbt_flow.py:dbt_flow": ("dbt", DBT_KINDS),
     "flows/rollback_flow.py:rollback_flow": ("rollback", ("rollback",)),
+    "flows/dbt_flow.py:dbt_part_flow": ("dbt-part", ("part",)),
 }
 ECS_POOLS = {"staging": "ferry-staging-ecs", "prod": "ferry-prod-ecs"}
 DIGEST = hashlib.sha256(b"ferry image").hexdigest()
@@ -67,9 +68,9 @@ def _env(name: str) -> str:
     return name.rsplit("-", 1)[1]
 
 
-def test_twenty_one_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
+def test_twenty_four_deployments_kind_by_env(deployments: dict[str, dict[str, Any]]) -> None:
     assert sorted(deployments) == sorted(f"{kind}-{env}" for kind in KINDS for env in ENVS)
-    assert len(load_deployments()) == 21, "no deployment name twice"
+    assert len(load_deployments()) == 24, "no deployment name twice"
 
 
 def test_each_kind_runs_its_flow(deployments: dict[str, dict[str, Any]]) -> None:
@@ -142,10 +143,12 @@ def test_docs_deployments_publish_the_docs_site_prod_after_the_nightly_build(
 def test_every_deployment_has_a_concurrency_limit_with_a_collision_strategy(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
-    # Across deployments, one writer per environment is the flow's global limit
-    # (flows/prefect/writer_slot.py); these queue a deployment's own runs before infrastructure
-    # starts.
-    for name in (f"{kind}-{env}" for kind in KINDS for env in ENVS):
+    # Across deployments, the models a run writes are held by the flow (flows/prefect/holds.py);
+    # these queue a deployment's own runs before infrastructure starts. The parts of a
+    # fanned-out run start at once: their deployment has no limit.
+    for env in ENVS:
+        assert "concurrency_limit" not in deployments[f"part-{env}"], env
+    for name in (f"{kind}-{env}" for kind in KINDS if kind != "part" for env in ENVS):
         raw = deployments[name].get("concurrency_limit")
         assert isinstance(raw, dict) and "collision_strategy" in raw, name
         limit = ConcurrencyLimitConfig.model_validate(raw)

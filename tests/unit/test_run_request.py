@@ -256,3 +256,28 @@ def test_ferry_run_takes_publish_as_a_choice_of_its_modes(capsys):
         _parser().parse_args(["run", "--publish", "green"])
     assert refused.value.code == 2
     assert "argument --publish: invalid choice: 'green'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["build", "run", "seed", "snapshot", "test", "retry"])
+def test_what_builds_nodes_can_fan_out(command):
+    request = RunRequest.build(command=command, fan_out=4)
+    assert request.fan_out == 4
+    assert request.describe().endswith("--fan-out 4")
+    assert RunRequest.build(command=command, fan_out=1).describe() == command  # one task
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"command": "source freshness", "fan_out": 2}, "fan_out applies to what builds nodes"),
+        ({"fan_out": 2, "publish": "blue-green"}, "one version of the whole environment"),
+        ({"fan_out": 65}, "fan_out must be a whole number from 0 to 64"),
+        ({"fan_out": -1}, "fan_out must be a whole number from 0 to 64"),
+        ({"fan_out": True}, "fan_out must be a whole number from 0 to 64"),
+        ({"fan_out": 2, "part_of": "parent-1"}, "a part of a fanned-out run is not fanned out"),
+        ({"part_of": "../up"}, "is not a run id"),
+    ],
+)
+def test_a_fan_out_that_cannot_run_is_refused(given, message):
+    with pytest.raises(InvalidRunRequest, match=message):
+        RunRequest.build(**given)

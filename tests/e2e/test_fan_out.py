@@ -1,0 +1,250 @@
+"""One build fanned out over several flow runs, on PostgreSQL, against a real Prefect server and a
+process worker: the parts run as child flow runs of their parent, at once, and the parent gives
+one verdict with the parts' artifacts merged; a part that crashes is named, and `retry` of the
+parent runs again exactly what it left undone, in parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.exit_codes import ExitCode
+from flows.prefect import holds
+from flows.prefect import server as prefect_server
+from flows.prefect.parts import PART_FLOW
+from tests.conftest import REPO, load_module
+from tests.e2e.conftest import FERRY
+
+pytestmark = pytest.mark.e2e
+
+domains_project = load_module(REPO / "bench" / "domains_project.py", "bench_domains_project")
+SLEEP_MS = 2000  # each model's time in the warehouse: a domain's 6 models take about 6 s
+
+
+class Parts:
+    """An environment whose `part-<env>` deployment runs on a process pool of its own, with a
+    worker, for a two-domain project in a PostgreSQL schema of its own."""
+
+    def __init__(self, api_url: str, tmp: Path) -> None:
+        self.api_url, self.tmp = api_url, tmp
+        self.env_name = f"fan-{uuid.uuid4().hex[:8]}"
+        self.pool = f"e2e-{self.env_name}"
+        self.project = domains_project.generate(
+            tmp / "domains", domains=2, models_per_domain=6, sleep_ms=SLEEP_MS
+        )
+        self.schema = f"fan_{uuid.uuid4().hex[:8]}"
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        """What the parent and the parts run with."""
+        return {
+            "FERRY_ENV": self.env_name,
+            "FERRY_WORK_DIR": str(self.tmp / "runs"),
+            "FERRY_PROJECT_DIR": str(self.project),
+            "FERRY_PROFILES_DIR": str(self.project),
+            "FERRY_ARTIFACTS": str(self.tmp / "artifacts"),
+            "FERRY_NODE_REPORTING": "final",
+            "DOMAINS_PG_SCHEMA": self.schema,
+        }
+
+    def up(self) -> None:
+        async def create() -> None:
+            from prefect.client.schemas.actions import WorkPoolCreate
+
+            async with get_client() as client:
+                await client.create_work_pool(WorkPoolCreate(name=self.pool, type="process"))
+                flow_id = await client.create_flow_from_name(PART_FLOW)
+                await client.create_deployment(
+                    flow_id=flow_id,
+                    name=f"part-{self.env_name}",
+                    entrypoint="flows/dbt_flow.py:dbt_part_flow",
+                    work_pool_name=self.pool,
+                    pull_steps=[
+                        {
+                            "prefect.deployments.steps.set_working_directory": {
+                                "directory": str(REPO)
+                            }
+                        }
+                    ],
+                    job_variables={"env": self.env()},
+                )
+                await holds.apply_limits([self.env_name], client)
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            asyncio.run(create())
+        log = (self.tmp / "worker.log").open("ab")
+        self.worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool",
+             self.pool, "--prefetch-seconds", "5"],
+            cwd=REPO, env={**_clean_env(), "PREFECT_API_URL": self.api_url,
+                           "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def down(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+        with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn:
+            conn.autocommit = True
+            conn.cursor().execute(f"drop schema if exists {self.schema} cascade")
+            conn.cursor().execute(f"drop schema if exists {self.schema}_dbt_test__audit cascade")
+
+    def ferry_run(self, *args: str) -> subprocess.Popen[str]:
+        """`ferry run --json ...` as the parent, a process of its own."""
+        env = {
+            **_clean_env(),
+            "PREFECT_HOME": str(self.tmp / "prefect-home"),
+            "PREFECT_API_URL": self.api_url,
+            **self.env(),
+        }
+        return subprocess.Popen(
+            [str(FERRY), "run", "--json", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FERRY_"))}
+
+
+@pytest.fixture
+def parts(prefect_api: str, tmp_path: Path) -> Iterator[Parts]:
+    stack = Parts(prefect_api, tmp_path)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+def _ended(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return json.loads(stdout), stderr
+
+
+def _dbt_interval(artifacts: str) -> tuple[datetime, datetime]:
+    results = json.loads(Path(artifacts, "run_results.json").read_text())["results"]
+    times = [
+        (datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["completed_at"]))
+        for r in results
+        for t in r["timing"]
+        if t["name"] == "execute"
+    ]
+    return min(s for s, _ in times), max(e for _, e in times)
+
+
+def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
+    proc = parts.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
+    summary, stderr = _ended(proc)
+    assert proc.returncode == ExitCode.OK, (summary["verdict"], stderr[-3000:])
+    assert summary["verdict"] == "24 of 24 nodes passed", summary["verdict"]
+    assert "fan_out 2: 24 node(s) in 2 parts that build independently" in stderr
+    # One artifact set: the parts' results merged; each part's own artifacts linked.
+    merged = json.loads(Path(summary["artifacts"], "run_results.json").read_text())
+    assert len(merged["results"]) == 24
+    assert [p["state"] for p in summary["parts"]] == ["Completed", "Completed"]
+    own = [_dbt_interval(p["artifacts"]) for p in summary["parts"]]
+    domains = [
+        {r["unique_id"].split(".")[-1][:2] for r in json.loads(
+            Path(p["artifacts"], "run_results.json").read_text())["results"]
+         if r["unique_id"].startswith("model.")}
+        for p in summary["parts"]
+    ]  # fmt: skip
+    assert sorted(map(sorted, domains)) == [["d0"], ["d1"]]  # a domain each
+    (a_start, a_end), (b_start, b_end) = own
+    print(f"\nparts: {a_start:%H:%M:%S}-{a_end:%H:%M:%S}, {b_start:%H:%M:%S}-{b_end:%H:%M:%S}")
+    assert a_start < b_end and b_start < a_end, "the parts did not build at once"
+    # Children of the parent in Prefect, of the dbt-part flow; one outcome event, the parent's.
+    api = prefect_server.api_client(parts.api_url)
+    for part in summary["parts"]:
+        child = api.get(f"/flow_runs/{part['flow_run_id']}").raise_for_status().json()
+        parent_task = api.get(f"/task_runs/{child['parent_task_run_id']}").raise_for_status()
+        assert parent_task.json()["flow_run_id"] == summary["flow_run_id"]
+    events = api.post(
+        "/events/filter",
+        json={"filter": {"event": {"prefix": ["ferry.dbt.run."]},
+                         "resource": {"id": [f"prefect.flow-run.{p['flow_run_id']}"
+                                             for p in summary["parts"]]
+                                      + [f"prefect.flow-run.{summary['flow_run_id']}"]}},
+              "limit": 10},
+    ).raise_for_status().json()["events"]  # fmt: skip
+    assert [e["resource"]["prefect.resource.id"] for e in events] == [
+        f"prefect.flow-run.{summary['flow_run_id']}"
+    ]
+
+
+def test_a_part_that_crashes_is_named_and_retry_runs_what_it_left_in_parts(parts):
+    api = prefect_server.api_client(parts.api_url)
+    proc = parts.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
+    killed: list[str] = []
+
+    def kill_a_part() -> None:
+        """SIGKILL the first part's process once its dbt runs (ECS stopping the task)."""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not killed:
+            running = {"type": {"any_": ["RUNNING"]}}
+            body = {"flow_runs": {"tags": {"all_": ["ferry-part"]}, "state": running}, "limit": 5}
+            for run in api.post("/flow_runs/filter", json=body).json():
+                if run["parameters"].get("part_of") and run["infrastructure_pid"]:
+                    pid = int(str(run["infrastructure_pid"]).rsplit(":", 1)[-1])
+                    time.sleep(3)  # dbt has started writing
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(run["name"])
+                    return
+            time.sleep(0.5)
+
+    killer = threading.Thread(target=kill_a_part, daemon=True)
+    killer.start()
+    summary, stderr = _ended(proc)
+    killer.join(timeout=10)
+    assert killed, stderr[-3000:]
+    assert proc.returncode == ExitCode.FAILED, stderr[-3000:]
+    assert summary["verdict"].startswith("part "), summary["verdict"]
+    assert f"(flow run {killed[0]!r}) crashed" in summary["verdict"], summary["verdict"]
+    states = sorted(p["state"] for p in summary["parts"])
+    assert states == ["Completed", "Crashed"], summary["parts"]
+    merged = json.loads(Path(summary["artifacts"], "run_results.json").read_text())["results"]
+    undone = {r["unique_id"] for r in merged if r["status"] != "success" and r["status"] != "pass"}
+    assert undone and all(r.startswith(("model.domains.d", "test.domains.")) for r in undone)
+
+    again = parts.ferry_run("--command", "retry", "--fan-out", "2")
+    retried, stderr = _ended(again)
+    assert again.returncode == ExitCode.OK, (retried["verdict"], stderr[-3000:])
+    assert retried["retry_of"] == summary["run_id"]
+    rerun = json.loads(Path(retried["artifacts"], "run_results.json").read_text())["results"]
+    assert {r["unique_id"] for r in rerun} == undone  # exactly what the crash left undone
+    assert len(retried["parts"]) == 1  # one domain left: one part
+
+
+def test_a_fan_out_with_no_deployment_for_its_parts_is_refused_before_anything_runs(
+    prefect_api, tmp_path
+):
+    lonely = Parts(prefect_api, tmp_path)  # never up: its server has no part-<env> deployment
+    proc = lonely.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == ExitCode.INVALID, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    verdict = json.loads(stdout)["verdict"]
+    assert f"the deployment 'dbt-part/part-{lonely.env_name}'" in verdict, verdict
+    assert "deploy it (`ferry release deploy --env" in verdict, verdict
