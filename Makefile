@@ -14,7 +14,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || command -v $(PYTHON)) -c
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-pinned bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-pinned bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish bench-fan-out down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-only-changed  ferry run --only-changed vs a full build, one source of 10 appended"
 	@echo "make bench-diff  ferry ci diff's data diff of one keyed model, 1M and 10M rows, DuckDB and PostgreSQL"
 	@echo "make bench-publish  blue-green vs direct builds: time added, storage kept, DuckDB and PostgreSQL"
+	@echo "make bench-fan-out  one build as one task vs --fan-out 2 and 4 (600 models in 4 domains, PostgreSQL)"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt),
 # synced again only when uv.lock or pyproject.toml changed since (so a copy of the repository that
@@ -145,6 +146,12 @@ bench-diff: setup
 # DuckDB and PostgreSQL (127.0.0.1:5432, schemas of its own, dropped at the end).
 bench-publish: setup
 	$(BIN)/python bench/publish.py --projects example,synthetic --warehouses duckdb,postgres --scale 100 --models 300 --rounds 4
+
+# One build of 600 models in 4 independent domains (300 ms each in PostgreSQL, 127.0.0.1:5432, a
+# schema of its own, dropped after each run) as one task vs fanned out over 2 and 4 parts, each a
+# flow run on a process pool with its worker; then 60 models without sleep, where it does not pay.
+bench-fan-out: setup
+	$(BIN)/python bench/fan_out.py --models 600 --domains 4 --sleep-ms 300 --fan-outs 2,4 --small-models 60 --rounds 1
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache

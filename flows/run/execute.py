@@ -226,7 +226,8 @@ def _fan_out(
     """Runs the selection as parts, each its own flow run, and gathers them as this run's
     nodes; False when it is one connected part, which then runs here as usual."""
     request = plan.request
-    nodes = [n for n in _nodes_it_writes(plan, manifest, selected) or () if n in _all(manifest)]
+    known = {*manifest.nodes, *manifest.unit_tests}
+    nodes = [n for n in _nodes_it_writes(plan, manifest, selected) or () if n in known]
     lineage = Lineage(manifest)
     usual = history.usual_seconds(plan, nodes, log)
     split = parts.split(nodes, lineage.inputs, usual, request.fan_out)
@@ -239,7 +240,8 @@ def _fan_out(
         )
         return False
     log.info(
-        "fan_out %d: %d node(s) in %d parts that build independently (about %s s each)",
+        "fan_out %d: %d node(s) in %d parts that build independently (%s node-seconds each, "
+        "from the nodes' usual times)",
         request.fan_out,
         len(nodes),
         len(split),
@@ -291,10 +293,6 @@ def _command_of_parts(plan: RunPlan) -> DbtCommand:
         return DbtCommand(which)
     except ValueError:
         return DbtCommand.BUILD
-
-
-def _all(manifest: Any) -> set[str]:
-    return {*manifest.nodes, *manifest.unit_tests}
 
 
 def _hold_and_decide(

@@ -221,8 +221,8 @@ class RunRequest(BaseModel):
     )
     part_of: str | None = Field(
         default=None,
-        description="Set by a fanned-out run on each of its parts: the run it is a part of "
-        "(its parts report to it; they alert and record nothing of their own). Leave empty.",
+        description="Leave empty: a fanned-out run sets it on each of its parts, naming "
+        "itself, and a part alerts and records nothing of its own.",
     )
 
     @classmethod
