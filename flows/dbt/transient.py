@@ -22,12 +22,15 @@ from flows.dbt.invoke import DbtInvocation, DbtOutcome, NodeListener
 
 logger = logging.getLogger(__name__)
 
-# Messages of drivers and AWS SDKs for failures of the path to the warehouse, not of the SQL.
+# Messages of drivers and AWS SDKs for failures of the path to the warehouse, not of the SQL;
+# and two runs creating one schema at once (PostgreSQL's `create schema if not exists` is not
+# safe against a concurrent one: the second fails on the catalog's key, and finds it next time).
 TRANSIENT = re.compile(
     r"connection refused|could not connect|connection (?:reset|timed out)"
     r"|server closed the connection|timeout expired|too many (?:connections|clients)"
     r"|throttl|rate exceeded|slow ?down|temporarily unavailable|could not translate host name"
-    r"|ssl syscall error|connection already closed|broken pipe",
+    r"|ssl syscall error|connection already closed|broken pipe"
+    r"|duplicate key value violates unique constraint \"pg_namespace_nspname_index\"",
     re.IGNORECASE,
 )
 

@@ -6,11 +6,13 @@ first, see pyproject.toml), rather than idling beside them at ~5% of a core.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,15 @@ class Api:
 @pytest.fixture(scope="package")
 def api(prefect_api: str) -> Api:
     return Api(prefect_api)
+
+
+def dbt_interval(artifacts: str | Path) -> tuple[datetime, datetime]:
+    """When dbt's first node started and its last one ended, from a run's run_results.json."""
+    results = json.loads(Path(artifacts, "run_results.json").read_text())["results"]
+    times = [
+        (datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["completed_at"]))
+        for r in results
+        for t in r["timing"]
+        if t["name"] == "execute"
+    ]
+    return min(s for s, _ in times), max(e for _, e in times)

@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from flows.prefect import holds
 from flows.prefect import server as prefect_server
 from flows.prefect.parts import PART_FLOW
 from tests.conftest import REPO, load_module
-from tests.e2e.conftest import FERRY
+from tests.e2e.conftest import FERRY, dbt_interval
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +59,9 @@ class Parts:
             "FERRY_PROFILES_DIR": str(self.project),
             "FERRY_ARTIFACTS": str(self.tmp / "artifacts"),
             "FERRY_NODE_REPORTING": "final",
+            # A part killed once it holds its nodes keeps them this long (the server's least):
+            # the retry then waits for them, as it must.
+            "FERRY_HOLD_LEASE_S": "60",
             "DOMAINS_PG_SCHEMA": self.schema,
         }
 
@@ -143,17 +145,6 @@ def _ended(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
     return json.loads(stdout), stderr
 
 
-def _dbt_interval(artifacts: str) -> tuple[datetime, datetime]:
-    results = json.loads(Path(artifacts, "run_results.json").read_text())["results"]
-    times = [
-        (datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["completed_at"]))
-        for r in results
-        for t in r["timing"]
-        if t["name"] == "execute"
-    ]
-    return min(s for s, _ in times), max(e for _, e in times)
-
-
 def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
     proc = parts.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
     summary, stderr = _ended(proc)
@@ -164,7 +155,7 @@ def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
     merged = json.loads(Path(summary["artifacts"], "run_results.json").read_text())
     assert len(merged["results"]) == 24
     assert [p["state"] for p in summary["parts"]] == ["Completed", "Completed"]
-    own = [_dbt_interval(p["artifacts"]) for p in summary["parts"]]
+    own = [dbt_interval(p["artifacts"]) for p in summary["parts"]]
     domains = [
         {r["unique_id"].split(".")[-1][:2] for r in json.loads(
             Path(p["artifacts"], "run_results.json").read_text())["results"]
@@ -181,14 +172,20 @@ def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
         child = api.get(f"/flow_runs/{part['flow_run_id']}").raise_for_status().json()
         parent_task = api.get(f"/task_runs/{child['parent_task_run_id']}").raise_for_status()
         assert parent_task.json()["flow_run_id"] == summary["flow_run_id"]
-    events = api.post(
-        "/events/filter",
-        json={"filter": {"event": {"prefix": ["ferry.dbt.run."]},
-                         "resource": {"id": [f"prefect.flow-run.{p['flow_run_id']}"
-                                             for p in summary["parts"]]
-                                      + [f"prefect.flow-run.{summary['flow_run_id']}"]}},
-              "limit": 10},
-    ).raise_for_status().json()["events"]  # fmt: skip
+    runs = [summary["flow_run_id"], *(p["flow_run_id"] for p in summary["parts"])]
+    body = {
+        "filter": {
+            "event": {"prefix": ["ferry.dbt.run."]},
+            "resource": {"id": [f"prefect.flow-run.{r}" for r in runs]},
+        },
+        "limit": 10,
+    }
+    deadline = time.monotonic() + 30  # events land asynchronously: until the parent's has
+    while True:
+        events = api.post("/events/filter", json=body).raise_for_status().json()["events"]
+        if events or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert [e["resource"]["prefect.resource.id"] for e in events] == [
         f"prefect.flow-run.{summary['flow_run_id']}"
     ]
@@ -200,7 +197,7 @@ def test_a_part_that_crashes_is_named_and_retry_runs_what_it_left_in_parts(parts
     killed: list[str] = []
 
     def kill_a_part() -> None:
-        """SIGKILL the first part's process once its dbt runs (ECS stopping the task)."""
+        """SIGKILL the first part's process as soon as it runs (ECS stopping the task)."""
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not killed:
             running = {"type": {"any_": ["RUNNING"]}}
@@ -208,7 +205,6 @@ def test_a_part_that_crashes_is_named_and_retry_runs_what_it_left_in_parts(parts
             for run in api.post("/flow_runs/filter", json=body).json():
                 if run["parameters"].get("part_of") and run["infrastructure_pid"]:
                     pid = int(str(run["infrastructure_pid"]).rsplit(":", 1)[-1])
-                    time.sleep(3)  # dbt has started writing
                     os.kill(pid, signal.SIGKILL)
                     killed.append(run["name"])
                     return

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from flows.prefect import holds
 from flows.prefect import server as prefect_server
 from flows.run.holds import NotStarted, Writes
 from tests.conftest import REPO, load_generator, load_module
-from tests.e2e.conftest import FERRY
+from tests.e2e.conftest import FERRY, dbt_interval
 
 pytestmark = pytest.mark.e2e
 
@@ -380,18 +379,6 @@ def _ferry_run(
     )  # fmt: skip
 
 
-def _dbt_interval(summary: dict[str, Any]) -> tuple[datetime, datetime]:
-    """When dbt's first node started and its last one ended, from run_results.json."""
-    results = json.loads(Path(summary["artifacts"], "run_results.json").read_text())["results"]
-    times = [
-        (datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["completed_at"]))
-        for r in results
-        for t in r["timing"]
-        if t["name"] == "execute"
-    ]
-    return min(s for s, _ in times), max(e for _, e in times)
-
-
 def test_runs_of_disjoint_domains_write_at_once_and_runs_of_shared_ones_in_turn(
     on_api, domains, tmp_path
 ):
@@ -438,7 +425,7 @@ def test_runs_of_disjoint_domains_write_at_once_and_runs_of_shared_ones_in_turn(
         assert proc.returncode == ExitCode.OK, (name, summaries[name]["verdict"], err[-3000:])
         assert "Traceback" not in err, err[-3000:]
         assert re.search(r"got \d+ node\(s\) of ferry-writer-\S+ after waiting", err), err[-3000:]
-    spans = {name: _dbt_interval(summary) for name, summary in summaries.items()}
+    spans = {name: dbt_interval(summary["artifacts"]) for name, summary in summaries.items()}
     winner, loser = sorted(("first", "again"), key=lambda n: spans[n][0])
     print(
         "\n"
