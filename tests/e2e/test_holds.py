@@ -241,39 +241,34 @@ def test_a_missing_limit_lets_the_run_go_on_and_is_not_created(on_api):
     assert api.get(f"/v2/concurrency_limits/ferry-writer-{env}:model.p.a").status_code == 404
 
 
-def test_an_api_gone_ends_a_wait_and_a_release_in_bounded_time(tmp_path):
-    server = prefect_server.start(tmp_path / "server")
-    silent: socket.socket | None = None
+def test_an_api_gone_ends_a_wait_and_a_release_in_bounded_time(on_api):
+    """The run's API moves from the session's server to one nobody answers at, then to one
+    that takes the connection and never answers, while it holds its node."""
+    env = f"e2e-{uuid.uuid4().hex[:8]}"
+    apply_limits(env)
     nodes = Writes(DbtCommand.BUILD, "postgres", ("model.p.a",))
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            apply_limits("local")
-            with Heard("flows") as heard:
-                held = holds.holds("local", nodes, _ignore, wait_s=30)
-                held.__enter__()
-                assert heard.wait_for("holding 1 node(s) of ferry-writer-local", 5), heard.lines
+    with Heard("flows") as heard, socket.create_server(("127.0.0.1", 0)) as silent:
+        held = holds.holds(env, nodes, _ignore, wait_s=30)
+        held.__enter__()
+        assert heard.wait_for(f"holding 1 node(s) of ferry-writer-{env}", 5), heard.lines
 
-                prefect_server.stop(server.pid)  # the API goes away while dbt would be writing
-                started = time.monotonic()
-                with (
-                    pytest.raises(NotStarted) as refused,
-                    holds.holds("local", nodes, _ignore, wait_s=4),
-                ):
-                    raise AssertionError("given nodes while the API is gone")
-                assert time.monotonic() - started < 4 + holds.POLL_S + 12
-                assert "the Prefect API did not answer for" in str(refused.value)
+        gone = f"http://127.0.0.1:{prefect_server.free_port()}/api"  # nobody listens there
+        with temporary_settings(updates={PREFECT_API_URL: gone}):
+            started = time.monotonic()
+            waiting = holds.holds(env, nodes, _ignore, wait_s=4)
+            with pytest.raises(NotStarted) as refused, waiting:
+                raise AssertionError("given nodes while the API is gone")
+            assert time.monotonic() - started < 4 + holds.POLL_S + 12
+        assert "the Prefect API did not answer for" in str(refused.value)
 
-                # An API that takes the connection and never answers: the release gives up in time.
-                silent = socket.create_server(("127.0.0.1", server.port))
-                started = time.monotonic()
-                held.__exit__(None, None, None)  # never raises
-                left_after = time.monotonic() - started
-            assert left_after < holds.RELEASE_WAIT_S + 3, left_after
-            assert heard.wait_for("could not give 1 node(s) of ferry-writer-local back", 1)
-    finally:
-        if silent is not None:
-            silent.close()
-        prefect_server.stop(server.pid)
+        # An API that takes the connection and never answers: the release gives up in time.
+        never = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        with temporary_settings(updates={PREFECT_API_URL: never}):
+            started = time.monotonic()
+            held.__exit__(None, None, None)  # never raises
+            left_after = time.monotonic() - started
+    assert left_after < holds.RELEASE_WAIT_S + 3, left_after
+    assert heard.wait_for(f"could not give 1 node(s) of ferry-writer-{env} back", 1)
 
 
 def test_a_run_holding_the_environment_ends_with_its_verdict_when_the_api_goes_away(
