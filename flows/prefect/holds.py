@@ -35,7 +35,7 @@ from uuid import UUID
 
 from flows.dbt.commands import DbtCommand
 from flows.notify.changes import Change, ChangeKind
-from flows.run.holds import NotStarted, Writes
+from flows.run.holds import SINGLE_PROCESS_ADAPTERS, NotStarted, Writes
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient, SyncPrefectClient
@@ -80,8 +80,6 @@ _WRITING = frozenset(
         DbtCommand.RETRY,
     }
 )
-# Adapters whose database is a file that one process at a time may open, even to read it.
-SINGLE_PROCESS_ADAPTERS = frozenset({"duckdb"})
 
 LostHold = Callable[[str], None]
 """Told why, when the run's holds could not be kept: the run must stop writing at once."""
@@ -102,15 +100,6 @@ def takes_holds(command: DbtCommand, adapter_type: str | None) -> bool:
     return command in _WRITING or adapter_type in SINGLE_PROCESS_ADAPTERS
 
 
-def whole_environment(writes: Writes) -> bool:
-    """Whether the run holds every writer's place of its environment, not only its nodes."""
-    return (
-        writes.whole_environment
-        or writes.nodes is None
-        or writes.adapter_type in SINGLE_PROCESS_ADAPTERS
-    )
-
-
 def holds(
     env: str,
     writes: Writes,
@@ -127,7 +116,7 @@ def holds(
     """
     if not takes_holds(writes.command, writes.adapter_type):
         return contextlib.nullcontext()
-    if not whole_environment(writes) and not writes.nodes:
+    if not writes.holds_environment and not writes.nodes:
         return contextlib.nullcontext()  # nothing to write
     return _held(env, writes, on_lost, wait_s=wait_s, lease_s=lease_s)
 
@@ -216,7 +205,7 @@ def _request(client: SyncPrefectClient, env: str, writes: Writes, log: Any) -> _
             log.warning("global concurrency limit %r is inactive: not waiting for it", name)
             return None
         slots = limit.limit
-    if whole_environment(writes):
+    if writes.holds_environment:
         return _Request(env, [name], slots, frozenset(), name)
     nodes = sorted(set(writes.nodes or ()))
     names = [name, *(node_limit_name(env, n) for n in nodes)]

@@ -353,7 +353,7 @@ def _take(
 ) -> None:
     """Enters the run's holds into `held`: Prefect's, then, on DuckDB, the database file's.
     Waiting in line for them is not the run's own time."""
-    database = local_database() if writes.adapter_type == "duckdb" else None
+    database = local_database() if writes.single_process else None
     with deadline.paused():
         if holds is not None:
             held.enter_context(holds(writes, deadline.stop))

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 from flows.dbt.commands import DbtCommand
 
+SINGLE_PROCESS_ADAPTERS = frozenset({"duckdb"})
+"""Adapters whose database is a file that one process at a time may open, even to read it."""
+
 
 class NotStarted(Exception):
     """The run could not take its holds (it waited past FERRY_WAIT_S, or could not ask for
@@ -37,5 +40,16 @@ class Writes:
     nodes: tuple[str, ...] | None
     """The unique ids dbt will execute; None when they are not known (the whole environment)."""
     whole_environment: bool = False
-    """The run writes the environment as a whole (a blue-green version, a file one process may
-    open): it holds every writer's place, not only its nodes."""
+    """The run writes the environment as a whole (a blue-green version): it holds every
+    writer's place, not only its nodes."""
+
+    @property
+    def single_process(self) -> bool:
+        """The warehouse is a file one process at a time may open (DuckDB)."""
+        return self.adapter_type in SINGLE_PROCESS_ADAPTERS
+
+    @property
+    def holds_environment(self) -> bool:
+        """Whether the run holds every writer's place of its environment, not only its nodes:
+        it writes it whole, its nodes are not known, or only one process may open it."""
+        return self.whole_environment or self.nodes is None or self.single_process

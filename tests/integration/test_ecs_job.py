@@ -237,6 +237,19 @@ async def _submit(
     return configuration, flow_run, result.identifier
 
 
+def _assert_in_private_subnets(task: Any, cluster: str, infra: dict[str, str]) -> None:
+    """A Fargate task on `cluster`, in the stack's private subnets, with no public IP."""
+    assert task.cluster_name == cluster
+    assert task.launch_type == "FARGATE"
+    assert task.network_configuration == {
+        "awsvpcConfiguration": {
+            "subnets": [infra["FERRY_PRIVATE_SUBNET_A"], infra["FERRY_PRIVATE_SUBNET_B"]],
+            "securityGroups": [infra["FERRY_SECURITY_GROUP"]],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+
+
 @pytest.mark.parametrize("deployment", ECS_DEPLOYMENTS, ids=lambda d: d["name"])
 def test_ecs_job(deployment: dict[str, Any], infra: dict[str, str]) -> None:
     env_name = deployment["name"].rsplit("-", 1)[1]
@@ -292,15 +305,7 @@ def test_ecs_job(deployment: dict[str, Any], infra: dict[str, str]) -> None:
     assert not container.get("environment"), "the task definition carries no environment"
 
     # The RunTask request
-    assert task.cluster_name == infra["FERRY_ECS_CLUSTER"]
-    assert task.launch_type == "FARGATE"
-    assert task.network_configuration == {
-        "awsvpcConfiguration": {
-            "subnets": [infra["FERRY_PRIVATE_SUBNET_A"], infra["FERRY_PRIVATE_SUBNET_B"]],
-            "securityGroups": [infra["FERRY_SECURITY_GROUP"]],
-            "assignPublicIp": "DISABLED",
-        }
-    }
+    _assert_in_private_subnets(task, infra["FERRY_ECS_CLUSTER"], infra)
     overrides = task.overrides
     assert overrides["taskRoleArn"] == infra["FERRY_TASK_ROLE_ARN"]
     assert (overrides["cpu"], overrides["memory"]) == (str(cpu), str(memory))
@@ -575,15 +580,7 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     # ... each on the deployment's cluster and subnets, knowing its own part's flow run
     for run in runs:
         task = by_run[str(run.id)]
-        assert task.cluster_name == cluster
-        assert task.launch_type == "FARGATE"
-        assert task.network_configuration == {
-            "awsvpcConfiguration": {
-                "subnets": [infra["FERRY_PRIVATE_SUBNET_A"], infra["FERRY_PRIVATE_SUBNET_B"]],
-                "securityGroups": [infra["FERRY_SECURITY_GROUP"]],
-                "assignPublicIp": "DISABLED",
-            }
-        }
+        _assert_in_private_subnets(task, cluster, infra)
         (override,) = task.overrides["containerOverrides"]
         assert override["command"] == ["prefect", "flow-run", "execute"]
         environment = _environment(task)

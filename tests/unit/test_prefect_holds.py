@@ -25,7 +25,6 @@ from flows.prefect.holds import (
     limit_name,
     node_limit_name,
     takes_holds,
-    whole_environment,
 )
 from flows.run.holds import Writes
 
@@ -47,13 +46,13 @@ def test_on_a_warehouse_only_the_commands_that_may_write_hold_anything(adapter):
 
 def test_on_duckdb_every_command_holds_the_environment_as_each_opens_the_file():
     assert all(takes_holds(command, "duckdb") for command in DbtCommand)
-    assert whole_environment(Writes(DbtCommand.COMPILE, "duckdb", ("model.a",)))
+    assert Writes(DbtCommand.COMPILE, "duckdb", ("model.a",)).holds_environment
 
 
 def test_on_a_warehouse_a_run_holds_its_nodes_unless_it_writes_the_whole_environment():
-    assert not whole_environment(Writes(DbtCommand.BUILD, "postgres", ("model.a",)))
-    assert whole_environment(Writes(DbtCommand.BUILD, "postgres", None))  # not known
-    assert whole_environment(Writes(DbtCommand.BUILD, "redshift", ("model.a",), True))
+    assert not Writes(DbtCommand.BUILD, "postgres", ("model.a",)).holds_environment
+    assert Writes(DbtCommand.BUILD, "postgres", None).holds_environment  # not known
+    assert Writes(DbtCommand.BUILD, "redshift", ("model.a",), True).holds_environment
 
 
 def test_a_run_that_writes_nothing_asks_nothing_of_prefect():
