@@ -14,7 +14,7 @@ export UV_PYTHON := $(shell $$(command -v python3.11 || command -v $(PYTHON)) -c
 DEMO_HOME := $(CURDIR)/.ferry/demo
 DEMO_PORT ?= 4200
 
-.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-pinned bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish bench-fan-out down clean infra-synth infra-check
+.PHONY: help setup demo test lint lint-workflows dbt-parse settings-doc bench-slim-ci unit integration e2e bench bench-pinned bench-startup bench-history bench-history-step bench-only-changed bench-diff bench-publish bench-fan-out bench-part-selection bench-server-start down clean infra-synth infra-check
 
 help:
 	@echo "make demo   set up, start the local stack (Prefect server, worker, deployments, alerts),"
@@ -33,6 +33,8 @@ help:
 	@echo "make bench-diff  ferry ci diff's data diff of one keyed model, 1M and 10M rows, DuckDB and PostgreSQL"
 	@echo "make bench-publish  blue-green vs direct builds: time added, storage kept, DuckDB and PostgreSQL"
 	@echo "make bench-fan-out  one build as one task vs --fan-out 2 and 4 (600 models in 4 domains, PostgreSQL)"
+	@echo "make bench-part-selection  what naming a part's nodes costs dbt: one fqn: each vs a folder's path:"
+	@echo "make bench-server-start  a local Prefect server's start from the kept database, registering block types or not"
 
 # Idempotent: installs uv if missing, then the locked environment (.venv/bin/ferry, .venv/bin/dbt),
 # synced again only when uv.lock or pyproject.toml changed since (so a copy of the repository that
@@ -152,6 +154,16 @@ bench-publish: setup
 # flow run on a process pool with its worker; then 60 models without sleep, where it does not pay.
 bench-fan-out: setup
 	$(BIN)/python bench/fan_out.py --models 600 --domains 4 --sleep-ms 300 --fan-outs 2,4 --small-models 60 --rounds 1
+
+# What naming a part's nodes costs dbt (`dbt ls`, DuckDB, no warehouse opened): one fqn: per node
+# vs a folder's path: where the part is the whole folder, for parts of 1 to 3 of 4 domains.
+bench-part-selection: setup
+	$(BIN)/python bench/part_selection.py --models 600 --domains 4 --rounds 2
+
+# A local Prefect server's start from the kept database: its block types registered at the start
+# (Prefect's default, which imports every installed collection) or not, interleaved.
+bench-server-start: setup
+	$(BIN)/python bench/server_start.py --rounds 3
 
 clean: down
 	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache

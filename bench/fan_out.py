@@ -56,7 +56,6 @@ from flows.prefect import server as local_prefect
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 BIN = Path(sys.executable).parent
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 FARGATE_START_S = 30.0
 FARGATE_SOURCE = {
     "assumed_s": FARGATE_START_S,
@@ -68,7 +67,6 @@ FARGATE_SOURCE = {
     "30-45 seconds or longer to start')",
 }
 _SCRUBBED_PREFIXES = ("PREFECT_", "FERRY_", "DBT_", "DOMAINS_")
-_QUIET_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 # The worker asks for new flow runs every second, as the e2e tests run it (Prefect's default is
 # 10 s: up to that much more per part; an ECS push pool does not poll).
 _WORKER_QUERY_S = "1"
@@ -193,31 +191,7 @@ def _settle(server_pid: int, worker_pid: int, timeout_s: float = 60.0) -> None:
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    return {**env, **_QUIET_ENV, **extra}
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(errors="replace") if path.exists() else "(no output)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _pg(sql: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(PG_DSN)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-def drop_schemas(prefix: str) -> None:
-    """Every schema the benchmark made under `prefix` (dbt's test audit schema included)."""
-    like = prefix.replace("_", r"\_") + "%"
-    for (name,) in _pg(f"select nspname from pg_namespace where nspname like '{like}'"):
-        _pg(f'drop schema if exists "{name}" cascade')
+    return harness.clean_env(_SCRUBBED_PREFIXES, extra)
 
 
 # --- Prefect: the parts' pool, worker and deployments -----------------------------------------
@@ -366,7 +340,7 @@ def run_once(
     if returncode != 0:
         raise BenchError(
             f"{case.name} {variant} exited {returncode}\n--- stderr (tail) ---\n"
-            f"{_tail(err_path)}\n--- stdout (tail) ---\n{_tail(out_path)}"
+            f"{harness.tail(err_path)}\n--- stdout (tail) ---\n{harness.tail(out_path)}"
         )
     summary = json.loads(out_path.read_text())
     expected = 2 * case.models  # every model and its one test
@@ -690,10 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep = True  # every run's output, the worker's (the parts') and the server's log
         return 1
     finally:
-        try:
-            drop_schemas(f"bench_fan_{token}_")
-        except psycopg2.Error as exc:
-            print(f"could not drop the schemas bench_fan_{token}_*: {exc}; drop them by hand")
+        harness.clean_up_pg_schemas(f"bench_fan_{token}_")
         if args.keep:
             print(f"kept: {work}")
         else:
@@ -708,9 +679,9 @@ def _bench(
     token: str,
 ) -> int:
     try:
-        _pg("select 1")
+        harness.pg("select 1")
     except psycopg2.Error as exc:
-        raise BenchError(f"PostgreSQL at {PG_DSN} is needed: {exc}") from None
+        raise BenchError(f"PostgreSQL at {harness.PG_DSN} is needed: {exc}") from None
     cases = [_make_case("main", args.models, args.sleep_ms, args, work, token)]
     if args.small_models:
         cases.append(_make_case("small", args.small_models, 0, args, work, token))
@@ -743,7 +714,7 @@ def _bench(
                     watched = (worker.pid, server.pid)
                     run = run_once(case, by_name[name], sequence, server.api_url, work, watched)
                 finally:
-                    drop_schemas(case.schema)
+                    harness.drop_pg_schemas(case.schema)
                 runs.append(run)
                 starts = ", ".join(f"{p.start_s:.1f}" for p in run.parts)
                 print(

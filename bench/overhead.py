@@ -45,7 +45,6 @@ CPU_TARGET = 1.05  # ferry's own processes' CPU: what an ECS task pays
 # Inherited settings with these prefixes could point a run at another server, database or
 # configuration; every run gets only what this script sets.
 _SCRUBBED_PREFIXES = ("PREFECT_", "FERRY_", "DBT_", "SYNTH_")
-_QUIET_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 _SAMPLE_INTERVAL_S = 0.1
 _FULL_PARSE_MARK = "Unable to do partial parsing"
 _STOP_GRACE_S = 20.0
@@ -274,17 +273,8 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return "(no output)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    env.update(_QUIET_ENV)
-    env.update(extra)
-    return env
+    return harness.clean_env(_SCRUBBED_PREFIXES, extra)
 
 
 # --- Prefect server --------------------------------------------------------------------------
@@ -411,8 +401,8 @@ def run_once(variant: Variant, ctx: _Context, sequence: int) -> RunResult:
     if process.returncode != 0:
         raise BenchError(
             f"{variant.name} exited {process.returncode}\n"
-            f"--- stderr (tail) ---\n{_tail(stderr_path)}\n"
-            f"--- stdout (tail) ---\n{_tail(stdout_path)}"
+            f"--- stderr (tail) ---\n{harness.tail(stderr_path)}\n"
+            f"--- stdout (tail) ---\n{harness.tail(stdout_path)}"
         )
     # ru_maxrss is KiB on Linux, bytes on macOS.
     maxrss_kb = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss
@@ -574,10 +564,6 @@ def print_table(summaries: list[VariantSummary]) -> None:
         print("* this run parsed the project from scratch (dbt could not parse partially)")
 
 
-def _load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
-
-
 def _warn_if_busy(load: list[float]) -> None:
     """Say so when the machine is already busy: the spread of the runs will show it."""
     cpus = os.cpu_count() or 1
@@ -684,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     variants: list[Variant] = args.selected
     started = datetime.now(UTC)
-    load = {"start": _load_average()}
+    load = {"start": harness.load_average()}
     _warn_if_busy(load["start"])
     work_dir = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     try:
@@ -740,7 +726,7 @@ def _bench(
                 + (" [parsed from scratch]" if result.full_parse else ""),
                 flush=True,
             )
-    load["end"] = _load_average()
+    load["end"] = harness.load_average()
     summaries = summarize(variants, results)
     print_table(summaries)
     path = write_results(

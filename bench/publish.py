@@ -55,13 +55,11 @@ from typing import Any
 
 import duckdb
 import harness
-import psycopg2
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 EXAMPLE = REPO / "dbt_project"
 GENERATOR = EXAMPLE / "scripts" / "generate_raw_data.py"
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 KEEP_VERSIONS = 2
 SIDES = ("direct", "blue-green")
 _CHILD = "--child"
@@ -289,26 +287,6 @@ def _generate(case: Case, side: Side, *args: str) -> Any:
     return _generator().run(argv)
 
 
-def _pg(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(PG_DSN)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-def _like(prefix: str) -> str:
-    return prefix.replace("_", r"\_") + "%"
-
-
-def drop_pg_schemas(prefix: str) -> None:
-    for (name,) in _pg("select nspname from pg_namespace where nspname like %s", (_like(prefix),)):
-        _pg(f'drop schema if exists "{name}" cascade')
-
-
 def load_first(case: Case, scale: int) -> dict[str, int]:
     """The same raw data on both sides (untimed): generated into the direct side, copied to the
     other (a file copy on DuckDB; `create table as` and `analyze` on PostgreSQL)."""
@@ -317,15 +295,15 @@ def load_first(case: Case, scale: int) -> dict[str, int]:
     if case.warehouse == "duckdb":
         shutil.copyfile(direct.location, other.location)
     else:
-        _pg(f'create schema "{other.raw_schema}"')
+        harness.pg(f'create schema "{other.raw_schema}"')
         for table in loaded.rows:
-            _pg(
+            harness.pg(
                 f'create table "{other.raw_schema}"."{table}" as '
                 f'select * from "{direct.raw_schema}"."{table}"'
             )
         for side in case.sides:  # the same statistics, so the same plans
             for table in loaded.rows:
-                _pg(f'analyze "{side.raw_schema}"."{table}"')
+                harness.pg(f'analyze "{side.raw_schema}"."{table}"')
     return dict(loaded.rows)
 
 
@@ -351,12 +329,12 @@ def storage(case: Case, side: Side) -> dict[str, int]:
     """Bytes the side keeps for its models, by group, and how many versioned schemas."""
     out = {"consumer": 0, "versions": 0, "ledger": 0, "versioned_schemas": 0, "versions_kept": 0}
     if case.warehouse == "postgres":
-        rows = _pg(
+        rows = harness.pg(
             "select n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)"
             " from pg_namespace as n left join pg_class as c"
             " on c.relnamespace = n.oid and c.relkind in ('r', 'm', 'p')"
             " where n.nspname like %s group by 1",
-            (_like(side.location),),
+            (harness.like_prefix(side.location),),
         )
         for schema, size in rows:
             if group := _group(schema, side):
@@ -425,10 +403,10 @@ def differing(case: Case) -> tuple[int, list[str]]:
             row = conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
     else:
-        found = _pg(
+        found = harness.pg(
             "select table_schema, table_name from information_schema.tables"
             " where table_type = 'BASE TABLE' and table_schema like %s",
-            (_like(direct.location),),
+            (harness.like_prefix(direct.location),),
         )
         names = [
             (f'"{s}"."{t}"', f'"{bg.location}{s[len(direct.location) :]}"."{t}"')
@@ -437,7 +415,7 @@ def differing(case: Case) -> tuple[int, list[str]]:
         ]
 
         def count(sql: str) -> int:
-            return int(_pg(sql)[0][0])
+            return int(harness.pg(sql)[0][0])
 
     try:
         bad = [
@@ -804,16 +782,13 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(bench_case(case, args))
                     finally:  # free the disk before the next case
                         if warehouse == "postgres":
-                            drop_pg_schemas(pg_prefix)
+                            harness.drop_pg_schemas(pg_prefix)
                         elif not args.keep:
                             for side in case.sides:
                                 Path(side.location).unlink(missing_ok=True)
     finally:
         if "postgres" in args.warehouses:
-            try:
-                drop_pg_schemas(pg_prefix)
-            except psycopg2.Error as exc:
-                print(f"could not drop the schemas {pg_prefix}*: {exc}; drop them by hand")
+            harness.clean_up_pg_schemas(pg_prefix)
         if args.keep:
             print(f"\nkept {work}")
         else:

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,9 +81,14 @@ class LocalStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         dest = self.root / key
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(dest.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(dest)  # pointers are replaced atomically: a reader never sees half a file
+        # Each writer its own temporary file: two compactions at once must not rename each
+        # other's. The pointer is replaced atomically: a reader never sees half a file.
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes | None:
         path = self.root / key
@@ -369,6 +375,9 @@ def mark_retried(store: ArtifactStore, project: str, env: str, failed_run: str, 
         store.put_bytes(key, json.dumps(pointer, indent=2).encode())
 
 
+_PASSED = frozenset({"success", "pass", "warn"})
+
+
 @dataclass(frozen=True)
 class FailedRun:
     """A failed run to retry: its pointer and the two files `dbt retry --state` reads."""
@@ -376,6 +385,27 @@ class FailedRun:
     run_id: str
     pointer: dict[str, Any]
     files: dict[str, bytes]
+
+    @property
+    def command(self) -> str:
+        """The dbt command it ran (`build`, `run`...), as its run_results.json records it."""
+        args = self._document("run_results.json").get("args") or {}
+        return str(args.get("which") or "build")
+
+    @property
+    def not_passed(self) -> tuple[str, ...]:
+        """The nodes that did not pass: what `dbt retry` runs again."""
+        results = self._document("run_results.json").get("results") or []
+        return tuple(r["unique_id"] for r in results if r.get("status") not in _PASSED)
+
+    @property
+    def adapter_type(self) -> str | None:
+        """The warehouse's adapter, as its manifest.json records it."""
+        metadata = self._document("manifest.json").get("metadata") or {}
+        return metadata.get("adapter_type")
+
+    def _document(self, name: str) -> dict[str, Any]:
+        return json.loads(self.files.get(name) or b"{}")
 
     def write(self, dest: Path) -> Path:
         """Writes the files into `dest` (created), for `--state`."""

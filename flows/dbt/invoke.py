@@ -24,7 +24,7 @@ from flows.dbt.args import DbtArgs
 from flows.dbt.commands import DbtCommand
 from flows.dbt.docs import STATIC_FLAG, Documented, documented
 from flows.dbt.errors import InvalidDbtInput
-from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus
+from flows.dbt.nodes import NodeResult, NodeStarted, NodeStatus, aware, dbt_time, rows_affected
 from flows.dbt.profiles import DbtProject
 
 logger = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class _NodeEventCallback:
         name = msg.info.name
         if name == "NodeStart":
             info = msg.data.node_info
-            started = _parse_dbt_time(info.node_started_at) or datetime.now(UTC)
+            started = dbt_time(info.node_started_at) or datetime.now(UTC)
             start = NodeStarted(info.unique_id, info.resource_type, info.node_name, started)
             self.safe(self._listener.node_started, start)
         elif name == "NodeFinished":
@@ -379,8 +379,8 @@ class _NodeEventCallback:
                 name=info.node_name,
                 status=NodeStatus.parse(rr.status),
                 message=rr.message or None,
-                started_at=_parse_dbt_time(info.node_started_at),
-                finished_at=_parse_dbt_time(info.node_finished_at) or datetime.now(UTC),
+                started_at=dbt_time(info.node_started_at),
+                finished_at=dbt_time(info.node_finished_at) or datetime.now(UTC),
                 execution_time=float(rr.execution_time),
                 failures=int(rr.num_failures) if rr.num_failures else None,
                 relation=(info.node_relation.relation_name or None)
@@ -415,12 +415,12 @@ def _node_result(r: Any) -> NodeResult:
         name=node.name,
         status=NodeStatus.parse(getattr(r.status, "value", r.status)),
         message=r.message,
-        started_at=_aware(started),
-        finished_at=_aware(finished),
+        started_at=aware(started),
+        finished_at=aware(finished),
         execution_time=float(r.execution_time or 0.0),
         failures=r.failures or None,
         relation=getattr(node, "relation_name", None),
-        rows=_rows_affected(getattr(r, "adapter_response", None)),
+        rows=rows_affected(getattr(r, "adapter_response", None)),
     )
 
 
@@ -435,26 +435,6 @@ def _has_freshness(source: Any) -> bool:
     )
     field = getattr(source, "loaded_at_field", None) or getattr(source, "loaded_at_query", None)
     return bool(has_threshold and field)
-
-
-def _rows_affected(response: Any) -> int | None:
-    rows = response.get("rows_affected") if isinstance(response, dict) else None
-    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
-
-
-def _parse_dbt_time(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return _aware(datetime.fromisoformat(value))
-    except ValueError:
-        return None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _exception_message(exc: BaseException | None) -> str:

@@ -1,9 +1,10 @@
 """What dbt's manifest says about the nodes a run executes: their inputs, their code's fingerprint.
 
 This is dbt knowledge - a node's parents read through ephemeral models, the checksum, config and
-macros dbt records per node, the `fqn:` selector that names one - so it lives in flows/dbt and
-takes nothing but the manifest. What a run does with it (the marks kept per environment,
-which nodes run, flows/run/changes.py) is the run's policy, one layer up.
+macros dbt records per node, the selectors that name exactly a set of them (a folder's `path:`,
+a node's `fqn:`) - so it lives in flows/dbt and takes nothing but the manifest. What a run does
+with it (the marks kept per environment, which nodes run, flows/run/changes.py) is the run's
+policy, one layer up.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 _CALL = r"""\b{name}\s*\(\s*(?:(['"])(?P<literal>[^'"]+)\1|(?P<other>[^)\s]))"""
 _VAR = re.compile(_CALL.format(name="var"))
 _ENV_VAR = re.compile(_CALL.format(name="env_var"))
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+"""A folder dbt's `path:` globs as itself and a selection splits nowhere."""
 EVERY_VAR = "*"
 """What a node reads when a `var(...)` names its variable other than by a literal."""
 
@@ -42,6 +46,7 @@ class Lineage:
         self._fingerprints: dict[str, str] = {}
         self._values: dict[str, dict[str, str]] = {}
         self._macro_text: dict[str, str] = {}
+        self._under: dict[PurePosixPath, set[str]] | None = None
 
     def node(self, unique_id: str) -> Any:
         m = self._manifest
@@ -110,6 +115,78 @@ class Lineage:
         if unique_id.startswith("unit_test."):
             return f"unit_test:{node.name}"
         return "fqn:" + ".".join(node.fqn)
+
+    def selection(self, unique_ids: Iterable[str]) -> tuple[str, ...]:
+        """Selectors that select exactly these nodes, as few as the project's folders allow.
+
+        A folder every one of whose resources is among them is one `path:` selector; the rest
+        are one `fqn:` each. dbt matches each selector against the whole graph, so a part of
+        hundreds of nodes named one by one costs seconds before its first node runs, while a
+        domain kept in a folder of its own is one `path:`. A folder is used only if dbt's
+        `path:` method (any resource, of any package, whose file lies under it) can select
+        nothing else - a source declared there only if every test on it is among them - and
+        only if it is the root project's (dbt looks for it on disk there).
+        """
+        wanted = set(unique_ids)
+        under = self._folders()
+        usable = {folder for folder, found in under.items() if found <= wanted}
+        chosen = sorted(f for f in usable if not any(p in usable for p in f.parents))
+        covered = set().union(*(under[f] for f in chosen))
+        return (
+            *(f"path:{folder}" for folder in chosen),
+            *(self.fqn_selector(n) for n in sorted(wanted - covered)),
+        )
+
+    def _folders(self) -> dict[PurePosixPath, set[str]]:
+        """The root project's folders a `path:` may name, each with what it selects that counts:
+        every resource under it, but for a source the tests on it (a selected source runs
+        nothing itself; what it adds is the tests that indirect selection takes with it)."""
+        if self._under is None:
+            under: dict[PurePosixPath, set[str]] = {}
+            ours: set[PurePosixPath] = set()
+            root = getattr(getattr(self._manifest, "metadata", None), "project_name", None)
+            tests_on = self._tests_on_sources()
+            for unique_id, resource in self._resources():
+                path = getattr(resource, "original_file_path", None)
+                if not path:
+                    continue
+                counts = (
+                    tests_on.get(unique_id, set()) if self.is_source(unique_id) else {unique_id}
+                )
+                for folder in PurePosixPath(path).parents[:-1]:  # every folder but the root
+                    under.setdefault(folder, set()).update(counts)
+                    if root is not None and getattr(resource, "package_name", None) == root:
+                        ours.add(folder)
+            self._under = {
+                folder: found
+                for folder, found in under.items()
+                if folder in ours and _PLAIN_PATH.fullmatch(str(folder))
+            }
+        return self._under
+
+    def _tests_on_sources(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for unique_id in self._manifest.nodes:
+            if unique_id.startswith("test."):
+                for parent in self._parents(unique_id):
+                    if self.is_source(parent):
+                        found.setdefault(parent, set()).add(unique_id)
+        return found
+
+    def _resources(self) -> Iterable[tuple[str, Any]]:
+        """Every resource dbt's selector methods look at, of every package."""
+        m = self._manifest
+        for kind in (
+            "nodes",
+            "sources",
+            "exposures",
+            "metrics",
+            "unit_tests",
+            "semantic_models",
+            "saved_queries",
+            "functions",
+        ):
+            yield from (getattr(m, kind, None) or {}).items()
 
     def _parents(self, unique_id: str) -> list[str]:
         node = self.node(unique_id)

@@ -136,11 +136,8 @@ def results_of_json(
     for r in document.get("results") or []:
         unique_id = str(r.get("unique_id"))
         timing = r.get("timing") or []
-        starts = [w for t in timing if (w := _when(t.get("started_at")))]
-        ends = [w for t in timing if (w := _when(t.get("completed_at")))]
-        started, finished = min(starts, default=None), max(ends, default=None)
-        response = r.get("adapter_response")
-        rows = response.get("rows_affected") if isinstance(response, dict) else None
+        starts = [w for t in timing if (w := dbt_time(t.get("started_at")))]
+        ends = [w for t in timing if (w := dbt_time(t.get("completed_at")))]
         found.append(
             NodeResult(
                 unique_id=unique_id,
@@ -148,22 +145,35 @@ def results_of_json(
                 name=(names or {}).get(unique_id) or unique_id.rsplit(".", 1)[-1],
                 status=NodeStatus.parse(r.get("status") or "error"),
                 message=r.get("message"),
-                started_at=started,
-                finished_at=finished,
+                started_at=min(starts, default=None),
+                finished_at=max(ends, default=None),
                 execution_time=float(r.get("execution_time") or 0.0),
                 failures=r.get("failures") or None,
                 relation=r.get("relation_name"),
-                rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+                rows=rows_affected(r.get("adapter_response")),
             )
         )
     return found
 
 
-def _when(value: str | None) -> datetime | None:
+def rows_affected(response: Any) -> int | None:
+    """The rows a node's adapter response reports; None where it reports none (dbt's -1)."""
+    rows = response.get("rows_affected") if isinstance(response, dict) else None
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
+
+
+def dbt_time(value: str | None) -> datetime | None:
+    """A time dbt wrote (ISO 8601, `Z` or an offset, or none: UTC); None when unreadable."""
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except (ValueError, AttributeError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A time of dbt's in UTC when it carries no zone (dbt's own are UTC)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -169,8 +169,8 @@ def execute(
                 run.dbt_ok = True
                 return run
             if (
-                fans_out
-                and parts_runner is not None
+                parts_runner is not None
+                and fans_out
                 and manifest is not None
                 and _fan_out(plan, manifest, selected, parts_runner, run, deadline, log)
             ):
@@ -253,7 +253,7 @@ def _fan_out(
         return request.model_copy(
             update={
                 "command": command,
-                "select": tuple(lineage.fqn_selector(n) for n in part.nodes),
+                "select": lineage.selection(part.nodes),
                 "exclude": (),
                 "selector": None,
                 "retry_of": None,
@@ -287,10 +287,8 @@ def _command_of_parts(plan: RunPlan) -> DbtCommand:
     on what did not pass (each part is a fresh run of it, not a `dbt retry`)."""
     if plan.failed_run is None:
         return plan.request.command
-    results = json.loads(plan.failed_run.files.get("run_results.json") or b"{}")
-    which = str((results.get("args") or {}).get("which") or "build")
     try:
-        return DbtCommand(which)
+        return DbtCommand(plan.failed_run.command)
     except ValueError:
         return DbtCommand.BUILD
 
@@ -367,27 +365,19 @@ def _nodes_it_writes(
     plan: RunPlan, manifest: Any, selected: list[str] | None
 ) -> tuple[str, ...] | None:
     """The nodes dbt will execute (before only-changed narrows them); None when unknown."""
-    if plan.failed_run is not None:
-        results = json.loads(plan.failed_run.files.get("run_results.json") or b"{}")
-        # What `dbt retry` runs again: every node that did not pass in the failed run.
-        return tuple(
-            r["unique_id"] for r in results.get("results", []) if r.get("status") not in _PASSED
-        )
+    if plan.failed_run is not None:  # what `dbt retry` runs again
+        return plan.failed_run.not_passed
     if manifest is None:
         return None
     return tuple(_selected_or_all(manifest, plan.request.command, selected))
-
-
-_PASSED = frozenset({"success", "pass", "warn"})
 
 
 def _adapter_type(plan: RunPlan, manifest: Any) -> str | None:
     """The warehouse's adapter: the parsed manifest's, or for a retry the failed run's."""
     if manifest is not None:
         return getattr(getattr(manifest, "metadata", None), "adapter_type", None)
-    if plan.failed_run is not None and "manifest.json" in plan.failed_run.files:
-        metadata = json.loads(plan.failed_run.files["manifest.json"]).get("metadata") or {}
-        return metadata.get("adapter_type")
+    if plan.failed_run is not None:
+        return plan.failed_run.adapter_type
     return None
 
 
@@ -435,7 +425,7 @@ def _what_changed(
         return None
     narrowed = replace(
         invocation.args,
-        select=tuple(lineage.fqn_selector(n) for n in decided.ran),
+        select=lineage.selection(decided.ran),
         selector=None,
     )
     return replace(invocation, args=narrowed)

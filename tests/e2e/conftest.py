@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ def _fresh_events_worker() -> Iterator[None]:
     from prefect.events.worker import EventsWorker
 
     yield
-    EventsWorker.drain_all(timeout=5)
+    # In a thread of its own: in one with an event loop running (a browser test's playwright),
+    # drain_all returns a coroutine instead of draining.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(EventsWorker.drain_all, timeout=5).result()
 
 
 @pytest.fixture(scope="package")
@@ -133,3 +137,13 @@ def dbt_interval(artifacts: str | Path) -> tuple[datetime, datetime]:
         if t["name"] == "execute"
     ]
     return min(s for s, _ in times), max(e for _, e in times)
+
+
+def domain_models(project: Path, folder: str = "models") -> tuple[str, ...]:
+    """The unique ids of a bench/domains_project.py project's models in `folder`, sorted."""
+    return tuple(sorted(f"model.domains.{p.stem}" for p in (project / folder).rglob("*.sql")))
+
+
+def hold_lost(why: str) -> None:
+    """What a test's own hold does when it is lost: fail the test."""
+    raise AssertionError(f"holds lost: {why}")

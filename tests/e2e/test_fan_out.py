@@ -23,12 +23,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.dbt.commands import DbtCommand
 from flows.exit_codes import ExitCode
 from flows.prefect import holds
 from flows.prefect import server as prefect_server
 from flows.prefect.parts import PART_FLOW
+from flows.run.holds import Writes
 from tests.conftest import REPO, load_module
-from tests.e2e.conftest import FERRY, dbt_interval
+from tests.e2e.conftest import FERRY, dbt_interval, domain_models, hold_lost
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +51,7 @@ class Parts:
         )
         self.schema = f"fan_{uuid.uuid4().hex[:8]}"
         self.worker: subprocess.Popen[bytes] | None = None
+        self.deployment_id: uuid.UUID | None = None
 
     def env(self) -> dict[str, str]:
         """What the parent and the parts run with."""
@@ -72,7 +75,7 @@ class Parts:
             async with get_client() as client:
                 await client.create_work_pool(WorkPoolCreate(name=self.pool, type="process"))
                 flow_id = await client.create_flow_from_name(PART_FLOW)
-                await client.create_deployment(
+                self.deployment_id = await client.create_deployment(
                     flow_id=flow_id,
                     name=f"part-{self.env_name}",
                     entrypoint="flows/dbt_flow.py:dbt_part_flow",
@@ -145,8 +148,35 @@ def _ended(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
     return json.loads(stdout), stderr
 
 
+def _parts_waiting(parts: Parts, count: int, timeout: float) -> list[str]:
+    """The flow runs of the parts that said, through the API, that they wait for a hold."""
+    api = prefect_server.api_client(parts.api_url)
+    runs = {"deployments": {"id": {"any_": [str(parts.deployment_id)]}}, "limit": 10}
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = [r["id"] for r in api.post("/flow_runs/filter", json=runs).raise_for_status().json()]
+        logs = {"logs": {"flow_run_id": {"any_": ids}}, "limit": 200}
+        said = api.post("/logs/filter", json=logs).raise_for_status().json() if ids else []
+        waiting = sorted(
+            {log["flow_run_id"] for log in said if log["message"].startswith("waiting for ")}
+        )
+        if len(waiting) >= count or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.5)
+
+
 def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
-    proc = parts.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
+    """The test holds every model until both parts wait for them, so the parts ask at the same
+    moment whatever their processes' start-up took, as two ECS tasks would once both are up."""
+    api = prefect_server.api_client(parts.api_url)
+    everything = Writes(DbtCommand.BUILD, "postgres", domain_models(parts.project))
+    with (
+        temporary_settings(updates={PREFECT_API_URL: parts.api_url}),
+        holds.holds(parts.env_name, everything, hold_lost, wait_s=60),
+    ):
+        proc = parts.ferry_run("--fan-out", "2", "--select", "tag:domain_0 tag:domain_1")
+        waiting = _parts_waiting(parts, 2, timeout=240)
+        assert len(waiting) == 2, f"the parts never both waited: {waiting}"
     summary, stderr = _ended(proc)
     assert proc.returncode == ExitCode.OK, (summary["verdict"], stderr[-3000:])
     assert summary["verdict"] == "24 of 24 nodes passed", summary["verdict"]
@@ -167,11 +197,14 @@ def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
     print(f"\nparts: {a_start:%H:%M:%S}-{a_end:%H:%M:%S}, {b_start:%H:%M:%S}-{b_end:%H:%M:%S}")
     assert a_start < b_end and b_start < a_end, "the parts did not build at once"
     # Children of the parent in Prefect, of the dbt-part flow; one outcome event, the parent's.
-    api = prefect_server.api_client(parts.api_url)
+    selects = []
     for part in summary["parts"]:
         child = api.get(f"/flow_runs/{part['flow_run_id']}").raise_for_status().json()
+        selects.append(child["parameters"]["select"])
         parent_task = api.get(f"/task_runs/{child['parent_task_run_id']}").raise_for_status()
         assert parent_task.json()["flow_run_id"] == summary["flow_run_id"]
+    # Each domain lies alone in its folder: a part names it once, not node by node.
+    assert sorted(selects) == ["path:models/domain_0", "path:models/domain_1"], selects
     runs = [summary["flow_run_id"], *(p["flow_run_id"] for p in summary["parts"])]
     body = {
         "filter": {

@@ -37,7 +37,7 @@ from flows.prefect import holds
 from flows.prefect import server as prefect_server
 from flows.run.holds import NotStarted, Writes
 from tests.conftest import REPO, load_generator, load_module
-from tests.e2e.conftest import FERRY, dbt_interval
+from tests.e2e.conftest import FERRY, dbt_interval, domain_models, hold_lost
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +128,7 @@ def killed_holder(prefect_api: str) -> Iterator[Killed]:
     def wait_for_the_node() -> None:
         with (
             temporary_settings(updates={PREFECT_API_URL: prefect_api}),
-            holds.holds(env, nodes, _ignore, wait_s=LEASE_S + 60),
+            holds.holds(env, nodes, hold_lost, wait_s=LEASE_S + 60),
         ):
             freed_at.append(time.monotonic())
 
@@ -163,10 +163,6 @@ def taken_by(api_url: str, env: str, flow_run_id: str, timeout: float = 30) -> b
     return False
 
 
-def _ignore(why: str) -> None:
-    raise AssertionError(f"holds lost: {why}")
-
-
 def test_a_writer_of_shared_nodes_waits_and_names_who_holds_them(on_api):
     env = f"e2e-{uuid.uuid4().hex[:8]}"
     apply_limits(env)
@@ -179,14 +175,14 @@ def test_a_writer_of_shared_nodes_waits_and_names_who_holds_them(on_api):
 
     @flow(name="e2e-first-writer")
     def first() -> None:
-        with holds.holds(env, mine, _ignore, wait_s=60):
+        with holds.holds(env, mine, hold_lost, wait_s=60):
             holder_id.append(str(flow_run.get_id()))
             writing.set()
             assert done.wait(60)
             order.append("first writes")
 
     def second() -> None:
-        with holds.holds(env, shared, _ignore, wait_s=60):
+        with holds.holds(env, shared, hold_lost, wait_s=60):
             order.append("second writes")
 
     with Heard("flows.prefect.holds") as heard, ThreadPoolExecutor(1) as pool:
@@ -195,7 +191,7 @@ def test_a_writer_of_shared_nodes_waits_and_names_who_holds_them(on_api):
         holder = prefect_server.api_client(on_api).get(f"/flow_runs/{holder_id[0]}").json()
         assert taken_by(on_api, env, holder["id"])
         # Nodes no one holds: taken at once, while the first run writes.
-        with holds.holds(env, other, _ignore, wait_s=5):
+        with holds.holds(env, other, hold_lost, wait_s=5):
             order.append("other nodes written")
         waiter = threading.Thread(target=contextvars.copy_context().run, args=(second,))
         waiter.start()
@@ -217,9 +213,9 @@ def test_a_run_waits_no_longer_than_its_limit_and_says_for_what(on_api):
     env = f"e2e-{uuid.uuid4().hex[:8]}"
     apply_limits(env)
     nodes = Writes(DbtCommand.BUILD, "postgres", ("model.p.a", "model.p.b"))
-    with holds.holds(env, nodes, _ignore, wait_s=5):
+    with holds.holds(env, nodes, hold_lost, wait_s=5):
         started = time.monotonic()
-        with pytest.raises(NotStarted) as refused, holds.holds(env, nodes, _ignore, wait_s=2):
+        with pytest.raises(NotStarted) as refused, holds.holds(env, nodes, hold_lost, wait_s=2):
             raise AssertionError("given nodes another run holds")
         waited = time.monotonic() - started
     assert 2 <= waited < 2 + holds.POLL_S + 2, waited
@@ -232,7 +228,7 @@ def test_a_run_waits_no_longer_than_its_limit_and_says_for_what(on_api):
 def test_a_missing_limit_lets_the_run_go_on_and_is_not_created(on_api):
     env = f"e2e-{uuid.uuid4().hex[:8]}"
     nodes = Writes(DbtCommand.BUILD, "postgres", ("model.p.a",))
-    with Heard("flows.prefect.holds") as heard, holds.holds(env, nodes, _ignore, wait_s=5):
+    with Heard("flows.prefect.holds") as heard, holds.holds(env, nodes, hold_lost, wait_s=5):
         ran = True
     assert ran
     assert heard.wait_for(f"no global concurrency limit 'ferry-writer-{env}'", 1), heard.lines
@@ -248,14 +244,14 @@ def test_an_api_gone_ends_a_wait_and_a_release_in_bounded_time(on_api):
     apply_limits(env)
     nodes = Writes(DbtCommand.BUILD, "postgres", ("model.p.a",))
     with Heard("flows") as heard, socket.create_server(("127.0.0.1", 0)) as silent:
-        held = holds.holds(env, nodes, _ignore, wait_s=30)
+        held = holds.holds(env, nodes, hold_lost, wait_s=30)
         held.__enter__()
         assert heard.wait_for(f"holding 1 node(s) of ferry-writer-{env}", 5), heard.lines
 
         gone = f"http://127.0.0.1:{prefect_server.free_port()}/api"  # nobody listens there
         with temporary_settings(updates={PREFECT_API_URL: gone}):
             started = time.monotonic()
-            waiting = holds.holds(env, nodes, _ignore, wait_s=4)
+            waiting = holds.holds(env, nodes, hold_lost, wait_s=4)
             with pytest.raises(NotStarted) as refused, waiting:
                 raise AssertionError("given nodes while the API is gone")
             assert time.monotonic() - started < 4 + holds.POLL_S + 12
@@ -382,10 +378,9 @@ def test_runs_of_disjoint_domains_write_at_once_and_runs_of_shared_ones_in_turn(
     start-up: domain 1's run writes alongside the first of domain 0's, the other waits for it."""
     env = f"e2e-{uuid.uuid4().hex[:8]}"
     apply_limits(env)
-    models = sorted(f"model.domains.{p.stem}" for p in (domains / "models").rglob("*.sql"))
-    everything = Writes(DbtCommand.BUILD, "postgres", tuple(models))
+    everything = Writes(DbtCommand.BUILD, "postgres", domain_models(domains))
     selects = {"first": "tag:domain_0", "other": "tag:domain_1", "again": "tag:domain_0"}
-    with holds.holds(env, everything, _ignore, wait_s=60):
+    with holds.holds(env, everything, hold_lost, wait_s=60):
         procs = {
             name: _ferry_run(on_api, domains, env, select, tmp_path)
             for name, select in selects.items()
@@ -435,10 +430,8 @@ def test_runs_of_disjoint_domains_write_at_once_and_runs_of_shared_ones_in_turn(
 def test_a_run_past_its_wait_limit_ends_failed_naming_what_it_waited_for(on_api, domains, tmp_path):
     env = f"e2e-{uuid.uuid4().hex[:8]}"
     apply_limits(env)
-    models = sorted(
-        f"model.domains.{p.stem}" for p in (domains / "models" / "domain_0").glob("*.sql")
-    )
-    with holds.holds(env, Writes(DbtCommand.BUILD, "postgres", tuple(models)), _ignore, wait_s=60):
+    models = domain_models(domains, "models/domain_0")
+    with holds.holds(env, Writes(DbtCommand.BUILD, "postgres", models), hold_lost, wait_s=60):
         proc = _ferry_run(on_api, domains, env, "tag:domain_0", tmp_path, FERRY_WAIT_S="3")
         stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == ExitCode.FAILED, stderr[-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from importlib.metadata import entry_points
 
 import httpx
 import pytest
@@ -48,10 +49,31 @@ def test_a_new_server_starts_from_the_first_ones_migrated_database(tmp_path, mon
     second = prefect_server.start(tmp_path / "second")
     try:
         mark = httpx.get(f"{second.api_url}/variables/name/mark", timeout=10)
+        types = httpx.post(f"{second.api_url}/block_types/filter", json={}, timeout=10)
+        settings = httpx.get(f"{second.api_url}/admin/settings", timeout=10).json()
     finally:
         prefect_server.stop(second.pid)
     assert mark.status_code == 200 and mark.json()["value"] == "kept"
     assert template.read_bytes() == before
+    # The copy holds the block types the first server registered, its own and the installed
+    # collections': the second registers none (nor imports the collections to compare).
+    slugs = {t["slug"] for t in types.raise_for_status().json()}
+    assert {"slack-webhook", "custom-webhook", "aws-credentials", "dbt-cli-profile"} <= slugs
+    assert settings["server"]["register_blocks_on_start"] is False
+    assert (tmp_path / "first" / "memo_store.toml").is_file()  # the first registered them
+    assert not (tmp_path / "second" / "memo_store.toml").exists()
+
+
+def test_a_template_is_kept_per_set_of_installed_collections(monkeypatch):
+    """A collection installed or upgraded later is never missing from a server's block types:
+    its environment gets a template of its own, whose first server registers it."""
+    installed = list(entry_points(group="prefect.collections"))
+    assert installed, "prefect-aws and prefect-dbt are Prefect collections"
+    now = prefect_server.migrated_template()
+    monkeypatch.setattr(prefect_server, "entry_points", lambda group: installed[:-1])
+    assert prefect_server.migrated_template() != now
+    monkeypatch.setattr(prefect_server, "entry_points", lambda group: list(reversed(installed)))
+    assert prefect_server.migrated_template() == now  # the same set, in any order
 
 
 def test_a_cache_that_cannot_be_read_or_written_is_passed_over(tmp_path):

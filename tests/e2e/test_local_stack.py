@@ -466,7 +466,10 @@ def test_two_deployments_of_one_environment_never_write_at_once(stack):
     on the file's lock). The test holds `ferry-writer-local` itself until both runs wait for it,
     as a third writer would, so they are queued at the same moment whatever their timing."""
     api = prefect_server.api_client(stack.api_url)
-    requests = {"build-local": {}, "run-local": {"command": "run", "select": "staging"}}
+    requests = {  # a few models each: what is proved is the order, not the build
+        "build-local": {"selector": "", "select": "+dim_customers"},
+        "run-local": {"command": "run", "select": "staging"},
+    }
     deployments = {
         name: api.get(f"/deployments/name/dbt/{name}").raise_for_status().json()["id"]
         for name in requests
@@ -692,11 +695,14 @@ def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(
     """build-local publishes (v1); new raw data and failing tests: the run fails, alerts that
     nothing was published, and consumers read v1 still; a passing build publishes v2; then
     rollback-local makes consumers read v1 again and alerts, a version not kept is refused
-    without a traceback, and `ferry rollback` with the API alerts the same way."""
+    without a traceback, and `ferry rollback` with the API alerts the same way. The builds are
+    of the orders' models and what they read (the test that fails on purpose among their tests):
+    what is proved is the publication, not the whole project's build."""
+    orders = {"selector": "", "select": "+fct_orders +fct_order_items"}
     laps = [("start", time.monotonic())]
     api = prefect_server.api_client(stack.api_url)
 
-    first = _run_and_settle(stack, "dbt/build-local", {})
+    first = _run_and_settle(stack, "dbt/build-local", orders)
     assert first["state_type"] == "COMPLETED", first["state"]["message"]
     v1 = _PUBLISHED.search(first["state"]["message"])
     assert v1 is not None, first["state"]["message"]
@@ -707,7 +713,7 @@ def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(
     duckdb_path = str(stack.home / "shop.duckdb")
     late = [sys.executable, str(generator), "--duckdb-path", duckdb_path, "--late-batch"]
     subprocess.run(late, cwd=REPO, env=stack.env(), check=True, capture_output=True, timeout=120)
-    failed = _run_and_settle(stack, "dbt/build-local", {"vars": {"fail_tests": True}})
+    failed = _run_and_settle(stack, "dbt/build-local", {**orders, "vars": {"fail_tests": True}})
     assert failed["state_type"] == "FAILED", failed["state"]["message"]
     verdict = failed["state"]["message"]
     assert "test.shop.assert_order_subtotals_match_items" in verdict, verdict
@@ -720,7 +726,7 @@ def test_a_failed_blue_green_build_publishes_nothing_and_rollback_local_returns(
     assert _orders_read(stack) == v1_orders  # its models built, consumers read v1 still
     laps.append(("late batch, failing build, its alert", time.monotonic()))
 
-    second = _run_and_settle(stack, "dbt/build-local", {})
+    second = _run_and_settle(stack, "dbt/build-local", orders)
     assert second["state_type"] == "COMPLETED", second["state"]["message"]
     v2 = _PUBLISHED.search(second["state"]["message"])
     assert v2 is not None and v2[1] != v1[1], second["state"]["message"]

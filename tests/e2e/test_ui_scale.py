@@ -4,6 +4,7 @@ Prefect's server serves."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,11 +17,18 @@ from flows.dbt.nodes import NodeResult, NodeStatus
 from flows.prefect import server as prefect_server
 from flows.prefect.node_runs import PrefectNodeReporter
 from flows.settings import NodeReporting
+from tests.conftest import REPO, load_module
 
 pytestmark = pytest.mark.e2e
 
+harness = load_module(REPO / "bench" / "harness.py", "bench_harness")
+
 NODES = 2_000
-OPENS_WITHIN_S = 60.0  # measured: ~10 s on 2 busy cores, most of it the graph's first draw
+# What opening the page costs the browser and the server, in CPU seconds: measured 22-25 s
+# (13-18 s of wall on 2 cores, most of it the graph's first draw). CPU, not wall: on a machine
+# busy with other work the same page has taken 63 s of wall. Each step's wait bounds the wall.
+OPENS_WITHIN_CPU_S = 60.0
+STEP_WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +87,19 @@ def test_the_run_page_of_a_2000_node_build_opens_with_its_task_runs(ui_server, b
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         began = time.monotonic()
-        with page.expect_response(lambda r: r.url.endswith("/graph-v2"), timeout=60_000) as graph:
+        cpu0 = harness.cpu_seconds_below(os.getpid())
+        with page.expect_response(
+            lambda r: r.url.endswith("/graph-v2"), timeout=STEP_WAIT_MS
+        ) as graph:
             page.goto(f"{ui_server.ui_url}/runs/flow-run/{flow_run_id}")
         assert graph.value.ok and len(graph.value.json()["nodes"]) == NODES  # the graph's data
-        page.get_by_text(f"{NODES} Task runs", exact=True).wait_for(timeout=60_000)
+        page.get_by_text(f"{NODES} Task runs", exact=True).wait_for(timeout=STEP_WAIT_MS)
         page.get_by_text("Task Runs", exact=True).click()
-        page.get_by_text(f"{NODES:,} Task runs", exact=True).wait_for(timeout=60_000)
-        page.get_by_text(f"model.shop.m{NODES - 1:04d}", exact=True).wait_for(timeout=60_000)
+        page.get_by_text(f"{NODES:,} Task runs", exact=True).wait_for(timeout=STEP_WAIT_MS)
+        page.get_by_text(f"model.shop.m{NODES - 1:04d}", exact=True).wait_for(timeout=STEP_WAIT_MS)
+        cpu = harness.cpu_seconds_below(os.getpid()) - cpu0
         opened = time.monotonic() - began
-        assert opened < OPENS_WITHIN_S, f"the run page took {opened:.1f} s"
+        assert cpu < OPENS_WITHIN_CPU_S, f"the run page took {cpu:.1f} CPU s ({opened:.1f} s)"
         assert page.get_by_text("Something went wrong").count() == 0
     finally:
         page.close()

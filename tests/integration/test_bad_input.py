@@ -2,7 +2,9 @@
 
 Each case runs the real CLI in a subprocess (`--no-prefect --json`, as CI runs it). Most inputs
 are judged before dbt parses the project and are refused in well under a second; the few that
-need dbt's view of the project (selections, selectors, a profile's credentials) cost one parse.
+need dbt's view of the project (selections, selectors, a profile's credentials) parse it. The
+cases share one copy of the project, which no case changes: the first parse is kept in its
+`target/`, as a user's is, and the later ones are partial.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from flows.exit_codes import ExitCode
+from tests.conftest import SHOP, copy_project
 
 pytestmark = pytest.mark.integration
 
@@ -244,6 +247,13 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def shop_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the example project for every case; its warehouse is `shop.duckdb` beside it,
+    which no case may create."""
+    return copy_project(SHOP, tmp_path_factory.mktemp("bad-input") / "shop")
+
+
 @pytest.mark.parametrize("bad", list(CASES.values()), ids=list(CASES))
 def test_bad_input_exits_2_before_the_warehouse_is_touched(
     bad: Case, shop_project: Path, tmp_path: Path
@@ -251,8 +261,9 @@ def test_bad_input_exits_2_before_the_warehouse_is_touched(
     if bad.setup is not None:
         bad.setup(tmp_path)
     before = set(os.listdir(tmp_path))
+    warehouse = shop_project.parent / "shop.duckdb"
 
-    result = _ferry_run(bad, shop_project, tmp_path)
+    result = _ferry_run(bad, shop_project, tmp_path, warehouse)
 
     assert result.returncode == ExitCode.INVALID, result.stderr[-3000:]
     assert bad.message in result.stderr, result.stderr[-3000:]
@@ -263,7 +274,7 @@ def test_bad_input_exits_2_before_the_warehouse_is_touched(
         refusal = json.loads(result.stdout)  # the whole of stdout: one JSON object
         assert refusal["outcome"] == "invalid", refusal
         assert bad.message in refusal["verdict"]
-    assert not (tmp_path / "shop.duckdb").exists(), "the warehouse was opened"
+    assert not warehouse.exists(), "the warehouse was opened"
     artifacts = tmp_path / "artifacts"
     assert not artifacts.exists() or not any(artifacts.iterdir()), "artifacts were stored"
     # nothing else was created either (say, a folder named after a mistyped URL): at most the
@@ -271,13 +282,15 @@ def test_bad_input_exits_2_before_the_warehouse_is_touched(
     assert set(os.listdir(tmp_path)) - before <= {"runs"}
 
 
-def _ferry_run(bad: Case, project: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+def _ferry_run(
+    bad: Case, project: Path, tmp: Path, warehouse: Path
+) -> subprocess.CompletedProcess[str]:
     def fill(text: str) -> str:
         return text.replace("{tmp}", str(tmp)).replace("{project}", str(project))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
     env.update(
-        FERRY_DUCKDB_PATH=os.environ["FERRY_DUCKDB_PATH"],  # the shop_project fixture's
+        FERRY_DUCKDB_PATH=str(warehouse),
         FERRY_PROJECT_DIR=str(project),
         FERRY_ARTIFACTS=str(tmp / "artifacts"),
         FERRY_WORK_DIR=str(tmp / "runs"),

@@ -6,8 +6,9 @@ only when a whole run passed, all at once, and `ferry rollback` brings the previ
   incremental model and the snapshot included (they continue from a copy).
 - A run whose tests fail after its models built: consumers read what they read before, row for
   row; its version stays until the next publish drops it.
-- `ferry rollback`: consumers read the first version again, then the second; a version no longer
-  kept is refused (exit 2) and nothing changes; a read-only role keeps its access (PostgreSQL).
+- `ferry rollback` (PostgreSQL): consumers read the first version again, then the second; a
+  version no longer kept is refused (exit 2) and nothing changes; a read-only role keeps its
+  access.
 - A reader comparing two related models in one statement, in a loop on its own connection
   through a blue-green run, never sees one model new and the other old (PostgreSQL).
 """
@@ -242,6 +243,9 @@ def test_a_run_whose_tests_fail_publishes_nothing_and_consumers_read_what_they_r
     assert passed.published is not None and passed.published.version in versions_of(shop, "bg")
 
 
+# PostgreSQL alone, with a read-only role: on DuckDB, rollback-local and `ferry rollback` of the
+# local stack (tests/e2e/test_local_stack.py) and the README's commands roll back and refuse.
+@pytest.mark.parametrize("shop", ["postgres"], indirect=True)
 def test_rollback_reads_the_previous_version_again_and_refuses_one_no_longer_kept(shop, capsys):
     reader = _ReadOnlyRole(shop) if shop.warehouse == "postgres" else None
     shop.load("bg", "--as-of", "2026-11-30")

@@ -49,6 +49,9 @@ _NOT_RUN = {
     "PostgreSQL, diffed three times each)",
     "make bench-publish": "a benchmark of minutes (blue-green vs direct builds of two projects "
     "on DuckDB and PostgreSQL)",
+    "make bench-part-selection": "a benchmark of about two minutes (24 dbt ls of a 1,200-node "
+    "project)",
+    "make bench-server-start": "a benchmark of about two minutes (13 server starts)",
     "make infra-synth": "synthesizes the CDK app in node for about a minute; tests/infra "
     "synthesize the same app",
 }

@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 from flows.artifacts import (
+    FailedRun,
     LocalStore,
     RunLayout,
     find_failed_run,
@@ -79,12 +80,62 @@ def test_a_failed_run_becomes_the_one_retry_fetches(tmp_path, run_files):
     assert find_failed_run(store, "shop", "prod", "run-1").run_id == "run-1"
 
 
+def test_a_failed_run_says_its_command_adapter_and_the_nodes_retry_runs_again():
+    results = {
+        "args": {"which": "run"},
+        "results": [
+            {"unique_id": "model.shop.a", "status": "success"},
+            {"unique_id": "test.shop.t", "status": "warn"},
+            {"unique_id": "model.shop.b", "status": "error"},
+            {"unique_id": "model.shop.c", "status": "skipped"},
+            {"unique_id": "test.shop.u", "status": "fail"},
+        ],
+    }
+    failed = FailedRun(
+        run_id="run-1",
+        pointer={},
+        files={
+            "run_results.json": json.dumps(results).encode(),
+            "manifest.json": json.dumps({"metadata": {"adapter_type": "postgres"}}).encode(),
+        },
+    )
+    assert failed.command == "run"
+    assert failed.not_passed == ("model.shop.b", "model.shop.c", "test.shop.u")
+    assert failed.adapter_type == "postgres"
+    # files that say nothing: a build, nothing to run again, the adapter unknown
+    blank = FailedRun(run_id="run-2", pointer={}, files={"run_results.json": b"{}"})
+    assert (blank.command, blank.not_passed, blank.adapter_type) == ("build", (), None)
+
+
 def test_retry_lookups_explain_what_is_missing(tmp_path):
     store = LocalStore(tmp_path / "store")
     with pytest.raises(LookupError, match="no failed run of project 'shop' in environment 'prod'"):
         find_failed_run(store, "shop", "prod", None)
     with pytest.raises(LookupError, match="no run abc of project 'shop'"):
         find_failed_run(store, "shop", "prod", "abc")
+
+
+def test_a_pointer_write_leaves_another_writers_half_written_file_alone(tmp_path):
+    """Two writers of one pointer at once (two compactions): each renames its own file into
+    place, never the other's, and no temporary file is left or listed."""
+    store = LocalStore(tmp_path / "store")
+    other = tmp_path / "store/shop/prod/history/current.json.tmp"  # another writer, mid-write
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b'{"base": "other')
+    store.put_bytes("shop/prod/history/current.json", b'{"base": "mine"}')
+    assert store.get_bytes("shop/prod/history/current.json") == b'{"base": "mine"}'
+    assert other.read_bytes() == b'{"base": "other'
+    assert list(store.list_keys("shop")) == ["shop/prod/history/current.json"]
+    assert sorted(p.name for p in other.parent.iterdir()) == ["current.json", other.name]
+    # A write that fails leaves its temporary file behind neither.
+    (other.parent / "stale.json").mkdir()  # a folder where the pointer would go
+    with pytest.raises(OSError):
+        store.put_bytes("shop/prod/history/stale.json", b"{}")
+    assert sorted(p.name for p in other.parent.iterdir()) == [
+        "current.json",
+        other.name,
+        "stale.json",
+    ]
 
 
 class BrokenStore(LocalStore):
