@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: a GitHub API on 127.0.0.1, a page that loads files only."""
+"""Fixtures of the integration tests: a GitHub API on 127.0.0.1, a page that loads files only,
+the ECS stack in moto."""
 
 from __future__ import annotations
 
@@ -94,3 +95,14 @@ def offline_page(browser: Any) -> tuple[Any, list[str], list[str]]:
 
     page.route("**/*", only_files)
     return page, requests, errors
+
+
+@pytest.fixture
+def ecs_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The infrastructure stack's outputs, made in moto (tests/integration/ecs.py), with
+    prefect-aws's ECS observer off."""
+    from tests.integration import ecs
+
+    ecs.observer_off(monkeypatch)
+    with ecs.stack_in_moto() as outputs:
+        yield outputs
