@@ -117,6 +117,20 @@ class Api:
             time.sleep(0.5)
         return found
 
+    def stored_events(
+        self, event_filter: dict[str, Any], timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """The events matching `event_filter`, once the server has stored any: it stores events
+        with a service of their own, so a task run recorded from one says nothing of the event."""
+        body = {"filter": event_filter}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.client.post("/events/filter", json=body).raise_for_status().json()
+            if found["events"]:
+                return found["events"]
+            time.sleep(0.3)
+        raise AssertionError(f"no event matched {event_filter} within {timeout} s")
+
     def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
         body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
         return self.client.post("/artifacts/filter", json=body).raise_for_status().json()

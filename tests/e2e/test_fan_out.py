@@ -30,7 +30,7 @@ from flows.prefect import server as prefect_server
 from flows.prefect.parts import PART_FLOW
 from flows.run.holds import Writes
 from tests.conftest import REPO, load_module
-from tests.e2e.conftest import FERRY, dbt_interval, domain_models, hold_lost
+from tests.e2e.conftest import FERRY, Api, dbt_interval, domain_models, hold_lost
 
 pytestmark = pytest.mark.e2e
 
@@ -206,19 +206,12 @@ def test_a_fanned_out_build_runs_its_parts_at_once_with_one_verdict(parts):
     # Each domain lies alone in its folder: a part names it once, not node by node.
     assert sorted(selects) == ["path:models/domain_0", "path:models/domain_1"], selects
     runs = [summary["flow_run_id"], *(p["flow_run_id"] for p in summary["parts"])]
-    body = {
-        "filter": {
+    events = Api(parts.api_url).stored_events(  # the parent's, and the parts' if they sent any
+        {
             "event": {"prefix": ["ferry.dbt.run."]},
             "resource": {"id": [f"prefect.flow-run.{r}" for r in runs]},
-        },
-        "limit": 10,
-    }
-    deadline = time.monotonic() + 30  # events land asynchronously: until the parent's has
-    while True:
-        events = api.post("/events/filter", json=body).raise_for_status().json()["events"]
-        if events or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        }
+    )
     assert [e["resource"]["prefect.resource.id"] for e in events] == [
         f"prefect.flow-run.{summary['flow_run_id']}"
     ]

@@ -37,7 +37,7 @@ from flows.prefect import holds
 from flows.prefect import server as prefect_server
 from flows.run.holds import NotStarted, Writes
 from tests.conftest import REPO, load_generator, load_module
-from tests.e2e.conftest import FERRY, dbt_interval, domain_models, hold_lost
+from tests.e2e.conftest import FERRY, Api, dbt_interval, domain_models, hold_lost
 
 pytestmark = pytest.mark.e2e
 
@@ -143,24 +143,14 @@ def killed_holder(prefect_api: str) -> Iterator[Killed]:
         holder.wait()
 
 
-def taken_by(api_url: str, env: str, flow_run_id: str, timeout: float = 30) -> bool:
-    """Whether the server has the flow run's `ferry.holds.taken` event yet (events land
-    asynchronously)."""
-    body = {
-        "filter": {
-            "event": {"name": ["ferry.holds.taken"]},
-            "resource": {"id": [f"ferry.environment.{env}"]},
-            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-        },
-        "limit": 5,
+def wait_for_taken(api_url: str, env: str, flow_run_id: str) -> None:
+    """Until the server has stored the flow run's `ferry.holds.taken` event; fails after 30 s."""
+    event_filter = {
+        "event": {"name": ["ferry.holds.taken"]},
+        "resource": {"id": [f"ferry.environment.{env}"]},
+        "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
     }
-    client = prefect_server.api_client(api_url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.post("/events/filter", json=body).raise_for_status().json()["events"]:
-            return True
-        time.sleep(0.5)
-    return False
+    Api(api_url).stored_events(event_filter)
 
 
 def test_a_writer_of_shared_nodes_waits_and_names_who_holds_them(on_api):
@@ -189,7 +179,7 @@ def test_a_writer_of_shared_nodes_waits_and_names_who_holds_them(on_api):
         first_run = pool.submit(contextvars.copy_context().run, first)
         assert writing.wait(60) and holder_id, heard.lines
         holder = prefect_server.api_client(on_api).get(f"/flow_runs/{holder_id[0]}").json()
-        assert taken_by(on_api, env, holder["id"])
+        wait_for_taken(on_api, env, holder["id"])
         # Nodes no one holds: taken at once, while the first run writes.
         with holds.holds(env, other, hold_lost, wait_s=5):
             order.append("other nodes written")

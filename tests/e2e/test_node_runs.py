@@ -55,22 +55,6 @@ def wait_for(api, flow_run_id: str, predicate, timeout: float = 30.0):
     raise AssertionError(f"task runs never matched: {runs}")
 
 
-def stored_events(api, event_filter: dict, timeout: float = 30.0) -> list[dict]:
-    """The events matching `event_filter` once the server has stored any: its event persister
-    stores them apart from the task runs, so a recorded task run says nothing about its event."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = {"filter": event_filter}
-        if (
-            events := api.client.post("/events/filter", json=body)
-            .raise_for_status()
-            .json()["events"]
-        ):
-            return events
-        time.sleep(0.3)
-    raise AssertionError(f"no event matched {event_filter}")
-
-
 def test_live_mode_shows_slow_nodes_running_and_fast_nodes_only_final(
     prefect_api, api, flow_run_id
 ):
@@ -131,8 +115,7 @@ def test_nodes_go_in_batches_related_as_prefect_relates_its_own_task_runs(
     assert rep.emitted == 150 and 1 <= rep.batches <= 3  # one request per half second or so
     runs = wait_for(api, flow_run_id, lambda r: len(r) == 150)
     assert all(r["state_name"] == "Completed" for r in runs.values())
-    [event] = stored_events(
-        api,
+    [event] = api.stored_events(
         {
             "event": {"name": ["prefect.task-run.Completed"]},
             "resource": {"labels": {"prefect.resource.name": ["model.p.m000"]}},

@@ -23,25 +23,13 @@ from prefect.utilities.schema_tools import validate
 from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
 
 from flows.prefect.deployments import job_variables
-from tests.integration.ecs import (
-    ACCOUNT,
-    ECS_DEPLOYMENTS,
-    FARGATE_MEMORY,
-    IMAGE,
-    POOL_TEMPLATE,
-    REGION,
-    WORKER_API_URL,
-    assert_in_private_subnets,
-    assert_nothing_secret,
-    submit,
-    task_environment,
-)
+from tests.integration import ecs
 
 pytestmark = pytest.mark.integration
 
 
 def test_every_staging_and_prod_deployment_is_covered() -> None:
-    assert len(ECS_DEPLOYMENTS) == 16
+    assert len(ecs.ECS_DEPLOYMENTS) == 16
 
 
 async def _submit(
@@ -52,7 +40,7 @@ async def _submit(
         id=uuid.uuid4(),
         name=deployment["work_pool"]["name"],
         type="ecs",
-        base_job_template=POOL_TEMPLATE,
+        base_job_template=ecs.POOL_TEMPLATE,
     )
     flow = Flow(id=uuid.uuid4(), name="dbt")
     api_deployment = DeploymentResponse(
@@ -62,20 +50,20 @@ async def _submit(
         id=uuid.uuid4(), name="tidy-otter", flow_id=flow.id, deployment_id=api_deployment.id
     )
     worker = ECSWorker(work_pool_name=pool.name, name="ferry-ecs-worker")
-    configuration, identifier = await submit(
+    configuration, identifier = await ecs.submit(
         worker, pool, api_deployment, flow, flow_run, variables
     )
     return configuration, flow_run, identifier
 
 
-@pytest.mark.parametrize("deployment", ECS_DEPLOYMENTS, ids=lambda d: d["name"])
+@pytest.mark.parametrize("deployment", ecs.ECS_DEPLOYMENTS, ids=lambda d: d["name"])
 def test_ecs_job(deployment: dict[str, Any], ecs_stack: dict[str, str]) -> None:
     env_name = deployment["name"].rsplit("-", 1)[1]
     variables = job_variables(deployment, ecs_stack)
     # What the server checks when `prefect deploy` creates the deployment.
     validate(
         variables,
-        POOL_TEMPLATE["variables"],
+        ecs.POOL_TEMPLATE["variables"],
         raise_on_error=True,
         preprocess=True,
         ignore_required=True,
@@ -84,14 +72,16 @@ def test_ecs_job(deployment: dict[str, Any], ecs_stack: dict[str, str]) -> None:
 
     configuration, flow_run, identifier = asyncio.run(_submit(deployment, variables))
 
-    ecs = get_backend("ecs")[ACCOUNT][REGION]
-    (task,) = ecs.tasks[ecs_stack["FERRY_ECS_CLUSTER"]].values()
+    backend = get_backend("ecs")[ecs.ACCOUNT][ecs.REGION]
+    (task,) = backend.tasks[ecs_stack["FERRY_ECS_CLUSTER"]].values()
     assert identifier == f"{ecs_stack['FERRY_ECS_CLUSTER']}::{task.task_arn}"
-    task_definition = boto3.client("ecs", region_name=REGION).describe_task_definition(
+    task_definition = boto3.client("ecs", region_name=ecs.REGION).describe_task_definition(
         taskDefinition=task.task_definition_arn
     )["taskDefinition"]
     cpu, memory = variables["cpu"], variables["memory"]
-    assert memory in FARGATE_MEMORY[cpu], f"{cpu} CPU units with {memory} MiB is no Fargate size"
+    assert memory in ecs.FARGATE_MEMORY[cpu], (
+        f"{cpu} CPU units with {memory} MiB is no Fargate size"
+    )
 
     # The registered task definition
     assert task_definition["family"] == (
@@ -104,14 +94,14 @@ def test_ecs_job(deployment: dict[str, Any], ecs_stack: dict[str, str]) -> None:
     assert task_definition["taskRoleArn"] == ecs_stack["FERRY_TASK_ROLE_ARN"]
     (container,) = task_definition["containerDefinitions"]
     assert container["name"] == "prefect"
-    assert container["image"] == IMAGE
+    assert container["image"] == ecs.IMAGE
     assert (container["cpu"], container["memory"]) == (cpu, memory)
     assert container["logConfiguration"] == {
         "logDriver": "awslogs",
         "options": {
             "awslogs-create-group": "false",  # ecs_stack owns the log group and its retention
             "awslogs-group": "/ferry/dbt",
-            "awslogs-region": REGION,
+            "awslogs-region": ecs.REGION,
             "awslogs-stream-prefix": "dbt",
         },
     }
@@ -123,7 +113,7 @@ def test_ecs_job(deployment: dict[str, Any], ecs_stack: dict[str, str]) -> None:
     assert not container.get("environment"), "the task definition carries no environment"
 
     # The RunTask request
-    assert_in_private_subnets(task, ecs_stack["FERRY_ECS_CLUSTER"], ecs_stack)
+    ecs.assert_in_private_subnets(task, ecs_stack["FERRY_ECS_CLUSTER"], ecs_stack)
     overrides = task.overrides
     assert overrides["taskRoleArn"] == ecs_stack["FERRY_TASK_ROLE_ARN"]
     assert (overrides["cpu"], overrides["memory"]) == (str(cpu), str(memory))
@@ -132,17 +122,17 @@ def test_ecs_job(deployment: dict[str, Any], ecs_stack: dict[str, str]) -> None:
     assert override["command"] == ["prefect", "flow-run", "execute"]
     assert configuration.command == "prefect flow-run execute"  # Prefect's flow-run command
     assert (override["cpu"], override["memory"]) == (cpu, memory)
-    environment = task_environment(task)
-    assert environment["PREFECT_API_URL"] == WORKER_API_URL
+    environment = ecs.task_environment(task)
+    assert environment["PREFECT_API_URL"] == ecs.WORKER_API_URL
     assert environment["PREFECT__FLOW_RUN_ID"] == str(flow_run.id)
     assert environment["FERRY_ENV"] == env_name
-    assert environment["FERRY_IMAGE_DIGEST"] == IMAGE
+    assert environment["FERRY_IMAGE_DIGEST"] == ecs.IMAGE
     assert environment["FERRY_TARGET"] == "redshift"
     assert environment["FERRY_REDSHIFT_HOST"] == ecs_stack["FERRY_REDSHIFT_HOST"]
     assert environment["FERRY_ARTIFACTS"] == f"s3://{ecs_stack['FERRY_ARTIFACT_BUCKET']}/dbt"
 
     # Nothing secret or worker-local in the task's environment, nor anywhere in plain text
-    assert_nothing_secret(
+    ecs.assert_nothing_secret(
         environment, json.dumps([task_definition, overrides, task.tags], default=str)
     )
     tags = {tag["key"]: tag["value"] for tag in task.tags}

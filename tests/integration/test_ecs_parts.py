@@ -30,22 +30,11 @@ from flows.prefect.deployments import job_variables
 from flows.prefect.parts import run_parts
 from flows.run.parts import Part
 from flows.run.request import RunRequest
-from tests.integration.ecs import (
-    ACCOUNT,
-    ECS_DEPLOYMENTS,
-    IMAGE,
-    POOL_TEMPLATE,
-    REGION,
-    WORKER_API_URL,
-    assert_in_private_subnets,
-    assert_nothing_secret,
-    submit,
-    task_environment,
-)
+from tests.integration import ecs
 
 pytestmark = pytest.mark.integration
 
-PART_DEPLOYMENTS = [d for d in ECS_DEPLOYMENTS if d["name"].startswith("part-")]
+PART_DEPLOYMENTS = [d for d in ecs.ECS_DEPLOYMENTS if d["name"].startswith("part-")]
 # What `split` makes of a selection of three independent chains, and each node's fqn selector.
 SELECTORS = {
     "model.shop.stg_orders": "fqn:shop.staging.stg_orders",
@@ -75,8 +64,8 @@ class _PartsApi:
 
     Creating a flow run of the deployment does what the server does (the deployment's
     parameters and tags merged in; one flow run per idempotency key), then what the pool does
-    with a scheduled flow run: propose Pending, and submit it with prefect-aws's ECS worker as
-    `submit` does, at once (a push pool submits on its own; a polling worker does the same a
+    with a scheduled flow run: propose Pending, and ecs.submit it with prefect-aws's ECS worker as
+    `ecs.submit` does, at once (a push pool submits on its own; a polling worker does the same a
     moment later). The flow run then stays Pending: nothing in moto runs the container.
     """
 
@@ -85,7 +74,7 @@ class _PartsApi:
             id=uuid.uuid4(),
             name=deployment["work_pool"]["name"],
             type="ecs",
-            base_job_template=POOL_TEMPLATE,
+            base_job_template=ecs.POOL_TEMPLATE,
         )
         self.flow = Flow(id=uuid.uuid4(), name=_flow_name(deployment["entrypoint"]))
         self.deployment = DeploymentResponse(
@@ -163,7 +152,7 @@ class _PartsApi:
 
     async def _submit(self, flow_run: FlowRun) -> None:
         values = {**self.deployment.job_variables, **(flow_run.job_variables or {})}
-        await submit(self.worker, self.pool, self.deployment, self.flow, flow_run, values)
+        await ecs.submit(self.worker, self.pool, self.deployment, self.flow, flow_run, values)
 
 
 def test_both_ecs_environments_have_a_part_deployment() -> None:
@@ -186,7 +175,7 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
 
     for module in (flow_runs, orchestration):  # run_deployment's client, and run_parts' own
         monkeypatch.setattr(module, "get_client", get_client)
-    ecs = get_backend("ecs")[ACCOUNT][REGION]
+    backend = get_backend("ecs")[ecs.ACCOUNT][ecs.REGION]
 
     # The parent, as flows/run/execute.py makes its parts' requests.
     parent_run_id = str(uuid.uuid4())
@@ -206,7 +195,7 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     def wait(seconds: float) -> bool:
         # The parent's first pause between polls; then its time is up: the test needs the
         # parts started, not run.
-        tasks_at_first_wait.append(len(ecs.tasks[cluster]))
+        tasks_at_first_wait.append(len(backend.tasks[cluster]))
         return False
 
     def start_parts() -> list[Any]:
@@ -236,13 +225,13 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     assert tasks_at_first_wait == [len(PARTS)]
 
     # One task per part: N tasks carrying N different flow run ids came from N RunTask calls
-    tasks = list(ecs.tasks[cluster].values())
-    by_run = {task_environment(task)["PREFECT__FLOW_RUN_ID"]: task for task in tasks}
+    tasks = list(backend.tasks[cluster].values())
+    by_run = {ecs.task_environment(task)["PREFECT__FLOW_RUN_ID"]: task for task in tasks}
     assert len(tasks) == len(PARTS)
     assert sorted(by_run) == sorted(str(run.id) for run in runs)
 
     # ... all of the one task definition of the deployment, registered once
-    client = boto3.client("ecs", region_name=REGION)
+    client = boto3.client("ecs", region_name=ecs.REGION)
     (task_definition_arn,) = client.list_task_definitions()["taskDefinitionArns"]
     assert {task.task_definition_arn for task in tasks} == {task_definition_arn}
     task_definition = client.describe_task_definition(taskDefinition=task_definition_arn)[
@@ -254,7 +243,7 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     assert task_definition["executionRoleArn"] == ecs_stack["FERRY_EXECUTION_ROLE_ARN"]
     assert task_definition["taskRoleArn"] == ecs_stack["FERRY_TASK_ROLE_ARN"]
     (container,) = task_definition["containerDefinitions"]
-    assert container["image"] == IMAGE
+    assert container["image"] == ecs.IMAGE
     cpu, memory = variables["cpu"], variables["memory"]
     assert (container["cpu"], container["memory"]) == (cpu, memory)
     secret = ecs_stack["FERRY_WAREHOUSE_SECRET_ARN"]
@@ -267,14 +256,14 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     # ... each on the deployment's cluster and subnets, knowing its own part's flow run
     for run in runs:
         task = by_run[str(run.id)]
-        assert_in_private_subnets(task, cluster, ecs_stack)
+        ecs.assert_in_private_subnets(task, cluster, ecs_stack)
         (override,) = task.overrides["containerOverrides"]
         assert override["command"] == ["prefect", "flow-run", "execute"]
-        environment = task_environment(task)
-        assert environment["PREFECT_API_URL"] == WORKER_API_URL
+        environment = ecs.task_environment(task)
+        assert environment["PREFECT_API_URL"] == ecs.WORKER_API_URL
         assert environment["PREFECT__DEPLOYMENT_ID"] == str(api.deployment.id)
         assert environment["FERRY_ENV"] == env_name
-        assert environment["FERRY_IMAGE_DIGEST"] == IMAGE
+        assert environment["FERRY_IMAGE_DIGEST"] == ecs.IMAGE
         tags = {tag["key"]: tag["value"] for tag in task.tags}
         assert tags["prefect.io/flow-run-id"] == str(run.id)
         assert tags["prefect.io/deployment-name"] == deployment["name"]
@@ -282,7 +271,9 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
         # Nothing secret or worker-local; the part's parameters stay in Prefect (the task
         # reads them from the API), so no selection is bounded by ECS's size of overrides.
         plain = json.dumps([task_definition, task.overrides, task.tags], default=str)
-        assert_nothing_secret(environment, plain, PARENT_VAR, parent_run_id, *SELECTORS.values())
+        ecs.assert_nothing_secret(
+            environment, plain, PARENT_VAR, parent_run_id, *SELECTORS.values()
+        )
 
     # The parent's time was up at its first wait: it cancelled every part it started.
     assert [getattr(r.state, "type", None) for r in runs] == [StateType.CANCELLING] * len(PARTS)
@@ -293,4 +284,4 @@ def test_a_fanned_out_run_starts_one_ecs_task_per_part(
     # A parent that Prefect retries asks again with the same keys: no part gets a second task.
     again = start_parts()
     assert [r.run_id for r in again] == [str(run.id) for run in runs]
-    assert len(ecs.tasks[cluster]) == len(PARTS)
+    assert len(backend.tasks[cluster]) == len(PARTS)
